@@ -1,0 +1,25 @@
+"""jrnn: measure vanishing and exploding gradients in recurrent networks, exactly and fast.
+
+Pure-function RNN cells run with ``jax.lax.scan``; activations with their
+analytic properties; exact per-step Jacobians, spectra, gradient propagation,
+Lyapunov spectra and mean-field theory; optax training on long-memory tasks.
+"""
+
+from jrnn import activations, cells, initializers, models
+from jrnn.cells import Cell, stack
+from jrnn.unroll import Bidirectional, bidirectional, unroll
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Bidirectional",
+    "Cell",
+    "__version__",
+    "activations",
+    "bidirectional",
+    "cells",
+    "initializers",
+    "models",
+    "stack",
+    "unroll",
+]

@@ -1,0 +1,422 @@
+"""Activation functions with their analytic properties, and a registry.
+
+An :class:`Activation` is a frozen record holding the function, its derivative
+(closed form where one is known, else ``jax.grad``) and the numbers that decide
+how gradients flow through a recurrent step:
+
+.. math::
+
+   h_t = f(W_{hh} h_{t-1} + W_{xh} x_t + b_h), \\qquad
+   \\frac{\\partial h_t}{\\partial h_{t-1}} = \\mathrm{diag}(f'(a_t))\\, W_{hh},
+
+so ``grad_bound = sup |f'|`` bounds every step's Jacobian norm by
+``grad_bound * ||W_hh||`` (Pascanu, Mikolov & Bengio, 2013).
+
+Example::
+
+    >>> import jrnn
+    >>> act = jrnn.activations.get("tanh")
+    >>> float(act.derivative(0.0)), act.grad_bound, act.saturating
+    (1.0, 1.0, True)
+    >>> jrnn.activations.get("leaky_relu", negative_slope=0.1).grad_bound
+    1.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "Activation",
+    "get",
+    "names",
+    "register",
+    "register_family",
+    "unregister",
+    "saturation_tolerance",
+]
+
+Array = jax.Array
+inf = math.inf
+
+#: A unit counts as saturated where |f'(a)| < saturation_tolerance * grad_bound.
+saturation_tolerance = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class Activation:
+    """A scalar activation function and its analytic properties.
+
+    Attributes:
+      name: registry name, with parameters for parametric ones
+        (``"leaky_relu(negative_slope=0.1)"``).
+      fn: elementwise function ``f``.
+      derivative: elementwise ``f'`` (closed form where known, else ``jax.grad``).
+      grad_bound: ``sup_x |f'(x)|``; 1/4 for sigmoid, 1 for tanh and relu.
+      output_range: ``(lo, hi)`` of ``f``.
+      saturating: True when ``f'`` decays to zero for large ``|x|`` on both
+        sides (sigmoid, tanh, ...): the classical vanishing-gradient culprits.
+      dead_below: input below which ``f'`` is exactly zero forever (relu: 0.0),
+        else ``None``. Units stuck there are "dead".
+      saturation_threshold: ``|x|`` beyond which ``|f'(x)| < 1% * grad_bound``
+        for saturating activations (tanh: 2.99, sigmoid: 5.99), else ``None``.
+      params: the parameters the activation was built with, as sorted pairs.
+    """
+
+    name: str
+    fn: Callable[[Array], Array]
+    derivative: Callable[[Array], Array]
+    grad_bound: float
+    output_range: tuple[float, float] = (-inf, inf)
+    saturating: bool = False
+    dead_below: float | None = None
+    saturation_threshold: float | None = None
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def __call__(self, x: Array) -> Array:
+        return self.fn(x)
+
+
+# A registry entry builds an Activation from keyword parameters.
+_Factory = Callable[..., Activation]
+_REGISTRY: dict[str, _Factory] = {}
+_PARAMETRIC: dict[str, tuple[str, ...]] = {}
+
+
+def _elementwise_grad(fn: Callable[[Array], Array]) -> Callable[[Array], Array]:
+    """``f'`` by autodiff, for any array shape."""
+
+    def derivative(x):
+        x = jnp.asarray(x)
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            x = x.astype(jnp.result_type(float))
+        g = jax.grad(lambda s: fn(s))
+        return jnp.vectorize(g)(x)
+
+    return derivative
+
+
+def _numerical_grad_bound(derivative: Callable[[Array], Array]) -> float:
+    grid = np.linspace(-30.0, 30.0, 60_001, dtype=np.float32)
+    return float(jnp.max(jnp.abs(derivative(jnp.asarray(grid)))))
+
+
+def _check_name(name: str, overwrite: bool) -> None:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, got {name!r}.")
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(
+            f"activation {name!r} is already registered; pass overwrite=True to replace it."
+        )
+
+
+def register(
+    name: str,
+    fn: Callable[[Array], Array],
+    *,
+    derivative: Callable[[Array], Array] | None = None,
+    grad_bound: float | None = None,
+    output_range: tuple[float, float] = (-inf, inf),
+    saturating: bool = False,
+    dead_below: float | None = None,
+    saturation_threshold: float | None = None,
+    overwrite: bool = False,
+) -> Activation:
+    """Registers an elementwise activation under ``name`` and returns its record.
+
+    Args:
+      name: registry key.
+      fn: elementwise function.
+      derivative: closed-form ``f'``; default ``jax.grad(fn)`` elementwise.
+      grad_bound: ``sup |f'|``; default estimated on a dense grid over [-30, 30].
+      output_range, saturating, dead_below, saturation_threshold: see
+        :class:`Activation`.
+      overwrite: replace an existing entry instead of raising.
+
+    Example::
+
+        >>> import jax.numpy as jnp, jrnn
+        >>> act = jrnn.activations.register("cube_root", jnp.cbrt, grad_bound=jnp.inf)
+    """
+    _check_name(name, overwrite)
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}.")
+    deriv = derivative if derivative is not None else _elementwise_grad(fn)
+    bound = float(grad_bound) if grad_bound is not None else _numerical_grad_bound(deriv)
+    act = Activation(
+        name=name,
+        fn=fn,
+        derivative=deriv,
+        grad_bound=bound,
+        output_range=tuple(output_range),
+        saturating=bool(saturating),
+        dead_below=dead_below,
+        saturation_threshold=saturation_threshold,
+    )
+    _REGISTRY[name] = lambda: act
+    _PARAMETRIC[name] = ()
+    return act
+
+
+def register_family(
+    name: str, factory: _Factory, *, params: tuple[str, ...], overwrite: bool = False
+) -> None:
+    """Registers a parametric activation: ``factory(**params) -> Activation``.
+
+    Example::
+
+        >>> import jrnn
+        >>> def scaled_tanh(gain=1.0):
+        ...     return jrnn.activations.Activation(
+        ...         name=f"scaled_tanh(gain={gain})",
+        ...         fn=lambda x: gain * jnp.tanh(x),
+        ...         derivative=lambda x: gain * (1 - jnp.tanh(x) ** 2),
+        ...         grad_bound=abs(gain), output_range=(-abs(gain), abs(gain)),
+        ...         saturating=True)
+        >>> jrnn.activations.register_family("scaled_tanh", scaled_tanh, params=("gain",))
+    """
+    _check_name(name, overwrite)
+    _REGISTRY[name] = factory
+    _PARAMETRIC[name] = tuple(params)
+
+
+def unregister(name: str) -> None:
+    """Removes ``name`` from the registry (raises like :func:`get` if absent)."""
+    _lookup(name)
+    del _REGISTRY[name]
+    del _PARAMETRIC[name]
+
+
+def names() -> list[str]:
+    """All registered activation names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def _lookup(name: str) -> _Factory:
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(
+            f"activation must be a registered name, got {name!r}.{hint} "
+            f"Registered: {', '.join(names())}."
+        )
+    return _REGISTRY[name]
+
+
+def get(name: str | Activation | Callable[[Array], Array], **params: Any) -> Activation:
+    """Looks up an activation by name, building parametric ones from ``params``.
+
+    Args:
+      name: a registered name, an :class:`Activation` (returned as is) or a
+        plain callable (wrapped, properties estimated numerically).
+      **params: parameters of a parametric activation, e.g.
+        ``get("leaky_relu", negative_slope=0.1)``.
+
+    Raises:
+      ValueError: unknown name (with the nearest names and the full list), or a
+        parameter the activation does not take.
+    """
+    if isinstance(name, Activation):
+        if params:
+            raise ValueError(f"params must be empty when an Activation is given, got {params}.")
+        return name
+    if callable(name) and not isinstance(name, str):
+        fn = name
+        deriv = _elementwise_grad(fn)
+        return Activation(
+            name=getattr(fn, "__name__", "custom"),
+            fn=fn,
+            derivative=deriv,
+            grad_bound=_numerical_grad_bound(deriv),
+        )
+    factory = _lookup(name)
+    allowed = _PARAMETRIC[name]
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"params of activation {name!r} must be among {list(allowed)}, got {unknown}."
+        )
+    return factory(**params)
+
+
+# --------------------------------------------------------------------------- built-ins
+
+
+def _sat_threshold_sigmoid(tol: float) -> float:
+    # s(1-s) = tol / 4  =>  s = (1 + sqrt(1 - tol)) / 2
+    s = (1.0 + math.sqrt(1.0 - tol)) / 2.0
+    return math.log(s / (1.0 - s))
+
+
+_SQRT2 = math.sqrt(2.0)
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _register_builtins() -> None:
+    tol = saturation_tolerance
+    register("identity", lambda x: x, derivative=jnp.ones_like, grad_bound=1.0)
+    register(
+        "sigmoid",
+        jax.nn.sigmoid,
+        derivative=lambda x: jax.nn.sigmoid(x) * (1.0 - jax.nn.sigmoid(x)),
+        grad_bound=0.25,
+        output_range=(0.0, 1.0),
+        saturating=True,
+        saturation_threshold=_sat_threshold_sigmoid(tol),
+    )
+    register(
+        "hard_sigmoid",
+        jax.nn.hard_sigmoid,  # relu6(x + 3) / 6
+        derivative=lambda x: jnp.where(jnp.abs(x) < 3.0, 1.0 / 6.0, 0.0).astype(
+            jnp.result_type(x, float)
+        ),
+        grad_bound=1.0 / 6.0,
+        output_range=(0.0, 1.0),
+        saturating=True,
+        saturation_threshold=3.0,
+    )
+    register(
+        "tanh",
+        jnp.tanh,
+        derivative=lambda x: 1.0 - jnp.tanh(x) ** 2,
+        grad_bound=1.0,
+        output_range=(-1.0, 1.0),
+        saturating=True,
+        saturation_threshold=math.atanh(math.sqrt(1.0 - tol)),
+    )
+    register(
+        "hard_tanh",
+        lambda x: jnp.clip(x, -1.0, 1.0),
+        derivative=lambda x: jnp.where(jnp.abs(x) < 1.0, 1.0, 0.0).astype(
+            jnp.result_type(x, float)
+        ),
+        grad_bound=1.0,
+        output_range=(-1.0, 1.0),
+        saturating=True,
+        saturation_threshold=1.0,
+    )
+    register(
+        "relu",
+        jax.nn.relu,
+        derivative=lambda x: (x > 0).astype(jnp.result_type(x, float)),
+        grad_bound=1.0,
+        output_range=(0.0, inf),
+        dead_below=0.0,
+    )
+
+    def leaky_relu(negative_slope: float = 0.01) -> Activation:
+        a = float(negative_slope)
+        return Activation(
+            name="leaky_relu" if a == 0.01 else f"leaky_relu(negative_slope={a:g})",
+            fn=lambda x: jnp.where(x > 0, x, a * x),
+            derivative=lambda x: jnp.where(x > 0, 1.0, a).astype(jnp.result_type(x, float)),
+            grad_bound=max(1.0, abs(a)),
+            output_range=(-inf, inf) if a > 0 else (0.0, inf),
+            dead_below=0.0 if a == 0 else None,
+            params=(("negative_slope", a),),
+        )
+
+    register_family("leaky_relu", leaky_relu, params=("negative_slope",))
+
+    def elu(alpha: float = 1.0) -> Activation:
+        a = float(alpha)
+        return Activation(
+            name="elu" if a == 1.0 else f"elu(alpha={a:g})",
+            fn=lambda x: jnp.where(x > 0, x, a * jnp.expm1(jnp.minimum(x, 0.0))),
+            derivative=lambda x: jnp.where(x > 0, 1.0, a * jnp.exp(jnp.minimum(x, 0.0))),
+            grad_bound=max(1.0, abs(a)),
+            output_range=(-abs(a), inf),
+            params=(("alpha", a),),
+        )
+
+    register_family("elu", elu, params=("alpha",))
+    register(
+        "selu",
+        jax.nn.selu,
+        derivative=lambda x: _SELU_SCALE
+        * jnp.where(x > 0, 1.0, _SELU_ALPHA * jnp.exp(jnp.minimum(x, 0.0))),
+        grad_bound=_SELU_SCALE * _SELU_ALPHA,  # the left limit at 0
+        output_range=(-_SELU_SCALE * _SELU_ALPHA, inf),
+    )
+
+    def gelu(approximate: bool = False) -> Activation:
+        if approximate:
+            fn = lambda x: jax.nn.gelu(x, approximate=True)
+            deriv = _elementwise_grad(fn)
+            bound = 1.128993068655481  # sup on a 1e-5 grid, checked in tests
+        else:
+            fn = lambda x: jax.nn.gelu(x, approximate=False)
+            # d/dx [x Phi(x)] = Phi(x) + x phi(x); maximal at x = sqrt(2).
+            deriv = lambda x: 0.5 * (1.0 + jax.scipy.special.erf(x / _SQRT2)) + x * jnp.exp(
+                -0.5 * x * x
+            ) / math.sqrt(2.0 * math.pi)
+            bound = 0.5 * (1.0 + math.erf(1.0)) + _SQRT2 * math.exp(-1.0) / math.sqrt(
+                2.0 * math.pi
+            )
+        return Activation(
+            name="gelu" if not approximate else "gelu(approximate=True)",
+            fn=fn,
+            derivative=deriv,
+            grad_bound=bound,
+            output_range=(-0.17, inf),
+            params=(("approximate", bool(approximate)),),
+        )
+
+    register_family("gelu", gelu, params=("approximate",))
+
+    def _silu_grad(x):
+        s = jax.nn.sigmoid(x)
+        return s * (1.0 + x * (1.0 - s))
+
+    register(
+        "silu",
+        jax.nn.silu,
+        derivative=_silu_grad,
+        grad_bound=1.0998393201285286,  # at x = 2.3994 (numerical sup, checked in tests)
+        output_range=(-0.2785, inf),
+    )
+    register(
+        "softplus",
+        jax.nn.softplus,
+        derivative=jax.nn.sigmoid,
+        grad_bound=1.0,
+        output_range=(0.0, inf),
+    )
+    register(
+        "softsign",
+        jax.nn.soft_sign,
+        derivative=lambda x: 1.0 / (1.0 + jnp.abs(x)) ** 2,
+        grad_bound=1.0,
+        output_range=(-1.0, 1.0),
+        saturating=True,
+        saturation_threshold=1.0 / math.sqrt(tol) - 1.0,
+    )
+
+    def _mish(x):
+        return x * jnp.tanh(jax.nn.softplus(x))
+
+    def _mish_grad(x):
+        t = jnp.tanh(jax.nn.softplus(x))
+        return t + x * (1.0 - t * t) * jax.nn.sigmoid(x)
+
+    register(
+        "mish",
+        _mish,
+        derivative=_mish_grad,
+        grad_bound=1.0884981612515676,  # at x = 1.4906, checked in tests
+        output_range=(-0.3089, inf),
+    )
+    register("sin", jnp.sin, derivative=jnp.cos, grad_bound=1.0, output_range=(-1.0, 1.0))
+
+
+_register_builtins()
+BUILTINS: tuple[str, ...] = tuple(names())

@@ -1,0 +1,98 @@
+"""GRU (Cho et al. 2014) in the PyTorch / cuDNN / Flax form, gates (r, z, n).
+
+.. math::
+
+   r = \\sigma(u_r + W_{hr} h + b_{hr}), \\quad z = \\sigma(u_z + W_{hz} h + b_{hz})
+
+   \\tilde n = \\tanh(u_n + r \\odot (W_{hn} h + b_{hn})), \\quad
+   h' = (1 - z) \\odot \\tilde n + z \\odot h
+
+with ``u = W_xh x + b_xh``; ``W_xh (3n, d)``, ``W_hh (3n, n)``, ``b_xh, b_hh (3n,)``.
+The ``z * h`` path gives ``d h'/d h`` a ``diag(z)`` term: an open update gate
+carries the gradient unchanged.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jrnn import initializers as inits
+from jrnn.cells.base import Cell, check_positive_int
+
+__all__ = ["gru"]
+
+
+def gru(
+    hidden_size: int,
+    *,
+    input_init=None,
+    recurrent_init=None,
+    bias_init=inits.zeros,
+) -> Cell:
+    """GRU cell computing exactly PyTorch's ``nn.GRU`` step for the same weights.
+
+    Example::
+
+        >>> import jax, jrnn
+        >>> params = jrnn.cells.gru(8).init(jax.random.key(0), 3)
+        >>> [params[k].shape for k in ("W_xh", "W_hh", "b_xh", "b_hh")]
+        [(24, 3), (24, 8), (24,), (24,)]
+    """
+    n = check_positive_int(hidden_size, "hidden_size")
+    input_init = input_init or inits.glorot_uniform()
+    orth = inits.orthogonal()
+    recurrent_init = recurrent_init or (
+        lambda key, shape, dtype=jnp.float32: jnp.concatenate(
+            [orth(k, (shape[0] // 3, shape[1]), dtype) for k in jax.random.split(key, 3)]
+        )
+    )
+
+    def init(key, input_size):
+        d = check_positive_int(input_size, "input_size")
+        k_x, k_h, k_bx, k_bh = jax.random.split(key, 4)
+        return {
+            "W_xh": input_init(k_x, (3 * n, d)),
+            "W_hh": recurrent_init(k_h, (3 * n, n)),
+            "b_xh": bias_init(k_bx, (3 * n,)),
+            "b_hh": bias_init(k_bh, (3 * n,)),
+        }
+
+    def initial_carry(params):
+        return jnp.zeros((n,), params["W_hh"].dtype)
+
+    def input_map(params, x):
+        return params["W_xh"] @ x + params["b_xh"]
+
+    def _gates(params, h, u):
+        hh = params["W_hh"] @ h + params["b_hh"]
+        r = jax.nn.sigmoid(u[:n] + hh[:n])
+        z = jax.nn.sigmoid(u[n : 2 * n] + hh[n : 2 * n])
+        cand = jnp.tanh(u[2 * n :] + r * hh[2 * n :])
+        return r, z, cand, hh[2 * n :]
+
+    def recur(params, h, u):
+        r, z, cand, _ = _gates(params, h, u)
+        h_new = (1.0 - z) * cand + z * h
+        return h_new, h_new
+
+    def jacobian(params, h, u):
+        r, z, cand, hh_n = _gates(params, h, u)
+        W = params["W_hh"]
+        W_r, W_z, W_n = W[:n], W[n : 2 * n], W[2 * n :]
+        dr = (r * (1 - r))[:, None] * W_r
+        dz = (z * (1 - z))[:, None] * W_z
+        dn = (1 - cand * cand)[:, None] * (hh_n[:, None] * dr + r[:, None] * W_n)
+        return (1 - z)[:, None] * dn + (h - cand)[:, None] * dz + jnp.diag(z)
+
+    return Cell(
+        name="gru",
+        hidden_size=n,
+        state_size=n,
+        init=init,
+        initial_carry=initial_carry,
+        input_map=input_map,
+        recur=recur,
+        input_size=lambda params: params["W_xh"].shape[1],
+        jacobian=jacobian,
+    )

@@ -1,0 +1,142 @@
+"""Weight initialisers: ``init(key, shape, dtype=float32) -> array``.
+
+Weights are stored ``(out, in)``, so the fan-in of a matrix is ``shape[-1]``.
+Every cell factory takes its input and recurrent initialisers as arguments.
+
+Example::
+
+    >>> import jax, jrnn
+    >>> W = jrnn.initializers.orthogonal(gain=1.5)(jax.random.key(0), (4, 4))
+    >>> bool(jax.numpy.allclose(W @ W.T, 2.25 * jax.numpy.eye(4), atol=1e-5))
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "Initializer",
+    "constant",
+    "critical",
+    "glorot_uniform",
+    "identity",
+    "orthogonal",
+    "scaled_normal",
+    "uniform_pytorch",
+    "uniform",
+    "zeros",
+]
+
+Initializer = Callable[..., jax.Array]
+
+
+def _shape(shape) -> tuple[int, ...]:
+    shape = tuple(int(s) for s in shape)
+    if any(s < 0 for s in shape):
+        raise ValueError(f"shape must have non-negative sizes, got {shape}.")
+    return shape
+
+
+def zeros(key, shape, dtype=jnp.float32):
+    """All zeros."""
+    del key
+    return jnp.zeros(_shape(shape), dtype)
+
+
+def constant(value: float) -> Initializer:
+    """All entries equal to ``value``."""
+
+    def init(key, shape, dtype=jnp.float32):
+        del key
+        return jnp.full(_shape(shape), value, dtype)
+
+    return init
+
+
+def orthogonal(gain: float = 1.0) -> Initializer:
+    """``gain * Q`` with ``Q`` Haar-orthogonal (Saxe et al. 2014).
+
+    For square ``W`` every singular value equals ``|gain|``, so a linear RNN
+    with this ``W_hh`` has every Lyapunov exponent equal to ``log|gain|``.
+    """
+    base = jax.nn.initializers.orthogonal(scale=gain, column_axis=-1)
+
+    def init(key, shape, dtype=jnp.float32):
+        return base(key, _shape(shape), dtype)
+
+    return init
+
+
+def identity(scale: float = 1.0) -> Initializer:
+    """``scale * I`` (IRNN, Le, Jaitly & Hinton 2015); rectangular shapes get ``eye``."""
+
+    def init(key, shape, dtype=jnp.float32):
+        del key
+        shape = _shape(shape)
+        if len(shape) == 1:
+            return jnp.full(shape, scale, dtype)
+        if len(shape) != 2:
+            raise ValueError(f"shape must be 1-D or 2-D for identity, got {shape}.")
+        return scale * jnp.eye(shape[0], shape[1], dtype=dtype)
+
+    return init
+
+
+def scaled_normal(gain: float = 1.0) -> Initializer:
+    """``N(0, gain^2 / fan_in)``: the random-network ensemble of mean-field theory.
+
+    With ``gain = sigma_w`` a recurrent matrix drawn this way is the ``W`` of
+    :func:`jrnn.theory.mean_field`; ``gain = 1`` is LeCun normal.
+    """
+
+    def init(key, shape, dtype=jnp.float32):
+        shape = _shape(shape)
+        fan_in = shape[-1] if len(shape) >= 2 else 1
+        return (gain / math.sqrt(max(fan_in, 1))) * jax.random.normal(key, shape, dtype)
+
+    return init
+
+
+def uniform(low: float, high: float) -> Initializer:
+    """``U[low, high)``."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, _shape(shape), dtype, minval=low, maxval=high)
+
+    return init
+
+
+def uniform_pytorch(hidden_size: int) -> Initializer:
+    """PyTorch's RNN default: ``U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))``."""
+    bound = 1.0 / math.sqrt(hidden_size)
+    return uniform(-bound, bound)
+
+
+def glorot_uniform(gain: float = 1.0) -> Initializer:
+    """Glorot/Xavier uniform (Keras' default kernel initialiser), fan-in = ``shape[-1]``."""
+
+    def init(key, shape, dtype=jnp.float32):
+        shape = _shape(shape)
+        fan_out, fan_in = (shape[0], shape[-1]) if len(shape) >= 2 else (shape[0], shape[0])
+        limit = gain * math.sqrt(6.0 / (fan_in + fan_out))
+        return jax.random.uniform(key, shape, dtype, minval=-limit, maxval=limit)
+
+    return init
+
+
+def critical(activation, sigma_b: float = 0.0) -> Initializer:
+    """``N(0, g*^2 / fan_in)`` at the mean-field critical gain ``g*`` of ``activation``.
+
+    ``g*`` solves ``chi(g) = g^2 E[f'(sqrt(q*) z)^2] = 1`` (Poole et al. 2016;
+    see :func:`jrnn.theory.critical_gain`): the edge of chaos, where a random
+    network neither forgets nor amplifies perturbations exponentially.
+    """
+    from jrnn import theory  # theory depends on activations only
+
+    gain = float(theory.critical_gain(activation, sigma_b=sigma_b))
+    return scaled_normal(gain)
