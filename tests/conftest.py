@@ -1,12 +1,8 @@
 """Test configuration: float64 available, silent rank promotion is an error,
 and hypothesis runs a deterministic, small profile (every new shape recompiles)."""
 
-import os
-
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
-
-import jax  # noqa: E402
-from hypothesis import HealthCheck, settings  # noqa: E402
+import jax
+from hypothesis import HealthCheck, settings
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
