@@ -9,6 +9,15 @@ Variable-length batches freeze each carry past its sequence's end and zero the
 outputs there; ``reverse`` runs from the last valid step backwards; ``remat``
 checkpoints every ``k`` steps so a backward pass stores ``T/k`` carries plus
 one chunk of intermediates instead of all ``T`` steps'.
+
+Two faster paths compute the same function:
+
+* cells with ``linear_coeffs`` (``min_gru``, ``min_lstm``, ``lru``), whose
+  recurrence is ``s_t = a_t * s_{t-1} + b_t`` elementwise, are run with
+  ``jax.lax.associative_scan`` (``parallel``, on by default): ``O(log T)``
+  depth instead of ``T`` sequential steps;
+* elman / irnn / residual / lstm / gru can use the fused training path of
+  :mod:`jrnn.fast` (``fused=True``): a hand-written batched backward pass.
 """
 
 from __future__ import annotations
@@ -20,9 +29,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jrnn import fast
 from jrnn.cells.base import Cell
 
-__all__ = ["Bidirectional", "bidirectional", "check_inputs", "unroll"]
+__all__ = ["Bidirectional", "bidirectional", "check_inputs", "match_carry_dtype", "unroll"]
 
 
 def _shape_str(shape) -> str:
@@ -91,6 +101,16 @@ def check_inputs(cell: Cell, params, xs, carry=None, lengths=None) -> tuple[int 
     return batch, T
 
 
+def match_carry_dtype(cell: Cell, params, carry, u):
+    """Casts ``carry`` to the dtypes ``cell.recur`` returns for input ``u``.
+
+    A float32 zero carry fed float64 inputs (or params) would change dtype after
+    one step, which ``lax.scan`` rejects; this promotes it up front.
+    """
+    out = jax.eval_shape(lambda c, v: cell.recur(params, c, v)[0], carry, u)
+    return jax.tree_util.tree_map(lambda c, o: jnp.asarray(c, o.dtype), carry, out)
+
+
 def _remat_chunk(remat: bool | int, T: int) -> int:
     if remat is False or remat is None:
         return 0
@@ -105,6 +125,7 @@ def _scan_one(cell, params, xs, carry, length, reverse, unroll, chunk):
     """One sequence: xs (T, d) -> (final carry, hs (T, n))."""
     T = xs.shape[0]
     us = jax.vmap(lambda x: cell.input_map(params, x))(xs)
+    carry = match_carry_dtype(cell, params, carry, jax.ShapeDtypeStruct(us.shape[1:], us.dtype))
     ts = jnp.arange(T)
     masked = length is not None or chunk
     if chunk:
@@ -140,6 +161,57 @@ def _scan_one(cell, params, xs, carry, length, reverse, unroll, chunk):
     return carry, hs
 
 
+def _combine(left, right):
+    """Composition of affine maps ``s -> a s + b``: ``right`` after ``left``."""
+    a_l, b_l = left
+    a_r, b_r = right
+    return a_r * a_l, a_r * b_l + b_r
+
+
+def _parallel_one(cell, params, xs, carry, length, reverse):
+    """One sequence through ``jax.lax.associative_scan``: xs (T, d) -> (carry, hs).
+
+    The states are ``s_t = a_t * s_{t-1} + b_t`` with ``(a, b) = linear_coeffs``;
+    the initial carry is folded into the first step's ``b`` and steps past
+    ``length`` get ``a = 1, b = 0`` (the carry freezes). Complex ``(a, b)``
+    (the LRU) act on the complex state ``s[:N] + i s[N:]`` of a real carry
+    ``[Re s; Im s]``. The outputs come from ``cell.recur`` applied at every step
+    to the scanned previous state, vectorised over time.
+    """
+    T = xs.shape[0]
+    a, b = cell.linear_coeffs(params, xs)
+    leaves, treedef = jax.tree_util.tree_flatten(carry)
+    if len(leaves) != 1:
+        raise ValueError(
+            f"parallel=True needs a cell whose carry is one array, got {len(leaves)} leaves."
+        )
+    s0 = leaves[0]
+    cplx = jnp.iscomplexobj(a)
+    if cplx:
+        N = a.shape[-1]
+        s0 = jax.lax.complex(s0[:N], s0[N:])
+    if length is not None:
+        keep = (jnp.arange(T) < length)[:, None]
+        a = jnp.where(keep, a, jnp.ones_like(a))
+        b = jnp.where(keep, b, jnp.zeros_like(b))
+    first = T - 1 if reverse else 0
+    b = b.at[first].add(a[first] * s0)
+    _, states = jax.lax.associative_scan(_combine, (a, b), reverse=reverse)
+    if cplx:
+        states = jnp.concatenate([jnp.real(states), jnp.imag(states)], axis=-1)
+        s0 = leaves[0]
+    if reverse:
+        prev = jnp.concatenate([states[1:], s0[None]], axis=0)
+    else:
+        prev = jnp.concatenate([s0[None], states[:-1]], axis=0)
+    us = jax.vmap(lambda x: cell.input_map(params, x))(xs)
+    _, hs = jax.vmap(lambda s, u: cell.recur(params, treedef.unflatten([s]), u))(prev, us)
+    if length is not None:
+        hs = jnp.where((jnp.arange(T) < length)[:, None], hs, jnp.zeros_like(hs))
+    final = states[0] if reverse else states[-1]
+    return treedef.unflatten([final]), hs
+
+
 def unroll(
     cell: Cell,
     params: Any,
@@ -150,6 +222,8 @@ def unroll(
     reverse: bool = False,
     unroll: int = 1,
     remat: bool | int = False,
+    parallel: bool | None = None,
+    fused: bool = False,
 ) -> tuple[Any, jax.Array]:
     """Runs ``cell`` over ``xs`` and returns ``(final_carry, hs)``.
 
@@ -165,6 +239,15 @@ def unroll(
       unroll: steps unrolled per scan iteration (``lax.scan(unroll=...)``).
       remat: ``True`` checkpoints every ``round(sqrt(T))`` steps, an int ``k``
         every ``k`` steps; gradients are unchanged, peak memory drops.
+      parallel: run a cell with ``linear_coeffs`` through
+        ``jax.lax.associative_scan``. ``None`` (default): whenever the cell has
+        ``linear_coeffs`` and ``remat`` is off; ``False``: the sequential scan
+        (the reference); ``True``: require it. ``carry``, ``lengths`` and
+        ``reverse`` are supported; ``unroll`` is ignored.
+      fused: use the fused training path of :mod:`jrnn.fast` (elman, irnn,
+        residual, lstm, gru; not with ``remat``): same values and gradients,
+        a hand-written backward pass with one large matmul per weight. It
+        supports reverse-mode autodiff only (no ``jax.jvp`` / ``jacfwd``).
 
     Returns:
       ``final_carry`` and ``hs`` of shape ``(T, n)`` or ``(B, T, n)``.
@@ -181,11 +264,33 @@ def unroll(
     """
     batch, T = check_inputs(cell, params, xs, carry, lengths)
     chunk = _remat_chunk(remat, T)
+    if parallel not in (None, True, False):
+        raise ValueError(f"parallel must be None, True or False, got {parallel!r}.")
+    if parallel and cell.linear_coeffs is None:
+        raise ValueError(
+            f"parallel=True needs a cell with linear_coeffs (min_gru, min_lstm, lru), "
+            f"got {cell.describe()}."
+        )
+    if parallel and chunk:
+        raise ValueError("parallel=True does not combine with remat; pass remat=False.")
+    use_parallel = cell.linear_coeffs is not None and parallel is not False and not chunk
+    if fused:
+        if chunk:
+            raise ValueError("fused=True does not combine with remat; pass remat=False.")
+        if not fast.supports(cell):
+            raise ValueError(
+                f"fused=True supports the cells {fast.FUSED_CELLS}, got {cell.describe()}."
+            )
+        return fast.fused_unroll(
+            cell, params, xs, carry=carry, lengths=lengths, reverse=reverse, unroll=unroll
+        )
     xs = jnp.asarray(xs)
     lengths = None if lengths is None else jnp.asarray(lengths)
 
     def one(x, c, length):
         c = cell.initial_carry(params) if c is None else c
+        if use_parallel:
+            return _parallel_one(cell, params, x, c, length, reverse)
         return _scan_one(cell, params, x, c, length, reverse, unroll, chunk)
 
     if batch is None:
