@@ -99,7 +99,7 @@ def init_params(cell: jrnn.Cell, key: jax.Array, gain):
     return params
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def critical_gain(activation: str) -> float:
     """``g*`` with ``chi(g*) = 1`` (no bias); inf where no finite gain reaches it."""
     g = float(jrnn.theory.critical_gain(activation))
@@ -270,7 +270,7 @@ def plot_propagation(init_results: dict, out: str, T: int) -> str:
     cmap = plt.get_cmap("tab20")
     for ax, init in zip(axes, inits):
         i = 0
-        for name, r in init_results.items():
+        for r in init_results.values():
             if r["init"] != init and not (init == "standard" and r["family"] != "elman"):
                 continue
             lag = np.asarray(r["lag"])
@@ -489,7 +489,7 @@ def main(argv=None) -> dict:
         ))
         for i, (init, gain) in enumerate(inits.items()):
             name = config_name(family, act, init)
-            raw = jax.tree_util.tree_map(lambda a: a[i], raw_all)
+            raw = jax.tree_util.tree_map(lambda a, i=i: a[i], raw_all)
             r = summarise_init(raw, cfg)
             r.update(family=family, activation=act, init=init, cell=cell.describe())
             if family == "elman":

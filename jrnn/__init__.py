@@ -5,7 +5,20 @@ analytic properties; exact per-step Jacobians, spectra, gradient propagation,
 Lyapunov spectra and mean-field theory; optax training on long-memory tasks.
 """
 
-from jrnn import activations, cells, initializers, models
+from jrnn import (
+    activations,
+    cells,
+    checkpoint,
+    diagnostics,
+    initializers,
+    interop,
+    models,
+    nnx,
+    parallel,
+    tasks,
+    theory,
+    train,
+)
 from jrnn.cells import Cell, stack
 from jrnn.unroll import Bidirectional, bidirectional, unroll
 
@@ -18,8 +31,16 @@ __all__ = [
     "activations",
     "bidirectional",
     "cells",
+    "checkpoint",
+    "diagnostics",
     "initializers",
+    "interop",
     "models",
+    "nnx",
+    "parallel",
     "stack",
+    "tasks",
+    "theory",
+    "train",
     "unroll",
 ]

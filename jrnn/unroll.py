@@ -13,9 +13,9 @@ one chunk of intermediates instead of all ``T`` steps'.
 Two faster paths compute the same function:
 
 * cells with ``linear_coeffs`` (``min_gru``, ``min_lstm``, ``lru``), whose
-  recurrence is ``s_t = a_t * s_{t-1} + b_t`` elementwise, are run with
-  ``jax.lax.associative_scan`` (``parallel``, on by default): ``O(log T)``
-  depth instead of ``T`` sequential steps;
+  recurrence is ``s_t = a_t * s_{t-1} + b_t`` elementwise, can be run with
+  ``jax.lax.associative_scan`` (``parallel``; by default on accelerators):
+  ``O(log T)`` depth instead of ``T`` sequential steps;
 * elman / irnn / residual / lstm / gru can use the fused training path of
   :mod:`jrnn.fast` (``fused=True``): a hand-written batched backward pass.
 """
@@ -124,8 +124,12 @@ def _remat_chunk(remat: bool | int, T: int) -> int:
 def _scan_one(cell, params, xs, carry, length, reverse, unroll, chunk):
     """One sequence: xs (T, d) -> (final carry, hs (T, n))."""
     T = xs.shape[0]
-    us = jax.vmap(lambda x: cell.input_map(params, x))(xs)
-    carry = match_carry_dtype(cell, params, carry, jax.ShapeDtypeStruct(us.shape[1:], us.dtype))
+    input_map = jax.vmap(lambda x: cell.input_map(params, x))
+    # With remat the input projection is recomputed inside each checkpointed
+    # chunk, so the backward pass does not keep the (T, G) projections either.
+    us = xs if chunk else input_map(xs)
+    u_struct = jax.eval_shape(lambda x: cell.input_map(params, x), xs[0])
+    carry = match_carry_dtype(cell, params, carry, u_struct)
     ts = jnp.arange(T)
     masked = length is not None or chunk
     if chunk:
@@ -152,7 +156,8 @@ def _scan_one(cell, params, xs, carry, length, reverse, unroll, chunk):
 
     @jax.checkpoint
     def run_chunk(c, inp):
-        return jax.lax.scan(body, c, inp, reverse=reverse, unroll=unroll)
+        x_chunk, t_chunk = inp
+        return jax.lax.scan(body, c, (input_map(x_chunk), t_chunk), reverse=reverse, unroll=unroll)
 
     us = us.reshape((n_chunks, chunk) + us.shape[1:])
     ts = ts.reshape(n_chunks, chunk)
@@ -185,11 +190,15 @@ def _parallel_one(cell, params, xs, carry, length, reverse):
         raise ValueError(
             f"parallel=True needs a cell whose carry is one array, got {len(leaves)} leaves."
         )
-    s0 = leaves[0]
+    dtype = jnp.result_type(a, b, leaves[0])
+    a, b = a.astype(dtype), b.astype(dtype)
+    s0_real = leaves[0].astype(jnp.finfo(dtype).dtype)  # the real dtype of `dtype`
     cplx = jnp.iscomplexobj(a)
     if cplx:
         N = a.shape[-1]
-        s0 = jax.lax.complex(s0[:N], s0[N:])
+        s0 = jax.lax.complex(s0_real[:N], s0_real[N:])
+    else:
+        s0 = s0_real
     if length is not None:
         keep = (jnp.arange(T) < length)[:, None]
         a = jnp.where(keep, a, jnp.ones_like(a))
@@ -199,11 +208,10 @@ def _parallel_one(cell, params, xs, carry, length, reverse):
     _, states = jax.lax.associative_scan(_combine, (a, b), reverse=reverse)
     if cplx:
         states = jnp.concatenate([jnp.real(states), jnp.imag(states)], axis=-1)
-        s0 = leaves[0]
     if reverse:
-        prev = jnp.concatenate([states[1:], s0[None]], axis=0)
+        prev = jnp.concatenate([states[1:], s0_real[None]], axis=0)
     else:
-        prev = jnp.concatenate([s0[None], states[:-1]], axis=0)
+        prev = jnp.concatenate([s0_real[None], states[:-1]], axis=0)
     us = jax.vmap(lambda x: cell.input_map(params, x))(xs)
     _, hs = jax.vmap(lambda s, u: cell.recur(params, treedef.unflatten([s]), u))(prev, us)
     if length is not None:
@@ -241,9 +249,10 @@ def unroll(
         every ``k`` steps; gradients are unchanged, peak memory drops.
       parallel: run a cell with ``linear_coeffs`` through
         ``jax.lax.associative_scan``. ``None`` (default): whenever the cell has
-        ``linear_coeffs`` and ``remat`` is off; ``False``: the sequential scan
-        (the reference); ``True``: require it. ``carry``, ``lengths`` and
-        ``reverse`` are supported; ``unroll`` is ignored.
+        ``linear_coeffs``, ``remat`` is off and the default backend is not the
+        CPU (where the sequential scan measured faster); ``False``: the
+        sequential scan (the reference); ``True``: require it. ``carry``,
+        ``lengths`` and ``reverse`` are supported; ``unroll`` is ignored.
       fused: use the fused training path of :mod:`jrnn.fast` (elman, irnn,
         residual, lstm, gru; not with ``remat``): same values and gradients,
         a hand-written backward pass with one large matmul per weight. It
@@ -273,7 +282,12 @@ def unroll(
         )
     if parallel and chunk:
         raise ValueError("parallel=True does not combine with remat; pass remat=False.")
-    use_parallel = cell.linear_coeffs is not None and parallel is not False and not chunk
+    if parallel is None:
+        # Auto: the associative scan wins on accelerators; on a CPU it did ~2x
+        # the work of the sequential scan with no parallel hardware to spend it
+        # on, and measured 1.5-2.5x slower (BENCHMARKS.md).
+        parallel = cell.linear_coeffs is not None and not chunk and jax.default_backend() != "cpu"
+    use_parallel = parallel
     if fused:
         if chunk:
             raise ValueError("fused=True does not combine with remat; pass remat=False.")

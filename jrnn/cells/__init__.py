@@ -4,6 +4,7 @@ from jrnn.cells.base import Cell, flatten_carry
 from jrnn.cells.elman import elman, irnn, residual
 from jrnn.cells.gru import gru
 from jrnn.cells.indrnn import indrnn
+from jrnn.cells.linear import lru, min_gru, min_lstm
 from jrnn.cells.lstm import lstm
 from jrnn.cells.stack import stack
 
@@ -14,7 +15,10 @@ __all__ = [
     "gru",
     "indrnn",
     "irnn",
+    "lru",
     "lstm",
+    "min_gru",
+    "min_lstm",
     "residual",
     "stack",
 ]
