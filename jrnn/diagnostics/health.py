@@ -1,0 +1,188 @@
+"""Unit health (dead and saturated units) and the Pascanu norm bound.
+
+The seed article's two failure modes, measured directly: ReLU units that never
+fire (their gradient is exactly zero forever) and saturating units (sigmoid,
+tanh) whose derivative is nearly zero, which starves
+``J_t = diag(f'(a_t)) W_hh`` of gain.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jrnn.cells.base import Cell
+from jrnn.diagnostics import jacobians as _jac
+
+__all__ = ["PascanuBound", "UnitHealth", "pascanu_bound", "unit_health"]
+
+
+class UnitHealth(NamedTuple):
+    """Result of :func:`unit_health` (pooled over all steps and sequences).
+
+    Fields:
+      dead_fraction: ``()`` fraction of units dead (0 when not applicable).
+      saturated_fraction: ``()`` fraction of unit-steps saturated.
+      dead: ``(n,)`` bool, unit ``i`` dead on every step of every sequence.
+      saturated: ``(n,)`` per-unit fraction of steps saturated.
+      dead_applicable: ``()`` bool, the activation has a ``dead_below``.
+      saturation_applicable: ``()`` bool, the activation is saturating.
+    """
+
+    dead_fraction: jax.Array  # ()
+    saturated_fraction: jax.Array  # ()
+    dead: jax.Array  # (n,) bool
+    saturated: jax.Array  # (n,)
+    dead_applicable: jax.Array  # () bool
+    saturation_applicable: jax.Array  # () bool
+
+
+def _require_activation(cell: Cell, needs: str, what: str) -> None:
+    if cell.activation is None or getattr(cell, needs) is None:
+        raise ValueError(
+            f"{what} needs a cell with one elementwise activation and a {needs} "
+            f"(elman, irnn, residual, indrnn), got {cell.describe()}. Gated cells (lstm, "
+            f"gru) and stacks have no single activation; apply it to a layer instead, "
+            f"e.g. to stack layer l with the inputs that layer sees."
+        )
+
+
+def unit_health(cell: Cell, params, xs: jax.Array, *, carry=None) -> UnitHealth:
+    """Dead-unit and saturation statistics of the cell's activation over ``xs``.
+
+    With pre-activations ``a_{t,i}`` (``cell.preactivation``) over every step
+    ``t`` of every sequence ``b``:
+
+    .. math::
+
+       \\mathrm{dead}_i = \\bigwedge_{b,t}\\, [a_{b,t,i} \\le a_{\\mathrm{dead}}],
+       \\qquad
+       \\mathrm{saturated}_i = \\frac{1}{BT} \\sum_{b,t}\\,
+       [\\,|a_{b,t,i}| > a_{\\mathrm{sat}}\\,]
+
+    where ``a_dead = activation.dead_below`` (ReLU family: 0; a unit there
+    outputs a constant and passes no gradient) and ``a_sat =
+    activation.saturation_threshold`` (beyond it ``|f'| < 1% sup |f'|``; tanh
+    2.99, sigmoid 5.99). Statistics that do not apply to the activation are
+    0 with the ``*_applicable`` flag False. (Glorot & Bengio 2010 on
+    saturation; Lu et al. 2020 on dying ReLU.)
+
+    Args:
+      cell: a cell with ``activation`` and ``preactivation`` (elman, irnn,
+        residual, indrnn); gated cells and stacks raise ``ValueError``.
+      params, xs, carry: as in :func:`step_jacobians`.
+
+    Returns:
+      :class:`UnitHealth`, pooled over the batch.
+
+    Example::
+
+        >>> import jax, jax.numpy as jnp, jrnn
+        >>> cell = jrnn.cells.elman(8, "relu")
+        >>> params = cell.init(jax.random.key(0), 1)
+        >>> h = jrnn.diagnostics.unit_health(cell, params, -jnp.ones((50, 1)))
+        >>> h.dead.shape, bool(h.saturation_applicable)
+        ((8,), False)
+    """
+    _require_activation(cell, "preactivation", "unit_health")
+    batch = _jac.prepare(cell, params, xs, carry)
+    act = cell.activation
+
+    def one(x, c):
+        us, prev, _ = _jac.carries(cell, params, x, c)
+        return jax.vmap(lambda h, u: cell.preactivation(params, h, u))(prev, us)
+
+    a = _jac.map_sequences(one, batch, jnp.asarray(xs), carry)
+    a = a.reshape((-1, a.shape[-1]))  # (B*T, n)
+    n = a.shape[-1]
+    dead_ok = act.dead_below is not None
+    sat_ok = bool(act.saturating and act.saturation_threshold is not None)
+    if dead_ok:
+        dead = jnp.all(a <= act.dead_below, axis=0)
+    else:
+        dead = jnp.zeros((n,), bool)
+    if sat_ok:
+        saturated = jnp.mean(jnp.abs(a) > act.saturation_threshold, axis=0).astype(a.dtype)
+    else:
+        saturated = jnp.zeros((n,), a.dtype)
+    return UnitHealth(
+        dead_fraction=jnp.mean(dead).astype(a.dtype),
+        saturated_fraction=jnp.mean(saturated),
+        dead=dead,
+        saturated=saturated,
+        dead_applicable=jnp.asarray(dead_ok),
+        saturation_applicable=jnp.asarray(sat_ok),
+    )
+
+
+class PascanuBound(NamedTuple):
+    """Result of :func:`pascanu_bound`.
+
+    Fields:
+      bound: ``()`` upper bound on every ``||J_t||_2``.
+      grad_bound: ``()`` ``sup |f'|`` of the activation.
+      sigma_max: ``()`` largest singular value of ``W_hh``.
+      branch_bound: ``()`` ``alpha * grad_bound * sigma_max`` for residual cells
+        (the residual branch alone), else equal to ``bound``.
+      must_vanish: ``()`` bool, ``bound < 1``.
+    """
+
+    bound: jax.Array
+    grad_bound: jax.Array
+    sigma_max: jax.Array
+    branch_bound: jax.Array
+    must_vanish: jax.Array
+
+    @property
+    def verdict(self) -> str:
+        """``"must vanish"`` when ``bound < 1``, else ``"may explode or vanish"``."""
+        return "must vanish" if bool(self.must_vanish) else "may explode or vanish"
+
+
+def pascanu_bound(cell: Cell, params) -> PascanuBound:
+    """Pascanu, Mikolov & Bengio (2013)'s sufficient condition for vanishing gradients.
+
+    .. math::
+
+       \\|J_t\\|_2 = \\|\\mathrm{diag}(f'(a_t)) W_{hh}\\|_2
+       \\le \\gamma\\, \\sigma_{\\max}(W_{hh}), \\qquad \\gamma = \\sup |f'|,
+
+    so if ``gamma sigma_max < 1`` every ``||d s_T / d s_t|| <= (gamma
+    sigma_max)^{T-t}`` vanishes ("must vanish"); otherwise nothing is
+    guaranteed ("may explode or vanish"). For a residual cell
+    ``J_t = I + alpha diag(f') W_hh``, the bound is ``1 + alpha gamma sigma_max``
+    (never below 1: the skip path alone cannot make gradients vanish) and
+    ``branch_bound = alpha gamma sigma_max`` is the bound on the branch.
+
+    Args:
+      cell: a cell with ``activation`` and ``recurrent_matrix`` (elman, irnn,
+        residual, indrnn).
+      params: its parameters.
+
+    Returns:
+      :class:`PascanuBound`; ``.verdict`` gives the words.
+
+    Example::
+
+        >>> import jax, jrnn
+        >>> cell = jrnn.cells.elman(8, "sigmoid")
+        >>> pb = jrnn.diagnostics.pascanu_bound(cell, cell.init(jax.random.key(0), 1))
+        >>> pb.verdict  # orthogonal W_hh: 0.25 * 1 < 1
+        'must vanish'
+    """
+    _require_activation(cell, "recurrent_matrix", "pascanu_bound")
+    W = cell.recurrent_matrix(params)
+    sigma = jnp.linalg.svd(W, compute_uv=False)[0]
+    gamma = jnp.asarray(cell.activation.grad_bound, sigma.dtype)
+    branch = gamma * sigma
+    config = dict(cell.config)
+    if cell.name == "residual":
+        alpha = jnp.asarray(np.abs(config["alpha"]), sigma.dtype)
+        branch = alpha * branch
+        bound = 1.0 + branch
+    else:
+        bound = branch
+    return PascanuBound(bound, gamma, sigma, branch, bound < 1)
