@@ -1,0 +1,229 @@
+"""Training-step benchmark: forward + backward of an MSE loss on the last output.
+
+For each cell (elman tanh, lstm, gru) it times, in one process and on the same
+data, the gradient of ``mean((W_o h_T + b_o - y)^2)`` with respect to all
+parameters for:
+
+* ``flax``: ``flax.linen.RNN`` with ``SimpleCell`` / ``OptimizedLSTMCell`` / ``GRUCell``;
+* ``plain scan``: a hand-written batch-major ``jax.lax.scan``;
+* ``jrnn``: :func:`jrnn.unroll`, the readable reference path (vmapped cell);
+* ``jrnn fused (in_loop|after)``: :func:`jrnn.unroll` with ``fused=True`` (:mod:`jrnn.fast`)
+  with both weight-gradient schedules (the default one first);
+* ``torch``: ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``, only if ``import torch`` works.
+
+Configurations: ``small`` B=64, T=256, d=1, n=128 (CPU and GPU) and
+``large`` B=256, T=1024, d=32, n=512 (GPU). Prints medians (ms) and the
+speed-up of every entry over flax.
+
+Usage::
+
+    python -m experiments.benchmarks.train_step                  # small, all cells
+    python -m experiments.benchmarks.train_step --config large   # on a GPU
+    python -m experiments.benchmarks.train_step --cells lstm --repeats 20
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+import jrnn
+from experiments.benchmarks._common import compare, machine, median_time, table
+from jrnn.fast import default_weight_grads, fused_unroll
+
+CONFIGS = {
+    "small": dict(B=64, T=256, d=1, n=128),
+    "large": dict(B=256, T=1024, d=32, n=512),
+    "tiny": dict(B=4, T=8, d=2, n=8),  # smoke test
+}
+CELLS = ("elman", "lstm", "gru")
+
+
+def _loss(out, y):
+    return jnp.mean((out - y) ** 2)
+
+
+# ----------------------------------------------------------------------------- flax
+
+
+class _FlaxModel(nn.Module):
+    kind: str
+    features: int
+
+    @nn.compact
+    def __call__(self, xs):
+        cell_cls = {"elman": nn.SimpleCell, "lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell}
+        hs = nn.RNN(cell_cls[self.kind](features=self.features))(xs)
+        return nn.Dense(1)(hs[:, -1])
+
+
+def flax_step(kind, n, key, xs):
+    model = _FlaxModel(kind, n)
+    params = model.init(key, xs)
+
+    def loss(p, xs, y):
+        return _loss(model.apply(p, xs), y)
+
+    return jax.jit(jax.grad(loss)), params
+
+
+# ----------------------------------------------------------------------------- plain
+
+
+def plain_step(kind, n, key, xs):
+    """A direct batch-major ``lax.scan`` (input projection inside the step)."""
+    d = xs.shape[-1]
+    G = {"elman": 1, "lstm": 4, "gru": 3}[kind] * n
+    k1, k2, k3 = jax.random.split(key, 3)
+    params = {
+        "W_xh": jax.random.normal(k1, (G, d)) / jnp.sqrt(d),
+        "W_hh": jax.random.normal(k2, (G, n)) / jnp.sqrt(n),
+        "b_xh": jnp.zeros((G,)),
+        "b_hh": jnp.zeros((G,)),
+        "W_o": jax.random.normal(k3, (1, n)) / jnp.sqrt(n),
+        "b_o": jnp.zeros((1,)),
+    }
+
+    def step(p, carry, x):
+        gx = x @ p["W_xh"].T + p["b_xh"]
+        h = carry[0] if kind == "lstm" else carry
+        gh = h @ p["W_hh"].T + p["b_hh"]
+        if kind == "elman":
+            h = jnp.tanh(gx + gh)
+            return h, h
+        if kind == "lstm":
+            i, f, g, o = jnp.split(gx + gh, 4, axis=-1)
+            c = jax.nn.sigmoid(f) * carry[1] + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            return (h, c), h
+        r = jax.nn.sigmoid(gx[:, :n] + gh[:, :n])
+        z = jax.nn.sigmoid(gx[:, n : 2 * n] + gh[:, n : 2 * n])
+        cand = jnp.tanh(gx[:, 2 * n :] + r * gh[:, 2 * n :])
+        h = (1 - z) * cand + z * h
+        return h, h
+
+    def loss(p, xs, y):
+        h0 = jnp.zeros((xs.shape[0], n))
+        carry = (h0, h0) if kind == "lstm" else h0
+        carry, _ = jax.lax.scan(lambda c, x: step(p, c, x), carry, jnp.swapaxes(xs, 0, 1))
+        h = carry[0] if kind == "lstm" else carry
+        return _loss(h @ p["W_o"].T + p["b_o"], y)
+
+    return jax.jit(jax.grad(loss)), params
+
+
+# ----------------------------------------------------------------------------- jrnn
+
+
+def jrnn_step(kind, n, key, xs, *, fused, unroll=1, weight_grads=None):
+    cell = {"elman": jrnn.cells.elman, "lstm": jrnn.cells.lstm, "gru": jrnn.cells.gru}[kind](n)
+    k1, k2 = jax.random.split(key)
+    params = {
+        "cell": cell.init(k1, xs.shape[-1]),
+        "W_o": jax.random.normal(k2, (1, n)) / jnp.sqrt(n),
+        "b_o": jnp.zeros((1,)),
+    }
+
+    def loss(p, xs, y):
+        if weight_grads is None:
+            _, hs = jrnn.unroll(cell, p["cell"], xs, fused=fused, unroll=unroll)
+        else:
+            _, hs = fused_unroll(cell, p["cell"], xs, unroll=unroll, weight_grads=weight_grads)
+        return _loss(hs[:, -1] @ p["W_o"].T + p["b_o"], y)
+
+    return jax.jit(jax.grad(loss)), params
+
+
+# ----------------------------------------------------------------------------- torch
+
+
+def torch_time(kind, cfg, repeats, warmup):
+    """Median fwd+bwd time of ``torch.nn.{RNN,LSTM,GRU}``, or None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    cls = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[kind]
+    rnn = cls(cfg["d"], cfg["n"], batch_first=True).to(dev)
+    head = torch.nn.Linear(cfg["n"], 1).to(dev)
+    xs = torch.randn(cfg["B"], cfg["T"], cfg["d"], device=dev)
+    y = torch.randn(cfg["B"], 1, device=dev)
+
+    def run():
+        rnn.zero_grad()
+        head.zero_grad()
+        hs, _ = rnn(xs)
+        loss = ((head(hs[:, -1]) - y) ** 2).mean()
+        loss.backward()
+        if dev == "cuda":
+            torch.cuda.synchronize()
+
+    return median_time(run, repeats, warmup)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def run(config="small", cells=CELLS, repeats=10, warmup=2, unroll=1, seed=0):
+    """Times every implementation; returns rows ``(cell, impl, ms, speed-up vs flax)``."""
+    cfg = CONFIGS[config]
+    key = jax.random.key(seed)
+    kx, ky, kp = jax.random.split(key, 3)
+    xs = jax.random.normal(kx, (cfg["B"], cfg["T"], cfg["d"]))
+    y = jax.random.normal(ky, (cfg["B"], 1))
+    rows = []
+    for kind in cells:
+        entries = {
+            "flax": flax_step(kind, cfg["n"], kp, xs),
+            "plain scan": plain_step(kind, cfg["n"], kp, xs),
+            "jrnn": jrnn_step(kind, cfg["n"], kp, xs, fused=False),
+            f"jrnn fused ({default_weight_grads()})": jrnn_step(kind, cfg["n"], kp, xs, fused=True),
+        }
+        other = "after" if default_weight_grads() == "in_loop" else "in_loop"
+        entries[f"jrnn fused ({other})"] = jrnn_step(
+            kind, cfg["n"], kp, xs, fused=True, weight_grads=other
+        )
+        if unroll != 1:
+            entries[f"jrnn fused unroll={unroll}"] = jrnn_step(
+                kind, cfg["n"], kp, xs, fused=True, unroll=unroll
+            )
+        times = compare(
+            {name: (lambda f=f, p=p: f(p, xs, y)) for name, (f, p) in entries.items()},
+            repeats,
+            warmup,
+        )
+        t_torch = torch_time(kind, cfg, repeats, warmup)
+        if t_torch is not None:
+            times["torch"] = t_torch
+        for name, t in times.items():
+            rows.append((kind, name, 1e3 * t, times["flax"] / t))
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="small")
+    parser.add_argument("--cells", nargs="+", choices=CELLS, default=list(CELLS))
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--unroll", type=int, default=1, help="also time fused with this unroll")
+    args = parser.parse_args(argv)
+    cfg = CONFIGS[args.config]
+    print(f"# train step (fwd+bwd, MSE on last output), config {args.config}: {cfg}")
+    print(f"# {machine()}; medians of {args.repeats} after {args.warmup} warmup")
+    rows = run(args.config, args.cells, args.repeats, args.warmup, args.unroll)
+    print(
+        table(
+            ["cell", "implementation", "median ms", "speed-up vs flax"],
+            [(c, i, f"{ms:.2f}", f"{r:.2f}x") for c, i, ms, r in rows],
+        )
+    )
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""The fused training path (jrnn.fast) == jax.grad of the reference scan."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jrnn
+from jrnn import fast
+
+B, T, D, N = 3, 7, 2, 4
+
+
+def _cells():
+    return {
+        "elman-tanh": jrnn.cells.elman(N),
+        "elman-relu": jrnn.cells.elman(N, "relu"),
+        "elman-sigmoid-nobias": jrnn.cells.elman(N, "sigmoid", use_bias=False),
+        "elman-gelu": jrnn.cells.elman(N, "gelu"),
+        "irnn": jrnn.cells.irnn(N),
+        "residual-softsign": jrnn.cells.residual(N, "softsign", alpha=0.5),
+        "lstm": jrnn.cells.lstm(N),
+        "gru": jrnn.cells.gru(N),
+    }
+
+
+CELLS = _cells()
+
+
+def _setup(name, dtype=jnp.float64, batch=True):
+    cell = CELLS[name]
+    p = cell.init(jax.random.key(0), D)
+    # Perturb every parameter so zero biases / identity weights do not hide errors.
+    leaves, tree = jax.tree_util.tree_flatten(p)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    leaves = [(a + 0.3 * jax.random.normal(k, a.shape)).astype(dtype) for a, k in zip(leaves, keys)]
+    p = jax.tree_util.tree_unflatten(tree, leaves)
+    shape = (B, T, D) if batch else (T, D)
+    xs = jax.random.normal(jax.random.key(2), shape, dtype)
+    c_shape = (B,) if batch else ()
+    c0 = jax.tree_util.tree_map(
+        lambda c: 0.5 * jax.random.normal(jax.random.key(3), c_shape + c.shape, dtype),
+        cell.initial_carry(p),
+    )
+    return cell, p, xs, c0
+
+
+def _loss_and_grads(cell, p, xs, c0, fused, lengths=None, reverse=False, weight_grads=None):
+    def loss(p, xs, c0):
+        if fused:
+            c, hs = fast.fused_unroll(
+                cell, p, xs, carry=c0, lengths=lengths, reverse=reverse, weight_grads=weight_grads
+            )
+        else:
+            c, hs = jrnn.unroll(cell, p, xs, carry=c0, lengths=lengths, reverse=reverse)
+        leaves = jax.tree_util.tree_leaves(c)
+        return jnp.sum(jnp.sin(hs) * jnp.cos(3 * hs)) + sum(jnp.sum(l**2) for l in leaves), hs
+
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))(p, xs, c0)
+
+
+def _assert_same(a, b, rtol, atol):
+    (va, ha), ga = a
+    (vb, hb), gb = b
+    np.testing.assert_allclose(ha, hb, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(va, vb, rtol=rtol, atol=atol)
+    jax.tree_util.tree_map(
+        lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol), ga, gb
+    )
+
+
+@pytest.mark.parametrize(
+    "name, weight_grads",
+    [(name, "in_loop") for name in CELLS] + [(name, "after") for name in ("lstm", "gru")],
+)
+def test_fused_equals_reference_float64(name, weight_grads):
+    cell, p, xs, c0 = _setup(name)
+    ref = _loss_and_grads(cell, p, xs, c0, False)
+    got = _loss_and_grads(cell, p, xs, c0, True, weight_grads=weight_grads)
+    _assert_same(got, ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "name, weight_grads",
+    [
+        ("elman-tanh", "in_loop"),
+        ("residual-softsign", "after"),
+        ("lstm", "in_loop"),
+        ("lstm", "after"),
+        ("gru", "in_loop"),
+        ("gru", "after"),
+    ],
+)
+def test_fused_lengths_and_reverse(name, weight_grads):
+    cell, p, xs, c0 = _setup(name)
+    lengths = jnp.array([7, 3, 0])
+    ref = _loss_and_grads(cell, p, xs, c0, False, lengths=lengths, reverse=True)
+    got = _loss_and_grads(cell, p, xs, c0, True, lengths, True, weight_grads)
+    _assert_same(got, ref, rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(got[0][1][2], 0.0)  # length 0: all outputs zero
+
+
+@pytest.mark.parametrize("name", ["elman-tanh", "lstm", "gru"])
+def test_fused_float32_unbatched(name):
+    cell, p, xs, c0 = _setup(name, jnp.float32, batch=False)
+    ref = _loss_and_grads(cell, p, xs, c0, False)
+    got = _loss_and_grads(cell, p, xs, c0, True)
+    assert got[0][1].dtype == jnp.float32
+    _assert_same(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_through_unroll_default_carry_and_chunks():
+    """unroll(fused=True), the default zero carry, and T with no divisor <= 8 but 1 (T = 11)."""
+    cell = jrnn.cells.lstm(N)
+    p = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), cell.init(jax.random.key(0), D))
+    xs = jax.random.normal(jax.random.key(1), (2, 11, D), jnp.float64)
+
+    def loss(p, fused):
+        (h, c), hs = jrnn.unroll(cell, p, xs, fused=fused)
+        return jnp.sum(hs**2) + jnp.sum(h * c)
+
+    g_ref = jax.jit(jax.grad(loss), static_argnums=1)(p, False)
+    g_fast = jax.jit(jax.grad(loss), static_argnums=1)(p, True)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10), g_fast, g_ref)
+
+
+def test_fused_promotes_mixed_dtypes():
+    """float32 params with float64 inputs: the carry is promoted as in the reference."""
+    cell = jrnn.cells.gru(N)
+    p = cell.init(jax.random.key(0), D)
+    xs = jax.random.normal(jax.random.key(1), (2, 5, D), jnp.float64)
+    h_ref = jrnn.unroll(cell, p, xs)[1]
+    h_fast = jax.jit(lambda p, xs: jrnn.unroll(cell, p, xs, fused=True)[1])(p, xs)
+    assert h_fast.dtype == h_ref.dtype == jnp.float64
+    np.testing.assert_allclose(h_fast, h_ref, rtol=1e-6, atol=1e-7)
+
+
+def test_chunk_size():
+    assert fast._chunk_size(256, 8) == 8
+    assert fast._chunk_size(12, 8) == 6
+    assert fast._chunk_size(11, 8) == 1
+    assert fast._chunk_size(3, 8) == 3
+
+
+def test_supports_and_errors():
+    assert all(fast.supports(c) for c in CELLS.values())
+    assert not fast.supports(jrnn.cells.indrnn(3))
+    assert fast.default_weight_grads() in ("in_loop", "after")
+    cell = jrnn.cells.min_gru(3)
+    p = cell.init(jax.random.key(0), 2)
+    with pytest.raises(ValueError, match="fused"):
+        jrnn.unroll(cell, p, jnp.ones((4, 2)), fused=True)
+    el = jrnn.cells.elman(3)
+    pe = el.init(jax.random.key(0), 2)
+    with pytest.raises(ValueError, match="remat"):
+        jrnn.unroll(el, pe, jnp.ones((4, 2)), fused=True, remat=2)
+    with pytest.raises(ValueError, match="weight_grads"):
+        fast.fused_unroll(el, pe, jnp.ones((4, 2)), weight_grads="later")
