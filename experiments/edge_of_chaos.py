@@ -1,0 +1,464 @@
+"""Edge of chaos: the measured largest Lyapunov exponent of random RNNs against mean-field theory.
+
+For every activation ``phi`` and gain ``sigma_w``, random autonomous networks
+
+.. math::
+
+   h_{t+1} = \\phi(W h_t + b), \\qquad W_{ij} \\sim N(0, \\sigma_w^2 / N),
+   \\quad b_i \\sim N(0, \\sigma_b^2)
+
+(the Elman cell of ``jrnn.cells.elman`` driven by zero input, from a random
+``h_0 ~ N(0, I)``) are run for ``T`` steps and their largest Lyapunov exponent
+is measured by the Benettin method with one tangent vector:
+``v_t = J_t v_{t-1} / ||J_t v_{t-1}||``, ``lambda_max = mean_{t > warmup}
+ln ||J_t v_{t-1}||``, with ``J_t v`` a Jacobian-vector product of the cell's
+step (matrix-free, so memory does not grow with ``T N^2``; it agrees with
+:func:`jrnn.diagnostics.lyapunov_spectrum` with ``k = 1`` to rounding, which
+the tests check). Several sizes ``N`` and seeds per gain; one sharded, vmapped
+program per (activation, N) through :func:`jrnn.parallel.sweep`.
+
+The prediction is mean-field theory (Poole et al. 2016; Molgedey, Schuchhardt
+& Schuster 1992): ``lambda_max = 0.5 ln chi`` with
+``chi = sigma_w^2 E[phi'(sqrt(q*) z)^2]`` (:func:`jrnn.theory.mean_field`), and
+the critical gain ``g*`` where ``chi = 1`` (:func:`jrnn.theory.critical_gain`).
+Gains are sampled on ``g* x 2^[-span, span]`` for each activation, so every
+panel is centred on its own transition.
+
+The bias: with ``sigma_b = 0`` and an odd ``phi`` the ordered phase has the
+trivial fixed point ``q* = 0`` and both theory and simulation give
+``lambda_max = ln(sigma_w phi'(0))``; ReLU-like activations then decay to an
+exactly zero state (where ``relu'(0) = 0``). The default ``--sigma-b 0.05``
+keeps a non-trivial fixed point for every activation. Where the variance
+``q_t`` grows without bound (unbounded activations above the transition,
+``q* = inf``), theory gives no finite fixed point and is not drawn; the
+simulated state then overflows, and exponents that come out non-finite are
+counted and reported, never silently dropped.
+
+Run ``python -m experiments.edge_of_chaos`` (about 3 minutes on 2 CPU cores),
+``--quick`` (fewer gains, one size), ``--full`` (N up to 1024, longer runs),
+``--activations relu,tanh`` (any registered names, ``all`` for every one).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jrnn
+from experiments import common
+
+NAME = "edge_of_chaos"
+ACTIVATIONS = ("tanh", "hard_tanh", "sigmoid", "relu", "elu", "selu", "gelu", "silu",
+               "softplus", "identity")
+SMOKE_ACTIVATIONS = ("tanh",)
+SIGMA_B = 0.05
+AWAY_OCTAVES = 0.5  # "away from the transition": |log2(sigma_w / g*)| >= this
+NEAR_FRACTION = 0.1  # a measured crossing "agrees" when within 10% of g*
+BISECTIONS = 40  # of the log bracket [1e-2, 1e2]: 9.2 / 2^40 ~ 1e-11 relative
+FALLBACK_CENTRE = 1.0  # grid centre where g* is not finite (no transition in the bracket)
+
+# gains: measured gains g* 2^linspace(-span, span, gains); theory_points: the theory line.
+DEFAULT = dict(sizes=(64, 256), seeds=4, gains=13, span=2.0, T=400, warmup=200,
+               theory_points=49)
+QUICK = dict(sizes=(64,), seeds=4, gains=9, span=2.0, T=300, warmup=100, theory_points=33)
+FULL = dict(sizes=(64, 256, 1024), seeds=8, gains=25, span=2.0, T=2000, warmup=500,
+            theory_points=97)
+SMOKE = dict(sizes=(64,), seeds=4, gains=5, span=2.0, T=80, warmup=30, theory_points=9)
+
+
+# ------------------------------------------------------------------ networks
+def network(activation: str, size: int, sigma_b, gain, seed):
+    """One random autonomous network: ``(cell, params, h0, tangent_key)``.
+
+    ``W_hh = gain * N(0, 1/N)`` (traced ``gain``: one program for every gain),
+    ``b_h ~ N(0, sigma_b^2)``, ``h0 ~ N(0, I)``; the input weights are unused
+    (zero input).
+    """
+    cell = jrnn.cells.elman(size, activation,
+                            recurrent_init=jrnn.initializers.scaled_normal(1.0))
+    k_p, k_b, k_h, k_v = jax.random.split(jax.random.key(seed), 4)
+    params = cell.init(k_p, 1)
+    W = gain * params["W_hh"]
+    params = dict(params, W_hh=W, b_h=sigma_b * jax.random.normal(k_b, (size,), W.dtype))
+    h0 = jax.random.normal(k_h, (size,), W.dtype)
+    return cell, params, h0, k_v
+
+
+def lyapunov_max(activation: str, size: int, T: int, warmup: int, sigma_b: float, gain, seed):
+    """Largest Lyapunov exponent of one network (Benettin, one tangent vector, JVPs).
+
+    ``v_0`` is ``normal(tangent_key, (N, 1))`` normalised, the start vector of
+    :func:`jrnn.diagnostics.lyapunov_spectrum` with ``k = 1`` and the same key,
+    so the two agree to rounding.
+
+    Returns:
+      ``{"lambda_max": (), "state_finite": () bool, "log_state_rms": ()}``;
+      ``log_state_rms`` is ``ln sqrt(mean h_T^2)`` (collapse or overflow shows there).
+    """
+    cell, params, h0, k_v = network(activation, size, sigma_b, gain, seed)
+    v0 = jax.random.normal(k_v, (size, 1), h0.dtype)[:, 0]
+    v0 = v0 / jnp.linalg.norm(v0)
+    u = cell.input_map(params, jnp.zeros((1,), h0.dtype))  # zero input: u = b_h
+
+    def step(carry, _):
+        h, v = carry
+        h_new, jv = jax.jvp(lambda s: cell.recur(params, s, u)[0], (h,), (v,))
+        norm = jnp.linalg.norm(jv)
+        return (h_new, jv / norm), jnp.log(norm)
+
+    (hT, _), logs = jax.lax.scan(step, (h0, v0), None, length=T)
+    return {
+        "lambda_max": jnp.mean(logs[warmup:]),
+        "state_finite": jnp.all(jnp.isfinite(hT)),
+        "log_state_rms": 0.5 * jnp.log(jnp.mean(hT * hT)),
+    }
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def theory(activation: str, sigma_b, measured_multipliers, line_multipliers):
+    """``g*``, the gains to measure and the mean-field records, in one compiled program.
+
+    Gains are ``g* x multipliers`` (``FALLBACK_CENTRE x multipliers`` where ``g*``
+    is not finite). ``lambda_max`` is NaN where ``q*`` is infinite.
+    """
+    g_star = jrnn.theory.critical_gain(activation, sigma_b, bisections=BISECTIONS)
+    centre = jnp.where(jnp.isfinite(g_star), g_star, FALLBACK_CENTRE)
+    gains = centre * jnp.concatenate([measured_multipliers, line_multipliers])
+    mf = jax.vmap(lambda g: jrnn.theory.mean_field(activation, g, sigma_b))(gains)
+    lam = jnp.where(jnp.isfinite(mf.q_star), mf.lambda_max, jnp.nan)
+    return g_star, gains, lam, mf.q_star
+
+
+# ------------------------------------------------------------------ analysis
+def zero_crossing(gains: np.ndarray, values: np.ndarray) -> float | None:
+    """First upward zero crossing of ``values`` (interpolated linearly in ``ln gain``)."""
+    for i in range(len(gains) - 1):
+        a, b = values[i], values[i + 1]
+        if np.isfinite(a) and np.isfinite(b) and a < 0 <= b:
+            la, lb = math.log(gains[i]), math.log(gains[i + 1])
+            return float(math.exp(la + (lb - la) * (-a) / (b - a)))
+    return None
+
+
+def _row_stats(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median, min and max of the finite entries of each row of ``a (G, S)`` (NaN if none)."""
+    med, lo, hi = (np.full(a.shape[0], np.nan) for _ in range(3))
+    for i, row in enumerate(a):
+        f = row[np.isfinite(row)]
+        if f.size:
+            med[i], lo[i], hi[i] = np.median(f), f.min(), f.max()
+    return med, lo, hi
+
+
+def summarise(gains: np.ndarray, theory_lam: np.ndarray, g_star: float, raw: dict) -> dict:
+    """Per-gain median / min / max over seeds, non-finite counts, crossing and errors."""
+    lam = np.asarray(raw["lambda_max"], np.float64)  # (G, S)
+    finite = np.isfinite(lam)
+    median, lo, hi = _row_stats(lam)
+    # A gain's median counts only when every seed there is finite (no silent selection).
+    all_finite = finite.all(1)
+    med_strict = np.where(all_finite, median, np.nan)
+    err = np.abs(med_strict - theory_lam)
+    both = np.isfinite(err)
+    centre = g_star if math.isfinite(g_star) else FALLBACK_CENTRE
+    away = np.abs(np.log2(gains / centre)) >= AWAY_OCTAVES - 1e-9
+    sel = both & away
+    nonfinite = ~finite
+    state_bad = ~np.asarray(raw["state_finite"], bool)
+    return {
+        "median": med_strict.tolist(),
+        "min": lo.tolist(),
+        "max": hi.tolist(),
+        "nonfinite_runs": int(nonfinite.sum()),
+        "runs": int(lam.size),
+        "nonfinite_per_gain": nonfinite.sum(1).tolist(),
+        "state_overflow_runs": int(state_bad.sum()),
+        "nonfinite_with_overflow": int((nonfinite & state_bad).sum()),
+        "first_nonfinite_gain": float(gains[nonfinite.any(1)].min()) if nonfinite.any() else None,
+        "log_state_rms_median": _row_stats(np.asarray(raw["log_state_rms"], np.float64))[0]
+        .tolist(),
+        "crossing": zero_crossing(gains, med_strict),
+        "max_abs_error_away": float(err[sel].max()) if sel.any() else None,
+        "mean_abs_error_away": float(err[sel].mean()) if sel.any() else None,
+        "mean_abs_error_all": float(err[both].mean()) if both.any() else None,
+        "compared_gains_away": int(sel.sum()),
+        "lambda_per_seed": lam.tolist(),
+    }
+
+
+def measure(activation: str, cfg: dict, sigma_b: float, seed: int, on_program=None) -> dict:
+    """Theory and simulation for one activation, every size in ``cfg["sizes"]``."""
+    G, P, span = cfg["gains"], cfg["theory_points"], cfg["span"]
+    mult = 2.0 ** np.linspace(-span, span, G)
+    line = 2.0 ** np.linspace(-span, span, P)
+    g_star, gains_all, lam_all, q_all = jax.device_get(
+        theory(activation, sigma_b, jnp.asarray(mult), jnp.asarray(line)))
+    g_star = float(g_star)
+    gains_all = np.asarray(gains_all, np.float64)
+    gains, line_gains = gains_all[:G], gains_all[G:]
+    theory_lam = np.asarray(lam_all[:G], np.float64)
+    if on_program:
+        on_program()
+    seeds = jnp.arange(seed, seed + cfg["seeds"])
+    by_size = {}
+    for N in cfg["sizes"]:
+        fn = functools.partial(lyapunov_max, activation, N, cfg["T"], cfg["warmup"], sigma_b)
+        raw = jax.device_get(jrnn.parallel.sweep(fn, gain=jnp.asarray(gains), seed=seeds))
+        by_size[f"N{N}"] = summarise(gains, theory_lam, g_star, raw)
+        if on_program:
+            on_program()
+    q_meas = np.asarray(q_all[:G], np.float64)
+    return {
+        "critical_gain": g_star if math.isfinite(g_star) else None,
+        "gains": gains.tolist(),
+        "theory_lambda_max": theory_lam.tolist(),
+        "theory_q_star": q_meas.tolist(),
+        "theory_no_fixed_point_from": (float(gains[~np.isfinite(q_meas)].min())
+                                       if (~np.isfinite(q_meas)).any() else None),
+        "theory_line_gains": line_gains.tolist(),
+        "theory_line_lambda_max": np.asarray(lam_all[G:], np.float64).tolist(),
+        "sizes": by_size,
+    }
+
+
+# ------------------------------------------------------------------ output
+def headers(sizes) -> list[str]:
+    return (["activation", "g* (theory)"] + [f"crossing N={N}" for N in sizes]
+            + [f"max abs err away N={N}" for N in sizes] + ["non-finite runs"])
+
+
+def table_rows(results: dict, sizes) -> list[list]:
+    rows = []
+    for act, r in results.items():
+        dash = lambda v: "-" if v is None else v
+        by = r["sizes"]
+        nf = sum(by[f"N{N}"]["nonfinite_runs"] for N in sizes)
+        total = sum(by[f"N{N}"]["runs"] for N in sizes)
+        rows.append([act, dash(r["critical_gain"])]
+                    + [dash(by[f"N{N}"]["crossing"]) for N in sizes]
+                    + [dash(by[f"N{N}"]["max_abs_error_away"]) for N in sizes]
+                    + [f"{nf}/{total}"])
+    return rows
+
+
+def plot(results: dict, sizes, out: str) -> str:
+    """One panel per activation: measured median and min-max band per N, theory, g*."""
+    plt = common.pyplot()
+    from matplotlib import ticker
+
+    n = len(results)
+    cols = min(4, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False,
+                             constrained_layout=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (act, r) in zip(axes.ravel(), results.items()):
+        g = np.asarray(r["gains"])
+        for i, N in enumerate(sizes):
+            s = r["sizes"][f"N{N}"]
+            c = colors[i % len(colors)]
+            ax.plot(g, np.asarray(s["median"], float), "o-", ms=3, color=c, label=f"N={N}")
+            ax.fill_between(g, np.asarray(s["min"], float), np.asarray(s["max"], float),
+                            color=c, alpha=0.2, lw=0)
+            bad = np.asarray(s["nonfinite_per_gain"]) > 0
+            if bad.any():  # at the bottom of the panel: no finite value to draw
+                ax.plot(g[bad], np.full(bad.sum(), 0.04 + 0.05 * i), "x", color=c, ms=6,
+                        transform=ax.get_xaxis_transform(),
+                        label=f"non-finite N={N}")
+        ax.plot(r["theory_line_gains"], np.asarray(r["theory_line_lambda_max"], float), "k-",
+                lw=1.2, label="mean field 0.5 ln chi")
+        if r["critical_gain"] is not None:
+            ax.axvline(r["critical_gain"], color="gray", ls="--", lw=1, label="g*")
+        ax.axhline(0.0, color="k", lw=0.5)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(ticker.LogLocator(base=2.0))
+        ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.set_title(act)
+        ax.set_xlabel("sigma_w")
+        ax.set_ylabel("lambda_max")
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    axes.ravel()[0].legend(fontsize=7)
+    return common.save_figure(fig, out, "lyapunov_vs_gain")
+
+
+def conclusions(results: dict, sizes) -> list[str]:
+    """Sentences computed from the measurements (nothing else)."""
+    big = f"N{sizes[-1]}"
+    out = []
+    agree, off, none = [], [], []
+    for act, r in results.items():
+        g, c = r["critical_gain"], r["sizes"][big]["crossing"]
+        if g is None or c is None:
+            none.append(act)
+        elif abs(c - g) <= NEAR_FRACTION * g:
+            agree.append(f"{act} ({c:.3g} vs {g:.3g})")
+        else:
+            off.append(f"{act} ({c:.3g} vs {g:.3g})")
+    out.append(
+        f"Measured transition (N = {sizes[-1]}, median over seeds, first upward zero crossing) "
+        f"within {NEAR_FRACTION:.0%} of the mean-field g* for {len(agree)} of "
+        f"{len(results)} activations" + (f": {', '.join(agree)}." if agree else ".")
+    )
+    if off:
+        out.append(f"Further than {NEAR_FRACTION:.0%} from g*: {', '.join(off)}.")
+    if none:
+        out.append("No measured crossing (or no finite g*) to compare for: "
+                   f"{', '.join(none)}.")
+    errs = {a: r["sizes"][big]["max_abs_error_away"] for a, r in results.items()
+            if r["sizes"][big]["max_abs_error_away"] is not None}
+    if errs:
+        worst = max(errs, key=errs.get)
+        typical = float(np.median(list(errs.values())))
+        out.append(
+            f"Away from the transition (|log2(sigma_w/g*)| >= {AWAY_OCTAVES}), the largest "
+            f"|measured - theory| at N = {sizes[-1]} has median {typical:.3g} "
+            f"over activations; worst {worst} ({errs[worst]:.3g})."
+        )
+    if len(sizes) > 1:
+        small = f"N{sizes[0]}"
+        dec, inc = [], []
+        for act, r in results.items():
+            a, b = r["sizes"][small]["mean_abs_error_all"], r["sizes"][big]["mean_abs_error_all"]
+            if a is not None and b is not None:
+                (dec if b < a else inc).append(f"{act} ({a:.3g} -> {b:.3g})")
+        out.append(
+            f"Mean |measured - theory| over all compared gains went down from N = {sizes[0]} "
+            f"to N = {sizes[-1]} for {len(dec)} of {len(dec) + len(inc)} activations"
+            + (f"; up for {', '.join(inc)}." if inc else ".")
+        )
+    for act, r in results.items():
+        nf = sum(r["sizes"][f"N{N}"]["nonfinite_runs"] for N in sizes)
+        if nf:
+            tot = sum(r["sizes"][f"N{N}"]["runs"] for N in sizes)
+            ov = sum(r["sizes"][f"N{N}"]["nonfinite_with_overflow"] for N in sizes)
+            first = min(r["sizes"][f"N{N}"]["first_nonfinite_gain"] for N in sizes
+                        if r["sizes"][f"N{N}"]["first_nonfinite_gain"] is not None)
+            out.append(
+                f"{act}: {nf} of {tot} runs gave a non-finite exponent (from sigma_w = "
+                f"{first:.3g}); the state itself had overflowed in {ov} of them. These are "
+                "excluded from the medians (a gain with any such run has no median)."
+            )
+    for act, r in results.items():
+        g, q_inf = r["critical_gain"], r["theory_no_fixed_point_from"]
+        if g is not None and q_inf is not None and q_inf < g:
+            out.append(
+                f"{act}: q* has no finite fixed point from sigma_w = {q_inf:.3g}, below g* = "
+                f"{g:.3g}, so chi = 1 is not reached on the fixed-point branch; the measured "
+                f"exponents (N = {sizes[-1]}) cross zero at "
+                + ("no gain" if r["sizes"][big]["crossing"] is None
+                   else f"{r['sizes'][big]['crossing']:.3g}") + "."
+            )
+    for act, r in results.items():
+        if r["theory_no_fixed_point_from"] is not None:
+            out.append(
+                f"{act}: mean-field q* has no finite fixed point from sigma_w = "
+                f"{r['theory_no_fixed_point_from']:.3g} (the variance grows without bound); "
+                "no theory value there."
+            )
+    return out
+
+
+def report(results, cfg, mode, sigma_b, figure, activations) -> str:
+    sizes = cfg["sizes"]
+    lines = [
+        "# Edge of chaos: largest Lyapunov exponent vs gain",
+        "",
+        f"Mode: {mode}. Random autonomous networks h_(t+1) = phi(W h_t + b), "
+        f"W ~ N(0, sigma_w^2/N), b ~ N(0, {sigma_b}^2), h_0 ~ N(0, I), zero input; "
+        f"N in {list(sizes)}, {cfg['seeds']} seeds per gain, T = {cfg['T']} steps of which the "
+        f"first {cfg['warmup']} are warmup, in {jnp.zeros(()).dtype}. "
+        f"Gains g* x 2^[-{cfg['span']}, {cfg['span']}] "
+        f"({cfg['gains']} points) around each activation's mean-field critical gain g*. "
+        "lambda_max by the Benettin method (one tangent vector, Jacobian-vector products of the "
+        "Elman cell's step); theory 0.5 ln chi from `jrnn.theory.mean_field`.",
+        "",
+        "*crossing*: first upward zero crossing of the median exponent, interpolated in "
+        "ln sigma_w. *max abs err away*: largest |median measured - theory| over gains at least "
+        f"a factor 2^{AWAY_OCTAVES} from g* where both are finite. A gain where any seed's "
+        "exponent is not finite has no median (marked x at the bottom of its panel).",
+        "",
+        common.markdown_table(headers(sizes), table_rows(results, sizes)),
+        "",
+        "## Conclusions (computed from the numbers above)",
+        "",
+    ]
+    lines += [f"- {s}" for s in conclusions(results, sizes)]
+    lines += ["", f"![{figure}]({figure})", "",
+              "Lines: median over seeds; bands: min-max over seeds; black: mean-field "
+              "0.5 ln chi; dashed: g*."]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ main
+def _extra_flags(parser):
+    parser.add_argument("--full", action="store_true",
+                        help="publication-scale sizes (N up to 1024), gains and seeds (long)")
+    parser.add_argument("--activations", default=None,
+                        help="comma-separated registered activation names, or 'all' "
+                             f"(default: {','.join(ACTIVATIONS)})")
+    parser.add_argument("--sigma-b", type=float, default=SIGMA_B,
+                        help=f"bias standard deviation (default {SIGMA_B})")
+    parser.add_argument("--x64", action="store_true",
+                        help="simulate in float64: an unbounded state overflows at e^709 "
+                             "instead of e^88 (slower)")
+
+
+def select_activations(arg: str | None, default) -> tuple[str, ...]:
+    """``--activations``: names checked against the registry (typos get suggestions)."""
+    if arg is None:
+        return tuple(default)
+    if arg.strip() == "all":
+        return tuple(jrnn.activations.names())
+    chosen = tuple(s.strip() for s in arg.split(",") if s.strip())
+    if not chosen:
+        raise ValueError(f"--activations must name at least one activation, got {arg!r}.")
+    for name in chosen:
+        jrnn.activations.get(name)  # raises with the nearest names
+    return chosen
+
+
+def main(argv=None) -> dict:
+    """Runs the study; writes metrics.json, report.md and lyapunov_vs_gain.png under ``--out``."""
+    args = common.parse_args(NAME, __doc__, argv, extra=_extra_flags)
+    mode = "smoke" if args.smoke else "full" if args.full else "quick" if args.quick else "default"
+    cfg = dict({"smoke": SMOKE, "full": FULL, "quick": QUICK, "default": DEFAULT}[mode])
+    sigma_b = float(args.sigma_b)
+    if not (math.isfinite(sigma_b) and sigma_b >= 0):
+        raise ValueError(f"--sigma-b must be a finite number >= 0, got {args.sigma_b!r}.")
+    acts = select_activations(args.activations, SMOKE_ACTIVATIONS if args.smoke else ACTIVATIONS)
+    if args.x64:
+        jax.config.update("jax_enable_x64", True)
+    t0 = time.perf_counter()
+    bar = common.progress(len(acts) * (1 + len(cfg["sizes"])), NAME)
+    results = {}
+    for act in acts:
+        bar.set_postfix_str(act)
+        results[act] = measure(act, cfg, sigma_b, args.seed, on_program=bar.update)
+    bar.close()
+    figure = plot(results, cfg["sizes"], args.out)
+    metrics = {
+        "mode": mode, "seed": args.seed, "sigma_b": sigma_b, "activations": list(acts),
+        "dtype": str(jnp.zeros(()).dtype),
+        "away_octaves": AWAY_OCTAVES,
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
+        "results": results,
+        "conclusions": conclusions(results, cfg["sizes"]),
+    }
+    common.write_metrics(args.out, metrics)
+    common.write_report(args.out, report(results, cfg, mode, sigma_b, figure, acts))
+    wall = time.perf_counter() - t0
+    common.write_run_info(args.out, wall_time_s=wall, mode=mode)
+    common.print_table(headers(cfg["sizes"]), table_rows(results, cfg["sizes"]),
+                       title=f"{NAME} ({mode}, sigma_b = {sigma_b}), {wall:.0f} s")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
