@@ -168,6 +168,11 @@ def mean_field(
     return _mean_field(_activations.get(activation), sigma_w, sigma_b, num_points, iterations)
 
 
+# Where the variance map has no finite fixed point (q* = inf: the state blows up),
+# chi is its limit as q -> inf, evaluated at this large q (every built-in f' is bounded).
+_DIVERGED_Q = 1e8
+
+
 # Compiled once per (activation, sizes): the quadrature loops are otherwise retraced
 # on every eager call. Nested inside a user's jit / vmap it is inlined as usual.
 @functools.partial(jax.jit, static_argnums=(0, 3, 4))
@@ -177,7 +182,7 @@ def _mean_field(act, sigma_w, sigma_b, num_points, iterations) -> MeanField:
     sw2 = jnp.asarray(sigma_w, dtype) ** 2
     chi = sw2 * gaussian_expectation(
         lambda a: act.derivative(a) ** 2,
-        jnp.sqrt(jnp.where(jnp.isfinite(q), q, 1.0)),
+        jnp.sqrt(jnp.where(jnp.isfinite(q), q, _DIVERGED_Q)),
         num_points=num_points,
     )
     return MeanField(q, chi, 0.5 * jnp.log(chi))

@@ -148,3 +148,29 @@ def test_bad_arguments():
         lyapunov_spectrum(cell, params, xs, reorth_every=0)
     with pytest.raises(ValueError, match="qr must be one of"):
         lyapunov_spectrum(cell, params, xs, qr="givens")
+
+
+@pytest.mark.parametrize("dead", [False, True])
+def test_auto_float32_matches_float64_householder(dead):
+    """qr="auto" on float32 inputs (float64 chain, float32 Cholesky factors, first-order
+    re-orthogonalisation) equals float64 Householder on the same float32 Jacobians; a dead
+    unit (singular J_t, NaN float32 Cholesky) takes the Householder fallback."""
+    cell = jrnn.cells.elman(8, "relu" if dead else "tanh")
+    params = cell.init(jax.random.key(3), 2)
+    if dead:
+        params["b_h"] = jnp.array([-50.0] + [5.0] * 7, jnp.float32)
+        params["W_hh"] = 0.3 * params["W_hh"]
+    xs = jax.random.normal(jax.random.key(4), (40, 2), jnp.float32)
+    spec = lyapunov_spectrum(cell, params, xs, warmup=5)
+    assert spec.exponents.dtype == jnp.float32 and spec.local.dtype == jnp.float32
+    Js = step_jacobians(cell, params, xs).astype(jnp.float64)
+    Q = jnp.eye(8, dtype=jnp.float64)
+    logs = []
+    for t in range(40):
+        Q, R = jnp.linalg.qr(Js[t] @ Q)
+        logs.append(np.log(np.abs(np.diagonal(R))))
+    ref = np.sort(np.mean(logs[5:], axis=0))[::-1]
+    live = slice(0, 7) if dead else slice(None)
+    np.testing.assert_allclose(spec.exponents[live], ref[live], atol=2e-6)
+    if dead:
+        assert spec.exponents[7] < -20

@@ -85,3 +85,15 @@ def test_lyapunov_of_simulated_random_tanh_network():
         measured = simulate(g, jax.random.key(i))
         predicted = mean_field("tanh", g).lambda_max
         assert abs(measured - predicted) < tol, (g, float(measured), float(predicted))
+
+
+def test_diverging_variance_uses_the_large_q_limit():
+    """softplus ~ relu for large inputs: once q* = inf, chi -> sigma_w^2 / 2, so g* = sqrt(2).
+
+    (A fallback that evaluated chi at q = 1 put g* at 1.85, far from the simulated
+    transition at about 1.44.)
+    """
+    mf = jrnn.theory.mean_field("softplus", 3.0)
+    assert not np.isfinite(float(mf.q_star))
+    np.testing.assert_allclose(float(mf.chi), 4.5, rtol=1e-3)
+    np.testing.assert_allclose(float(jrnn.theory.critical_gain("softplus")), np.sqrt(2), rtol=1e-3)

@@ -13,11 +13,14 @@ Abbott 2023). The computation is differentiable, so the spectrum can serve as a
 training penalty ("gradient flossing", Engelken 2023).
 
 Speed: the Jacobians are computed for all steps at once (:func:`step_jacobians`);
-only the thin chain of QR factorisations is sequential, and each QR is done by
-CholeskyQR2 (two Cholesky passes: matrix products, fast on every backend;
-Yamamoto et al. 2015; the first pass in float64 for float32 input) with a
-stability check that falls back to Householder QR whenever the first pass was
-not well conditioned.
+only the thin chain of QR factorisations is sequential. For float32 input (with
+x64 enabled) the default ``qr="auto"`` carries ``Q`` in float64 but forms the
+Cholesky factor of each Gram matrix in float32 (fast LAPACK), then removes the
+remaining loss of orthogonality with one first-order correction (matrix products
+only); ``log |R_ii|`` is exact for the triangular factors used, so only the
+float32 Jacobians limit the accuracy. Otherwise each QR is CholeskyQR2
+(Yamamoto et al. 2015). Both check the conditioning and fall back to Householder
+QR when a step is ill conditioned.
 """
 
 from __future__ import annotations
@@ -118,6 +121,38 @@ def _cholesky_qr2(A):
     return lax.cond(ok, fast, lambda _: _householder(A), None)
 
 
+def _mixed_qr(A):
+    """QR of a float64 ``A`` whose Cholesky factors are formed in float32.
+
+    Pass 1: ``L = chol(A^T A)`` in float32 and ``M = L^{-T}`` (upper
+    triangular); ``Q_1 = A M`` in float64, so ``A = Q_1 M^{-1}`` holds to float64
+    rounding and ``log |R_ii| = -log |M_ii|`` exactly, however inaccurate ``L``
+    is. Pass 2 corrects ``Q_1^T Q_1 = I + E`` to first order:
+    ``Q = Q_1 (I - triu(E, 1) - diag(E) / 2)``, leaving ``O(|E|^2)`` loss of
+    orthogonality. If ``max |E| >= 1e-3`` (ill conditioned ``A``, or NaN) the
+    whole batch is redone with float64 Householder QR.
+    """
+    G = jnp.einsum("...ki,...kj->...ij", *(A.astype(jnp.float32),) * 2, precision=_HIGHEST)
+    L = jnp.linalg.cholesky(G)
+    eye32 = jnp.broadcast_to(jnp.eye(G.shape[-1], dtype=G.dtype), G.shape)
+    M = jnp.swapaxes(lax.linalg.triangular_solve(L, eye32, left_side=True, lower=True), -1, -2)
+    M = M.astype(A.dtype)
+    Q1 = jnp.einsum("...ij,...jk->...ik", A, M, precision=_HIGHEST)
+    E = jnp.einsum("...ki,...kj->...ij", Q1, Q1, precision=_HIGHEST)
+    E = E - jnp.eye(E.shape[-1], dtype=E.dtype)
+    ok = jnp.all(jnp.abs(E) < 1e-3)  # False on NaN too
+
+    def fast(_):
+        dE = jnp.diagonal(E, axis1=-2, axis2=-1)
+        M2 = -jnp.triu(E, 1) - 0.5 * dE[..., None, :] * jnp.eye(E.shape[-1], dtype=E.dtype)
+        M2 = M2 + jnp.eye(E.shape[-1], dtype=E.dtype)
+        Q = jnp.einsum("...ij,...jk->...ik", Q1, M2, precision=_HIGHEST)
+        d = jnp.diagonal(M, axis1=-2, axis2=-1) * jnp.diagonal(M2, axis1=-2, axis2=-1)
+        return Q, -jnp.log(jnp.abs(d))
+
+    return lax.cond(ok, fast, lambda _: _householder(A), None)
+
+
 def _chain(Q, Js, r: int, qr):
     """Runs the QR chain over ``Js (..., T, S, S)`` in blocks of ``r`` steps.
 
@@ -137,7 +172,8 @@ def _chain(Q, Js, r: int, qr):
     def body(Q, Jb):
         A = Q
         for i in range(r):
-            A = jnp.einsum("...ij,...jk->...ik", Jb[i], A, precision=_HIGHEST)
+            J = Jb[i].astype(Q.dtype)
+            A = jnp.einsum("...ij,...jk->...ik", J, A, precision=_HIGHEST)
         Q, logs = qr(A)
         return Q, logs
 
@@ -183,7 +219,10 @@ def lyapunov_spectrum(
       method: Jacobian method (see :func:`step_jacobians`).
       qr: ``"cholesky"`` (CholeskyQR2 with a Householder fallback when a
         step's first pass is ill conditioned), ``"householder"``
-        (``jnp.linalg.qr``), or ``"auto"`` (= ``"cholesky"``).
+        (``jnp.linalg.qr``), or ``"auto"``: for float32 Jacobians with x64
+        enabled, a float64 chain with float32 Cholesky factors and a
+        first-order re-orthogonalisation (:func:`_mixed_qr`; Householder
+        fallback), else ``"cholesky"``.
       key: PRNG key for the initial orthonormal ``Q_0`` when ``k < S``
         (default ``jax.random.key(0)``); ``k = S`` starts from the identity.
 
@@ -221,12 +260,20 @@ def lyapunov_spectrum(
         key = jax.random.key(0) if key is None else key
         Q0 = jnp.linalg.qr(jax.random.normal(key, (S, k), Js.dtype))[0]
     Q0 = jnp.broadcast_to(Q0, Js.shape[:-3] + (S, k))
+    mixed = (
+        qr == "auto"
+        and jnp.dtype(Js.dtype) == jnp.float32
+        and jax.config.read("jax_enable_x64")
+    )
+    if mixed:  # float64 chain with float32 Cholesky factors
+        qr_fn, Q0 = _mixed_qr, Q0.astype(jnp.float64)
     if warmup:
         Q0, _, _ = _chain(Q0, Js[..., :warmup, :, :], r, qr_fn)
     _, logs, steps = _chain(Q0, Js[..., warmup:, :, :], r, qr_fn)
-    exponents = jnp.sum(logs, axis=0) / (T - warmup)
+    exponents = (jnp.sum(logs, axis=0) / (T - warmup)).astype(Js.dtype)
     exponents = -jnp.sort(-exponents, axis=-1)
     local = logs / steps.astype(logs.dtype).reshape((-1,) + (1,) * (logs.ndim - 1))
+    local = local.astype(Js.dtype)
     local = jnp.moveaxis(local, 0, -2)
     return LyapunovSpectrum(
         exponents=exponents,
