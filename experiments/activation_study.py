@@ -543,7 +543,7 @@ def main(argv=None) -> dict:
     return metrics
 
 
-SUMMARY_HEADERS = ["config", "log10|dh_T/dh_0|", "per step", "lambda_max", "mean-field",
+SUMMARY_HEADERS = ["config", "log10 norm at T", "per step", "lambda_max", "mean-field",
                    "pascanu", "adding MSE", "dead before/after"]
 
 
@@ -582,7 +582,7 @@ def report(cfg, mode, rows, found, lyap_rows, train_results, figures) -> str:
         "",
         "## Summary",
         "",
-        f"`log10|dh_T/dh_0|`: median log10 of the spectral norm of d s_T / d s_0 at lag {T}; "
+        f"`log10 norm at T`: median log10 of the spectral norm of d s_T / d s_0 at lag {T}; "
         "`per step`: the geometric-mean factor per step; `lambda_max`: measured largest "
         f"Lyapunov exponent (T = {cfg['lyap_T']}, warm-up {cfg['lyap_warmup']}); "
         "`mean-field`: 0.5 ln chi with sigma_b^2 the input-drive variance; `pascanu`: "
