@@ -72,13 +72,15 @@ def main(argv=None) -> dict[str, float]:
     chain = jax.jit(_qr_chain)
     ours = {
         qr: jax.jit(lambda p, x, qr=qr: jrnn.diagnostics.lyapunov_spectrum(cell, p, x, qr=qr))
-        for qr in ("auto", "householder")
+        for qr in ("auto", "householder", "cholesky", "mixed")
     }
     fns = {
         "scan(J_t + QR) (baseline)": lambda: base(params, us),
         "scan(QR) on Jacobian stack": lambda: chain(Js),
         "lyapunov_spectrum(qr=auto)": lambda: ours["auto"](params, xs).exponents,
         "lyapunov_spectrum(qr=householder)": lambda: ours["householder"](params, xs).exponents,
+        "lyapunov_spectrum(qr=cholesky)": lambda: ours["cholesky"](params, xs).exponents,
+        "lyapunov_spectrum(qr=mixed)": lambda: ours["mixed"](params, xs).exponents,
     }
     times = compare(fns, args.repeats, args.warmup)
 

@@ -13,8 +13,9 @@ Abbott 2023). The computation is differentiable, so the spectrum can serve as a
 training penalty ("gradient flossing", Engelken 2023).
 
 Speed: the Jacobians are computed for all steps at once (:func:`step_jacobians`);
-only the thin chain of QR factorisations is sequential. For float32 input (with
-x64 enabled) the default ``qr="auto"`` carries ``Q`` in float64 but forms the
+only the thin chain of QR factorisations is sequential. The default is
+Householder QR (fastest on CPU). For float32 input (with x64 enabled)
+``qr="mixed"`` carries ``Q`` in float64 but forms the
 Cholesky factor of each Gram matrix in float32 (fast LAPACK), then removes the
 remaining loss of orthogonality with one first-order correction (matrix products
 only); ``log |R_ii|`` is exact for the triangular factors used, so only the
@@ -37,7 +38,7 @@ from jrnn.diagnostics import jacobians as _jac
 __all__ = ["LyapunovSpectrum", "QR_METHODS", "kaplan_yorke_dimension", "lyapunov_spectrum"]
 
 #: Accepted values of ``qr`` in :func:`lyapunov_spectrum`.
-QR_METHODS = ("auto", "cholesky", "householder")
+QR_METHODS = ("auto", "cholesky", "householder", "mixed")
 
 _HIGHEST = lax.Precision.HIGHEST
 
@@ -219,10 +220,12 @@ def lyapunov_spectrum(
       method: Jacobian method (see :func:`step_jacobians`).
       qr: ``"cholesky"`` (CholeskyQR2 with a Householder fallback when a
         step's first pass is ill conditioned), ``"householder"``
-        (``jnp.linalg.qr``), or ``"auto"``: for float32 Jacobians with x64
-        enabled, a float64 chain with float32 Cholesky factors and a
-        first-order re-orthogonalisation (:func:`_mixed_qr`; Householder
-        fallback), else ``"cholesky"``.
+        (``jnp.linalg.qr``), ``"mixed"`` (for float32 Jacobians with x64
+        enabled: a float64 chain with float32 Cholesky factors and a
+        first-order re-orthogonalisation, :func:`_mixed_qr`, Householder
+        fallback; the most accurate, about 2x slower on CPU; else
+        ``"cholesky"``), or ``"auto"`` (= ``"householder"``, the fastest
+        measured on CPU: see BENCHMARKS.md).
       key: PRNG key for the initial orthonormal ``Q_0`` when ``k < S``
         (default ``jax.random.key(0)``); ``k = S`` starts from the identity.
 
@@ -250,7 +253,7 @@ def lyapunov_spectrum(
         raise ValueError(f"warmup must be an int in [0, T) = [0, {T}), got {warmup!r}.")
     if qr not in QR_METHODS:
         raise ValueError(f"qr must be one of {QR_METHODS}, got {qr!r}.")
-    qr_fn = _householder if qr == "householder" else _cholesky_qr2
+    qr_fn = _cholesky_qr2 if qr in ("cholesky", "mixed") else _householder
 
     fn = lambda x, c: _jac.sequence_jacobians(cell, params, x, c, method)[0]
     Js = _jac.map_sequences(fn, batch, xs, carry)  # (..., T, S, S)
@@ -261,7 +264,7 @@ def lyapunov_spectrum(
         Q0 = jnp.linalg.qr(jax.random.normal(key, (S, k), Js.dtype))[0]
     Q0 = jnp.broadcast_to(Q0, Js.shape[:-3] + (S, k))
     mixed = (
-        qr == "auto"
+        qr == "mixed"
         and jnp.dtype(Js.dtype) == jnp.float32
         and jax.config.read("jax_enable_x64")
     )
