@@ -32,7 +32,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 import jrnn
 from experiments import common
@@ -182,39 +181,23 @@ def theory_for(activation: str, gain: float, sigma_b2: float) -> dict:
 
 
 # ------------------------------------------------------------------ training
-def adding_batch(key, batch, length):
-    return jrnn.tasks.adding(key, batch, length)
-
-
 def train_seeds(cell: jrnn.Cell, cfg: dict, seed: int, ckpt_dir: str, on_step=None):
     """Trains ``cfg["seeds"]`` copies (vmapped) on the adding problem; resumable.
 
     Returns ``(model, initial params, FitResult, held-out batch)``.
     """
     model = jrnn.models.rnn(cell, 1)
-    opt = optax.adam(cfg["lr"])
-    step = jrnn.train.make_train_step(
-        model.apply, jrnn.tasks.mse, opt, clip_norm=cfg["clip"], skip_nonfinite=True
+    T = cfg["train_T"]
+    config = {"cell": cell.describe(), "seed": seed,
+              **{k: v for k, v in cfg.items() if k.startswith("train_") or k in ("lr", "clip")}}
+    params0, result, held_out = common.train_seeds(
+        model, 2, lambda key, b: jrnn.tasks.adding(key, b, T), jrnn.tasks.mse, seed=seed,
+        seeds=cfg["seeds"], lr=cfg["lr"], clip=cfg["clip"], batch=cfg["train_batch"],
+        steps=cfg["train_steps"], eval_size=cfg["eval_size"],
+        eval_every=max(cfg["train_steps"] // 20, 1), checkpoint_dir=ckpt_dir,
+        checkpoint_every=cfg["checkpoint_every"], config=config, on_step=on_step,
     )
-    B, T = cfg["train_batch"], cfg["train_T"]
-    vstep = jax.jit(jax.vmap(lambda st, key: step(st, adding_batch(key, B, T))))
-    S = cfg["seeds"]
-    seeds = jnp.arange(S)
-    init_keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(seed), s))(seeds)
-    data_keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(seed + 1), s))(seeds)
-    params0 = jax.vmap(lambda k: model.init(k, 2))(init_keys)  # standard init (gain 1)
-    states = jax.vmap(lambda p, r: jrnn.train.init_state(p, opt, r))(params0, data_keys)
-    ex, ey = adding_batch(jax.random.key(seed + 2), cfg["eval_size"], T)
-    veval = jax.jit(jax.vmap(lambda p: jrnn.tasks.mse(model.apply(p, ex), ey)))
-    result = jrnn.train.fit(
-        vstep, states, lambda keys, t: keys, steps=cfg["train_steps"],
-        eval_fn=lambda p: {"loss": veval(p)}, eval_every=max(cfg["train_steps"] // 20, 1),
-        callback=on_step, nan_guard=False, checkpoint_dir=ckpt_dir,
-        checkpoint_every=cfg["checkpoint_every"],
-        config={"cell": cell.describe(), "seed": seed,
-                **{k: v for k, v in cfg.items() if k.startswith("train_") or k in ("lr", "clip")}},
-    )
-    return model, params0, result, (ex, ey)
+    return model, params0, result, held_out
 
 
 def grad_and_health(model, cell: jrnn.Cell, params, batch) -> dict:

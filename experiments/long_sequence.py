@@ -22,10 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 import jrnn
 from experiments import common
@@ -95,28 +92,15 @@ def run_one(task: str, length: int, cell_name: str, cfg: dict, seed: int, out: s
     """
     gen, d_in, d_out, seqs, loss, baseline = task_spec(task, length, cfg)
     model = jrnn.models.rnn(make_cell(cell_name, cfg["hidden"]), d_out, return_sequences=seqs)
-    opt = optax.adam(cfg["lr"])
-    step = jrnn.train.make_train_step(
-        model.apply, loss, opt, clip_norm=cfg["clip"], skip_nonfinite=True
-    )
-    batch = cfg["batch"]
-    vstep = jax.jit(jax.vmap(lambda st, key: step(st, gen(key, batch))))
     S = cfg["seeds"]
-    init_keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(seed), s))(jnp.arange(S))
-    data_keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(seed + 1), s))(
-        jnp.arange(S))
-    states = jax.jit(jax.vmap(lambda k, r: jrnn.train.init_state(model.init(k, d_in), opt, r)))(
-        init_keys, data_keys)
-    ex, ey = jax.jit(gen, static_argnums=1)(jax.random.key(seed + 2), cfg["eval_size"])
-    veval = jax.jit(jax.vmap(lambda p: loss(model.apply(p, ex), ey)))
     config = {"task": task, "length": length, "cell": cell_name, "seed": seed,
               **{k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}}
-    result = jrnn.train.fit(
-        vstep, states, lambda keys, t: keys, steps=cfg["steps"],
-        eval_fn=lambda p: {"loss": veval(p)}, eval_every=cfg["eval_every"],
-        callback=on_step, nan_guard=False,
+    _, result, _ = common.train_seeds(
+        model, d_in, gen, loss, seed=seed, seeds=S, lr=cfg["lr"], clip=cfg["clip"],
+        batch=cfg["batch"], steps=cfg["steps"], eval_size=cfg["eval_size"],
+        eval_every=cfg["eval_every"],
         checkpoint_dir=common.checkpoint_dir(out, task, f"T{length}", cell_name),
-        checkpoint_every=cfg["checkpoint_every"], config=config,
+        checkpoint_every=cfg["checkpoint_every"], config=config, on_step=on_step,
     )
     ev_steps = result.eval_history["step"]
     ev = np.asarray(result.eval_history["loss"], dtype=np.float64)  # (E, S)
