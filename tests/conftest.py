@@ -4,6 +4,8 @@ and hypothesis runs a deterministic, small profile (every new shape recompiles).
 import jax
 from hypothesis import HealthCheck, settings
 
+import experiments  # noqa: F401  (sets the XLA CPU flag before the backend starts)
+
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
