@@ -71,7 +71,14 @@ def test_sum_of_exponents_is_mean_log_det(name):
 def test_blocking_and_qr_variants_agree_where_stable():
     cell, params, xs = _tanh_cell(gain=1.1)
     ref = lyapunov_spectrum(cell, params, xs, qr="householder")
-    for kwargs in ({}, {"qr": "cholesky"}, {"reorth_every": 2}, {"reorth_every": 7}):
+    for kwargs in (
+        {},
+        {"qr": "compact"},
+        {"qr": "cholesky"},
+        {"reorth_every": 2},
+        {"reorth_every": 7},
+        {"qr": "householder", "reorth_every": 3},
+    ):
         spec = lyapunov_spectrum(cell, params, xs, **kwargs)
         np.testing.assert_allclose(spec.exponents, ref.exponents, atol=1e-9, err_msg=str(kwargs))
     assert lyapunov_spectrum(cell, params, xs, reorth_every=7).local.shape == (9, 6)
@@ -174,3 +181,69 @@ def test_mixed_float32_matches_float64_householder(dead):
     np.testing.assert_allclose(spec.exponents[live], ref[live], atol=2e-6)
     if dead:
         assert spec.exponents[7] < -20
+
+
+@pytest.mark.parametrize("k", [6, 4, 1])
+def test_compact_chain_equals_explicit_householder(k):
+    """The compact (geqrf + ormqr) chain is the explicit Householder chain without forming Q:
+    same exponents and the same local exponents, for k = S and for thin Q (k < S)."""
+    cell, params, xs = _tanh_cell(gain=1.5)
+    kw = dict(k=k, warmup=7)
+    fast = lyapunov_spectrum(cell, params, xs, qr="compact", **kw)
+    ref = lyapunov_spectrum(cell, params, xs, qr="householder", **kw)
+    np.testing.assert_allclose(fast.exponents, ref.exponents, atol=1e-12)
+    np.testing.assert_allclose(fast.local, ref.local, atol=1e-11)
+    assert fast.local.shape == (53, k)
+
+
+def test_compact_chain_gradient_equals_explicit_chain():
+    cell, params, xs = _tanh_cell(n=4, seed=5)
+    xs = xs[:25]
+
+    def loss(W, qr):
+        spec = lyapunov_spectrum(cell, {**params, "W_hh": W}, xs, qr=qr, warmup=3)
+        return jnp.sum(spec.exponents * jnp.arange(1.0, 5.0)) + jnp.sum(spec.local**2)
+
+    g_fast = jax.jit(jax.grad(loss), static_argnums=1)(params["W_hh"], "compact")
+    g_ref = jax.jit(jax.grad(loss), static_argnums=1)(params["W_hh"], "householder")
+    np.testing.assert_allclose(g_fast, g_ref, rtol=1e-9, atol=1e-12)
+    # forward mode through the custom JVP as well
+    E = jax.random.normal(jax.random.key(9), (4, 4), jnp.float64)
+    _, t_fast = jax.jvp(lambda W: loss(W, "compact"), (params["W_hh"],), (E,))
+    _, t_ref = jax.jvp(lambda W: loss(W, "householder"), (params["W_hh"],), (E,))
+    np.testing.assert_allclose(t_fast, t_ref, rtol=1e-9)
+
+
+@pytest.mark.parametrize("qr", ["compact", "householder"])
+def test_blocks_failing_the_error_check_are_redone_step_by_step(qr):
+    """A wide spectrum (lambda_1 - lambda_S ~ 10 per step) in float32: blocks of 8 steps
+    grow columns by ~e^80 relative to R_jj, far beyond the 1e-5 bound, so every block is
+    redone one step at a time and the result equals the per-step chain. Without the check
+    (tolerance inf) the blocked chain is wrong, so the check is what keeps it exact."""
+    from jrnn.diagnostics import lyapunov as L
+
+    n = 6
+    W = np.diag(np.exp(-np.arange(n) * 2.0))  # exponents 0, -2, ..., -10
+    W = W @ np.asarray(jrnn.initializers.orthogonal()(jax.random.key(1), (n, n), jnp.float64))
+    Js = jnp.asarray(np.broadcast_to(W, (64, n, n)), jnp.float32)
+    method = L._Compact(True) if qr == "compact" else L._Explicit(L._householder)
+    eye = jnp.eye(n, dtype=jnp.float32)
+    state = method.init(eye)
+    step, _ = L._exponent_logs(Js, state, warmup=0, r=1, method=method, tol=1e-5)
+    checked, _ = L._exponent_logs(Js, state, warmup=0, r=8, method=method, tol=1e-5)
+    unchecked, _ = L._exponent_logs(Js, state, warmup=0, r=8, method=method, tol=np.inf)
+    ref = np.sum(np.asarray(step), axis=0)
+    np.testing.assert_allclose(np.sum(np.asarray(checked), axis=0), ref, rtol=1e-6)
+    assert np.max(np.abs(np.sum(np.asarray(unchecked), axis=0) - ref)) > 1.0
+
+
+def test_mixed_blocks_pass_the_check_and_match_float64():
+    """qr="mixed" with reorth_every=4 on a float32 tanh network: the float64 blocks pass the
+    check (narrow spectrum) and the exponents equal the per-step float64 chain."""
+    cell = jrnn.cells.elman(16, "tanh", recurrent_init=jrnn.initializers.scaled_normal(1.2))
+    params = cell.init(jax.random.key(0), 3)
+    xs = jax.random.normal(jax.random.key(1), (80, 3), jnp.float32)
+    blocked = lyapunov_spectrum(cell, params, xs, qr="mixed", reorth_every=4)
+    step = lyapunov_spectrum(cell, params, xs, qr="mixed")
+    assert blocked.local.shape == (20, 16) and blocked.exponents.dtype == jnp.float32
+    np.testing.assert_allclose(blocked.exponents, step.exponents, atol=1e-6)

@@ -5,6 +5,9 @@ Baselines, measured in the same process on the same float32 tanh network:
     ``jnp.linalg.qr(J_t Q)`` per step (the textbook implementation);
   * ``scan(QR) on stack``: the same QR chain over precomputed Jacobians.
 Errors are max ``|lambda_i - lambda_i^ref|`` against a float64 Householder run.
+``reorth_every=4`` rows show checked blocking: with ``qr="mixed"`` (float64 chain) the
+blocks pass their error check at this spectrum width; in float32 (``auto``) they fail it
+and are redone step by step (slower, same accuracy).
 
 Run: ``python -m experiments.benchmarks.lyapunov [--T 512 --n 128 --repeats 5]``.
 """
@@ -70,18 +73,22 @@ def main(argv=None) -> dict[str, float]:
     base = jax.jit(lambda p, u: _householder_scan(p["W_hh"], p["b_h"], u, jnp.float32))
     Js = jax.jit(lambda p, x: jrnn.diagnostics.step_jacobians(cell, p, x))(params, xs)
     chain = jax.jit(_qr_chain)
-    ours = {
-        qr: jax.jit(lambda p, x, qr=qr: jrnn.diagnostics.lyapunov_spectrum(cell, p, x, qr=qr))
-        for qr in ("auto", "householder", "cholesky", "mixed")
+    configs = {
+        "auto": {},
+        "householder": {"qr": "householder"},
+        "cholesky": {"qr": "cholesky"},
+        "mixed": {"qr": "mixed"},
+        "mixed, reorth_every=2": {"qr": "mixed", "reorth_every": 2},
+        "mixed, reorth_every=4": {"qr": "mixed", "reorth_every": 4},
+        "auto, reorth_every=4": {"reorth_every": 4},
     }
     fns = {
         "scan(J_t + QR) (baseline)": lambda: base(params, us),
         "scan(QR) on Jacobian stack": lambda: chain(Js),
-        "lyapunov_spectrum(qr=auto)": lambda: ours["auto"](params, xs).exponents,
-        "lyapunov_spectrum(qr=householder)": lambda: ours["householder"](params, xs).exponents,
-        "lyapunov_spectrum(qr=cholesky)": lambda: ours["cholesky"](params, xs).exponents,
-        "lyapunov_spectrum(qr=mixed)": lambda: ours["mixed"](params, xs).exponents,
     }
+    for name, kw in configs.items():
+        f = jax.jit(lambda p, x, kw=kw: jrnn.diagnostics.lyapunov_spectrum(cell, p, x, **kw))
+        fns[f"lyapunov_spectrum({name})"] = lambda f=f: f(params, xs).exponents
     times = compare(fns, args.repeats, args.warmup)
 
     p64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), params)

@@ -13,15 +13,16 @@ Abbott 2023). The computation is differentiable, so the spectrum can serve as a
 training penalty ("gradient flossing", Engelken 2023).
 
 Speed: the Jacobians are computed for all steps at once (:func:`step_jacobians`);
-only the thin chain of QR factorisations is sequential. The default is
-Householder QR (fastest on CPU). For float32 input (with x64 enabled)
-``qr="mixed"`` carries ``Q`` in float64 but forms the
-Cholesky factor of each Gram matrix in float32 (fast LAPACK), then removes the
-remaining loss of orthogonality with one first-order correction (matrix products
-only); ``log |R_ii|`` is exact for the triangular factors used, so only the
-float32 Jacobians limit the accuracy. Otherwise each QR is CholeskyQR2
-(Yamamoto et al. 2015). Both check the conditioning and fall back to Householder
-QR when a step is ill conditioned.
+only the thin chain of QR factorisations is sequential. The default chain keeps
+each Householder QR in LAPACK's compact form and applies it to the next Jacobian
+with ``ormqr`` instead of forming ``Q`` (``orgqr``) and multiplying: the same
+algorithm at about half the cost per step on CPU. ``qr="mixed"`` runs that chain
+in float64 on float32 Jacobians (exact to float64 rounding for the given
+Jacobians, at about the cost of the float32 textbook loop). ``reorth_every = r``
+re-orthonormalises once per ``r`` steps; each block is checked against the
+Householder error bound and redone step by step where it fails, so blocking never
+silently loses accuracy. CholeskyQR2 (Yamamoto et al. 2015) is available as
+``qr="cholesky"``.
 """
 
 from __future__ import annotations
@@ -38,9 +39,13 @@ from jrnn.diagnostics import jacobians as _jac
 __all__ = ["LyapunovSpectrum", "QR_METHODS", "kaplan_yorke_dimension", "lyapunov_spectrum"]
 
 #: Accepted values of ``qr`` in :func:`lyapunov_spectrum`.
-QR_METHODS = ("auto", "cholesky", "householder", "mixed")
+QR_METHODS = ("auto", "compact", "cholesky", "householder", "mixed")
 
 _HIGHEST = lax.Precision.HIGHEST
+_HAS_ORMQR = hasattr(lax.linalg, "ormqr")
+# Accepted relative error bound of a blocked QR's diagonal (reorth_every > 1), by itemsize:
+# float64 allows blocks that grow columns by ~1e8 relative to R_jj, float32 by ~100.
+_BLOCK_TOL = {8: 1e-8, 4: 1e-5}
 
 
 class LyapunovSpectrum(NamedTuple):
@@ -122,43 +127,71 @@ def _cholesky_qr2(A):
     return lax.cond(ok, fast, lambda _: _householder(A), None)
 
 
-def _mixed_qr(A):
-    """QR of a float64 ``A`` whose Cholesky factors are formed in float32.
+class _Explicit(NamedTuple):
+    """QR chain that carries ``Q`` itself (``S x k``); ``factor`` is a QR function."""
 
-    Pass 1: ``L = chol(A^T A)`` in float32 and ``M = L^{-T}`` (upper
-    triangular); ``Q_1 = A M`` in float64, so ``A = Q_1 M^{-1}`` holds to float64
-    rounding and ``log |R_ii| = -log |M_ii|`` exactly, however inaccurate ``L``
-    is. Pass 2 corrects ``Q_1^T Q_1 = I + E`` to first order:
-    ``Q = Q_1 (I - triu(E, 1) - diag(E) / 2)``, leaving ``O(|E|^2)`` loss of
-    orthogonality. If ``max |E| >= 1e-3`` (ill conditioned ``A``, or NaN) the
-    whole batch is redone with float64 Householder QR.
+    factor: object
+
+    def init(self, Q0):
+        return Q0
+
+    def apply(self, Q, J):  # J Q
+        return jnp.einsum("...ij,...jk->...ik", J.astype(Q.dtype), Q, precision=_HIGHEST)
+
+    def qr(self, A):
+        return self.factor(A)
+
+
+class _Compact(NamedTuple):
+    """Householder QR chain that never forms ``Q``.
+
+    The state is LAPACK's compact form ``(reflectors, tau)`` of the last QR
+    (``geqrf``); the next step applies it directly, ``J_{t+1} Q_t =
+    ormqr(J_{t+1})``, which costs one matrix product instead of ``orgqr``
+    (forming ``Q``) plus a product: about 1.8x faster per step on CPU. For
+    ``k < S`` ``ormqr`` applies the full ``S x S`` reflector product and the
+    first ``k`` columns are kept (the explicit chain is cheaper for ``k << S``).
     """
-    G = jnp.einsum("...ki,...kj->...ij", *(A.astype(jnp.float32),) * 2, precision=_HIGHEST)
-    L = jnp.linalg.cholesky(G)
-    eye32 = jnp.broadcast_to(jnp.eye(G.shape[-1], dtype=G.dtype), G.shape)
-    M = jnp.swapaxes(lax.linalg.triangular_solve(L, eye32, left_side=True, lower=True), -1, -2)
-    M = M.astype(A.dtype)
-    Q1 = jnp.einsum("...ij,...jk->...ik", A, M, precision=_HIGHEST)
-    E = jnp.einsum("...ki,...kj->...ij", Q1, Q1, precision=_HIGHEST)
-    E = E - jnp.eye(E.shape[-1], dtype=E.dtype)
-    ok = jnp.all(jnp.abs(E) < 1e-3)  # False on NaN too
 
-    def fast(_):
-        dE = jnp.diagonal(E, axis1=-2, axis2=-1)
-        M2 = -jnp.triu(E, 1) - 0.5 * dE[..., None, :] * jnp.eye(E.shape[-1], dtype=E.dtype)
-        M2 = M2 + jnp.eye(E.shape[-1], dtype=E.dtype)
-        Q = jnp.einsum("...ij,...jk->...ik", Q1, M2, precision=_HIGHEST)
-        d = jnp.diagonal(M, axis1=-2, axis2=-1) * jnp.diagonal(M2, axis1=-2, axis2=-1)
-        return Q, -jnp.log(jnp.abs(d))
+    square: bool
 
-    return lax.cond(ok, fast, lambda _: _householder(A), None)
+    def init(self, Q0):
+        if self.square:  # Q0 = I: reflectors with tau = 0 are identities
+            S = Q0.shape[-1]
+            return jnp.zeros_like(Q0), jnp.zeros(Q0.shape[:-2] + (S,), Q0.dtype)
+        return self.qr(Q0)[0]  # Q0 up to column signs, which log |R_ii| ignores
+
+    def apply(self, state, J):
+        h, tau = state
+        A = lax.linalg.ormqr(h, tau, J.astype(h.dtype), left=False)
+        return A if self.square else A[..., : h.shape[-1]]
+
+    @staticmethod
+    def qr(A):
+        h, tau = jnp.linalg.qr(A, mode="raw")
+        h = jnp.swapaxes(h, -1, -2)
+        return (h, tau), jnp.log(jnp.abs(jnp.diagonal(h, axis1=-2, axis2=-1)))
 
 
-def _chain(Q, Js, r: int, qr):
+def _block_error(A, logs):
+    """``eps * max_j ||A_j|| / |R_jj|``: the relative error bound of a blocked QR's diagonal.
+
+    Householder QR is column-wise backward stable, so ``R_jj`` carries a relative
+    error ``~ eps ||A_j|| / |R_jj|``; after a block of ``r`` steps every column has
+    grown like ``exp(r lambda_1)`` while ``R_jj`` grew like ``exp(r lambda_j)``.
+    """
+    norms = jnp.log(jnp.linalg.norm(A, axis=-2))
+    eps = jnp.finfo(A.dtype).eps
+    return eps * jnp.exp(jnp.max(norms - logs))
+
+
+def _chain(state, Js, r: int, method, tol: float):
     """Runs the QR chain over ``Js (..., T, S, S)`` in blocks of ``r`` steps.
 
-    Returns ``(Q, logs (nb, ..., k), steps (nb,))``; a short last block is
-    padded with identities and counted with its true length.
+    Returns ``(state, logs (nb, ..., k), steps (nb,))``; a short last block is
+    padded with identities and counted with its true length. With ``r > 1``
+    each block is checked (:func:`_block_error` ``<= tol`` for every
+    trajectory, finite) and redone one step at a time where it fails.
     """
     T, S = Js.shape[-3], Js.shape[-1]
     nb = -(-T // r)
@@ -170,16 +203,54 @@ def _chain(Q, Js, r: int, qr):
     Js = Js.reshape((nb, r) + Js.shape[1:])
     steps = jnp.full((nb,), r).at[-1].set(r - pad)
 
-    def body(Q, Jb):
-        A = Q
-        for i in range(r):
-            J = Jb[i].astype(Q.dtype)
-            A = jnp.einsum("...ij,...jk->...ik", J, A, precision=_HIGHEST)
-        Q, logs = qr(A)
-        return Q, logs
+    def one(state, J):
+        return method.qr(method.apply(state, J))
 
-    Q, logs = lax.scan(body, Q, Js)
-    return Q, logs, steps
+    def stepwise(state, Jb):
+        state, logs = lax.scan(one, state, Jb)
+        return state, jnp.sum(logs, axis=0)
+
+    def body(state, Jb):
+        if r == 1:
+            return one(state, Jb[0])
+        A = method.apply(state, Jb[0])
+        for i in range(1, r):
+            A = jnp.einsum("...ij,...jk->...ik", Jb[i].astype(A.dtype), A, precision=_HIGHEST)
+        new, logs = method.qr(A)
+        ok = _block_error(A, logs) <= tol  # False on NaN / inf
+        return lax.cond(ok, lambda: (new, logs), lambda: stepwise(state, Jb))
+
+    state, logs = lax.scan(body, state, Js)
+    return state, logs, steps
+
+
+def _exponent_logs(Js, state, *, warmup: int, r: int, method, tol: float):
+    if warmup:
+        state, _, _ = _chain(state, Js[..., :warmup, :, :], r, method, tol)
+    _, logs, steps = _chain(state, Js[..., warmup:, :, :], r, method, tol)
+    return logs, steps
+
+
+def _compact_logs(Js, Q0, square: bool, opts):
+    """Log-diagonals of the compact chain; derivatives from the explicit Householder chain.
+
+    ``geqrf``/``ormqr`` have no differentiation rules, so the compact chain is a
+    ``custom_jvp`` whose tangent is that of the mathematically identical chain
+    with ``Q`` formed by ``jnp.linalg.qr`` (forward and reverse mode).
+    """
+    compact = _Compact(square)
+    explicit = _Explicit(_householder)
+
+    @jax.custom_jvp
+    def logs_of(Js, Q0):
+        return _exponent_logs(Js, compact.init(Q0), method=compact, **opts)[0]
+
+    @logs_of.defjvp
+    def _jvp(primals, tangents):
+        f = lambda J, Q: _exponent_logs(J, explicit.init(Q), method=explicit, **opts)[0]
+        return jax.jvp(f, primals, tangents)
+
+    return logs_of(Js, Q0)
 
 
 def lyapunov_spectrum(
@@ -205,27 +276,33 @@ def lyapunov_spectrum(
     With ``reorth_every = r > 1`` the product of ``r`` Jacobians is applied
     before each QR; in exact arithmetic ``diag R`` of the block is the product
     of the per-step diagonals, so the exponents are unchanged, but the block
-    product has condition ``~exp(r (lambda_1 - lambda_k))``: use ``r > 1`` only
-    where that stays far below ``1 / eps`` (e.g. a narrow spectrum or small
-    ``k``). ``sum_i lambda_i`` (``k = S``) equals the time average of
+    product has condition ``~exp(r (lambda_1 - lambda_k))``. Each block is
+    therefore checked: Householder QR is column-wise backward stable, so
+    ``R_jj`` carries a relative error ``~eps ||A_j|| / |R_jj|``; a block whose
+    bound exceeds ``1e-8`` (float64 chain) or ``1e-5`` (float32), or is not
+    finite, is redone one step at a time. Blocking pays where the spectrum is
+    narrow (or ``k`` small) relative to the precision: with ``qr="mixed"`` a
+    float64 chain accepts blocks of ``r (lambda_1 - lambda_k) <~ 18``.
+    ``sum_i lambda_i`` (``k = S``) equals the time average of
     ``log |det J_t|``.
 
     Args:
       cell, params, xs, carry: as in :func:`step_jacobians`; ``xs`` is
         ``(T, d)`` or ``(B, T, d)`` (trajectories are processed together).
       k: number of exponents, ``1 <= k <= S`` (default ``S = cell.state_size``).
-      reorth_every: steps between re-orthonormalisations.
+      reorth_every: steps between re-orthonormalisations (checked blocks, above).
       warmup: leading steps used only to align ``Q`` with the dynamics
         (``0 <= warmup < T``); they are not averaged.
       method: Jacobian method (see :func:`step_jacobians`).
-      qr: ``"cholesky"`` (CholeskyQR2 with a Householder fallback when a
-        step's first pass is ill conditioned), ``"householder"``
-        (``jnp.linalg.qr``), ``"mixed"`` (for float32 Jacobians with x64
-        enabled: a float64 chain with float32 Cholesky factors and a
-        first-order re-orthogonalisation, :func:`_mixed_qr`, Householder
-        fallback; the most accurate, about 2x slower on CPU; else
-        ``"cholesky"``), or ``"auto"`` (= ``"householder"``, the fastest
-        measured on CPU: see BENCHMARKS.md).
+      qr: ``"compact"`` (Householder QR kept in compact form and applied with
+        ``ormqr``, :class:`_Compact`; derivatives through the explicit chain),
+        ``"householder"`` (``jnp.linalg.qr``, ``Q`` formed each step: the
+        textbook reference), ``"cholesky"`` (CholeskyQR2 with a Householder
+        fallback when a step's first pass is ill conditioned), ``"mixed"``
+        (the compact chain in float64 when the Jacobians are float32 and x64
+        is enabled, else ``"compact"``), or ``"auto"`` (= ``"compact"``, the
+        fastest measured on CPU: see BENCHMARKS.md; ``"householder"`` on a jax
+        without ``lax.linalg.ormqr``).
       key: PRNG key for the initial orthonormal ``Q_0`` when ``k < S``
         (default ``jax.random.key(0)``); ``k = S`` starts from the identity.
 
@@ -253,26 +330,31 @@ def lyapunov_spectrum(
         raise ValueError(f"warmup must be an int in [0, T) = [0, {T}), got {warmup!r}.")
     if qr not in QR_METHODS:
         raise ValueError(f"qr must be one of {QR_METHODS}, got {qr!r}.")
-    qr_fn = _cholesky_qr2 if qr in ("cholesky", "mixed") else _householder
+    k_eq_s = k == S
 
     fn = lambda x, c: _jac.sequence_jacobians(cell, params, x, c, method)[0]
     Js = _jac.map_sequences(fn, batch, xs, carry)  # (..., T, S, S)
-    if k == S:
+    if k_eq_s:
         Q0 = jnp.eye(S, dtype=Js.dtype)
     else:
         key = jax.random.key(0) if key is None else key
         Q0 = jnp.linalg.qr(jax.random.normal(key, (S, k), Js.dtype))[0]
     Q0 = jnp.broadcast_to(Q0, Js.shape[:-3] + (S, k))
-    mixed = (
-        qr == "mixed"
-        and jnp.dtype(Js.dtype) == jnp.float32
-        and jax.config.read("jax_enable_x64")
-    )
-    if mixed:  # float64 chain with float32 Cholesky factors
-        qr_fn, Q0 = _mixed_qr, Q0.astype(jnp.float64)
-    if warmup:
-        Q0, _, _ = _chain(Q0, Js[..., :warmup, :, :], r, qr_fn)
-    _, logs, steps = _chain(Q0, Js[..., warmup:, :, :], r, qr_fn)
+    if qr == "mixed" and jnp.dtype(Js.dtype) == jnp.float32 and jax.config.read("jax_enable_x64"):
+        Q0 = Q0.astype(jnp.float64)  # float64 chain on the float32 Jacobians
+    if qr in ("auto", "mixed"):
+        qr = "compact" if _HAS_ORMQR else "householder"
+    if qr == "compact" and not _HAS_ORMQR:
+        raise ValueError("qr='compact' needs jax.lax.linalg.ormqr (a newer jax); use 'householder'.")
+    tol = _BLOCK_TOL.get(jnp.dtype(Q0.dtype).itemsize, 1e-2)
+    opts = dict(warmup=warmup, r=r, tol=tol)
+    nb = -(-(T - warmup) // r)
+    steps = jnp.full((nb,), r).at[-1].set(T - warmup - r * (nb - 1))
+    explicit = _Explicit(_cholesky_qr2 if qr == "cholesky" else _householder)
+    if qr == "compact":
+        logs = _compact_logs(Js, Q0, k_eq_s, opts)
+    else:
+        logs, _ = _exponent_logs(Js, explicit.init(Q0), method=explicit, **opts)
     exponents = (jnp.sum(logs, axis=0) / (T - warmup)).astype(Js.dtype)
     exponents = -jnp.sort(-exponents, axis=-1)
     local = logs / steps.astype(logs.dtype).reshape((-1,) + (1,) * (logs.ndim - 1))
