@@ -345,7 +345,9 @@ def lyapunov_spectrum(
     if qr in ("auto", "mixed"):
         qr = "compact" if _HAS_ORMQR else "householder"
     if qr == "compact" and not _HAS_ORMQR:
-        raise ValueError("qr='compact' needs jax.lax.linalg.ormqr (a newer jax); use 'householder'.")
+        raise ValueError(
+            "qr='compact' needs jax.lax.linalg.ormqr (a newer jax); use qr='householder'."
+        )
     tol = _BLOCK_TOL.get(jnp.dtype(Q0.dtype).itemsize, 1e-2)
     opts = dict(warmup=warmup, r=r, tol=tol)
     nb = -(-(T - warmup) // r)
