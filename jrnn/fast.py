@@ -23,12 +23,12 @@ Two schedules compute these sums (``weight_grads``):
   projection ``X W_xh^T`` is hoisted out of the forward scan. Best where
   large matmuls are cheap and per-step kernels are not (GPU, TPU).
 * ``"in_loop"``: the sums are accumulated inside the backward scan, every
-  8 steps (one ``(n, 8B) x (8B, G)`` product of the chunk's ``h_{t-1}`` and
-  ``delta``, still in cache), and ``x_t W_xh^T`` is formed inside the
-  forward step, so no ``(T, B, G)`` array of pre-activations or of ``delta``
-  is ever written. On a CPU, where this workload is bound by memory traffic
-  as much as by flops, this was 1.3-1.9x faster than ``"after"`` (see
-  ``BENCHMARKS.md``). The default on CPU.
+  ``k`` steps (one ``(n, kB) x (kB, G)`` product of the chunk's ``h_{t-1}`` and
+  ``delta``, still in cache; ``k`` keeps the chunk near 2 MiB), and
+  ``x_t W_xh^T`` is formed inside the forward step, so no ``(T, B, G)``
+  array of pre-activations or of ``delta`` is ever written. On a CPU, where
+  this workload is bound by memory traffic as much as by flops, this was
+  1.2-1.7x faster than ``"after"`` (see ``BENCHMARKS.md``). The default on CPU.
 
 Outputs and gradients equal ``jax.grad`` of the reference scan to float
 rounding (``tests/test_fast.py``). The fused path supports reverse-mode
@@ -58,7 +58,13 @@ import jax.numpy as jnp
 
 from jrnn.cells.base import Cell
 
-__all__ = ["FUSED_CELLS", "default_weight_grads", "fused_unroll", "supports"]
+__all__ = [
+    "FUSED_CELLS",
+    "default_weight_grads",
+    "fused_unroll",
+    "keep_host_buffers",
+    "supports",
+]
 
 #: Cell families (``Cell.name``) with a fused implementation.
 FUSED_CELLS = ("elman", "irnn", "residual", "lstm", "gru")
@@ -71,6 +77,37 @@ _DERIV_FROM_OUTPUT = {
     "relu": lambda y: (y > 0).astype(y.dtype),
     "identity": lambda y: jnp.ones_like(y),
 }
+
+
+def keep_host_buffers(threshold_bytes: int = 1 << 30) -> bool:
+    """Serves large host allocations from glibc's heap and keeps freed memory for reuse.
+
+    XLA:CPU packs an executable's temporaries into one buffer that it allocates
+    on every call (LSTM training step at B=64, T=256, n=128: 59 MiB for jrnn's
+    fused path, 112 MiB for ``flax.linen.RNN``). Above glibc's largest dynamic
+    mmap threshold (32 MiB) such a buffer is a fresh ``mmap`` each call, and
+    every one of its pages faults on first touch: 10-14 ms of a ~120 ms step in
+    the profile. Raising ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` lets
+    the heap serve and keep it (the memory is not returned to the OS).
+
+    Process-wide and opt-in; it speeds up every JAX program on the host, not
+    only jrnn's (``experiments.benchmarks.train_step --keep-host-buffers``
+    applies it to all peers alike). Returns ``False`` where glibc's
+    ``mallopt`` is unavailable (macOS, musl, Windows), else ``True``.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    threshold = int(threshold_bytes)
+    ok = mallopt(m_mmap_threshold, threshold) == 1
+    return ok and mallopt(m_trim_threshold, 2 * threshold) == 1
 
 
 def supports(cell: Cell) -> bool:
@@ -143,17 +180,20 @@ def _lstm_rule(n) -> _Rule:
     def forward(carry, u, hh):
         h, c = carry
         a = u + hh
-        s = jax.nn.sigmoid(a)
-        i, f, o = s[:, :n], s[:, n : 2 * n], s[:, 3 * n :]
-        g = jnp.tanh(a[:, 2 * n : 3 * n])
+        G = a.shape[-1]
+        col = jnp.arange(G)
+        is_g = (col >= 2 * n) & (col < 3 * n)
+        alpha = jnp.where(is_g, 1.0, 0.5).astype(a.dtype)[None, :]
+        beta = jnp.where(is_g, 0.0, 0.5).astype(a.dtype)[None, :]
+        acts = alpha * jnp.tanh(alpha * a) + beta  # sigmoid(i, f, o), tanh(g): one tanh
+        i, f, g, o = (acts[:, k * n : (k + 1) * n] for k in range(4))
         c_new = f * c + i * g
         h_new = o * jnp.tanh(c_new)
-        return (h_new, c_new), (jnp.concatenate([i, f, g, o], axis=-1),)
+        return (h_new, c_new), (acts[:, : 2 * n], acts[:, 2 * n :])  # see _split_saved
 
     def backward(dnew, saved, prev, new):
         dh, dc = dnew
-        (acts,) = saved
-        i, f, g, o = (acts[:, k * n : (k + 1) * n] for k in range(4))
+        i, f, g, o = (saved[k // 2][:, (k % 2) * n : (k % 2 + 1) * n] for k in range(4))
         c_prev = prev[1]
         c_new = f * c_prev + i * g  # == new[1] on valid steps; recomputed for masked ones
         tc = jnp.tanh(c_new)
@@ -175,17 +215,16 @@ def _lstm_rule(n) -> _Rule:
 def _gru_rule(n) -> _Rule:
     def forward(carry, u, hh):
         (h,) = carry
-        rz = jax.nn.sigmoid(u[:, : 2 * n] + hh[:, : 2 * n])
+        rz = 0.5 * jnp.tanh(0.5 * (u[:, : 2 * n] + hh[:, : 2 * n])) + 0.5  # sigmoid, via tanh
         r, z = rz[:, :n], rz[:, n:]
         hn = hh[:, 2 * n :]
         cand = jnp.tanh(u[:, 2 * n :] + r * hn)
         h_new = (1.0 - z) * cand + z * h
-        return (h_new,), (jnp.concatenate([r, z, cand, hn], axis=-1),)
+        return (h_new,), (rz, jnp.concatenate([cand, hn], axis=-1))  # see _split_saved
 
     def backward(dnew, saved, prev, new):
         (dh,) = dnew
-        (s,) = saved
-        r, z, cand, hn = (s[:, k * n : (k + 1) * n] for k in range(4))
+        r, z, cand, hn = (saved[k // 2][:, (k % 2) * n : (k % 2 + 1) * n] for k in range(4))
         dan = dh * (1.0 - z) * (1.0 - cand * cand)
         dar = dan * hn * r * (1.0 - r)
         daz = dh * (prev[0] - cand) * z * (1.0 - z)
@@ -195,6 +234,9 @@ def _gru_rule(n) -> _Rule:
 
     return _Rule(forward, backward, 3, True)
 
+
+# _split_saved: the LSTM and GRU save their four (B, n) gate blocks as two (T, B, 2n) stacks,
+# each slice of the forward's single tanh output going straight to its stack.
 
 # --------------------------------------------------------------------------- driver
 
@@ -209,7 +251,13 @@ def _chunk_size(T: int, target: int) -> int:
     return max(k for k in range(1, max(1, min(target, T)) + 1) if T % k == 0)
 
 
-def _recurrence(rule: _Rule, mode: str, unroll: int, chunk: int = 8):
+# Bytes of delta and h_{t-1} one in-loop chunk keeps for its weight-gradient product: about
+# an L2 cache. On the 2-core benchmark machine this picked 32 steps for the Elman cell
+# (1.89x flax vs 1.71x at 8), 16 for the GRU and 8 for the LSTM (the measured optima).
+_CHUNK_BYTES = 2 << 20
+
+
+def _recurrence(rule: _Rule, mode: str, unroll: int, chunk: int | None = None):
     """Custom-VJP map ``(W_xh, b_x, W_hh, b_hh, X, carry0, mask) -> (carry_T, hs)``.
 
     Time-major ``X (T, B, d)``; ``carry0`` a tuple of ``(B, n)``; ``mask``
@@ -271,9 +319,13 @@ def _recurrence(rule: _Rule, mode: str, unroll: int, chunk: int = 8):
             # XLA folding the transpose back into the dot): on CPU this product
             # ran 1.7x faster than delta^T h, which contracts the leading axis
             # of both operands.
-            k = _chunk_size(T, chunk)
-            same = not rule.hh_bias  # du == dhh for elman and lstm
             G, n, d = W_hh.shape[0], W_hh.shape[1], X.shape[-1]
+            if chunk is None:
+                row = X.shape[1] * (G + n) * jnp.dtype(X.dtype).itemsize
+                k = _chunk_size(T, max(1, _CHUNK_BYTES // row))
+            else:
+                k = _chunk_size(T, chunk)
+            same = not rule.hh_bias  # du == dhh for elman and lstm
             ob = jax.lax.optimization_barrier
 
             def inner(dcarry, inp):

@@ -211,7 +211,16 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--unroll", type=int, default=1, help="also time fused with this unroll")
+    parser.add_argument(
+        "--keep-host-buffers",
+        action="store_true",
+        help="jrnn.fast.keep_host_buffers() first (glibc heap reuse; applies to every peer)",
+    )
     args = parser.parse_args(argv)
+    if args.keep_host_buffers:
+        from jrnn.fast import keep_host_buffers
+
+        print(f"# keep_host_buffers() applied: {keep_host_buffers()}")
     cfg = CONFIGS[args.config]
     print(f"# train step (fwd+bwd, MSE on last output), config {args.config}: {cfg}")
     print(f"# {machine()}; medians of {args.repeats} after {args.warmup} warmup")
