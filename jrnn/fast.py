@@ -284,6 +284,10 @@ def _recurrence(rule: _Rule, mode: str, unroll: int, chunk: int | None = None):
             body, carry0, (U if mode == "after" else X, mask), unroll=unroll
         )
         hs = stacks[0] if mask is None else stacks[0] * mask
+        # Returned batch-major: the backward then reads its cotangent d_hs[:, t] in place
+        # instead of transposing the whole (B, T, n) cotangent (8 MiB at the benchmark size,
+        # 8% of the Elman step).
+        hs = jnp.swapaxes(hs, 0, 1)
         res = (W_xh, W_hh, X, carry0, stacks, saved, mask)
         return (final, hs), res
 
@@ -293,12 +297,11 @@ def _recurrence(rule: _Rule, mode: str, unroll: int, chunk: int | None = None):
 
     def backward(res, cts):
         W_xh, W_hh, X, carry0, stacks, saved, mask = res
-        d_final, d_hs = cts
+        d_final, d_hs = cts  # d_hs (B, T, n); masked steps are dropped in step()
         T = X.shape[0]
-        if mask is not None:
-            d_hs = d_hs * mask
 
-        def step(dcarry, t, g, m, sv):
+        def step(dcarry, t, m, sv):
+            g = jax.lax.dynamic_index_in_dim(d_hs, t, axis=1, keepdims=False)
             new = tuple(s[t] for s in stacks)
             prev = tuple(_index_prev(s, t, c0) for s, c0 in zip(stacks, carry0))
             dnew = (dcarry[0] + g,) + tuple(dcarry[1:])
@@ -329,8 +332,8 @@ def _recurrence(rule: _Rule, mode: str, unroll: int, chunk: int | None = None):
             ob = jax.lax.optimization_barrier
 
             def inner(dcarry, inp):
-                t, g, m, sv = inp
-                dprev, du, dhh, h_prev = step(dcarry, t, g, m, sv)
+                t, m, sv = inp
+                dprev, du, dhh, h_prev = step(dcarry, t, m, sv)
                 return dprev, (du, None if same else dhh, h_prev)
 
             def outer(carry, inp):
@@ -351,7 +354,7 @@ def _recurrence(rule: _Rule, mode: str, unroll: int, chunk: int | None = None):
                 return (dcarry, acc), (du @ W_xh).reshape(k, -1, d)
 
             split = lambda a: None if a is None else a.reshape((T // k, k) + a.shape[1:])
-            ins = jax.tree_util.tree_map(split, (ts, d_hs, mask, saved))  # None stays None
+            ins = jax.tree_util.tree_map(split, (ts, mask, saved))  # None stays None
             z = jnp.zeros_like
             acc0 = (z(W_xh.T), z(W_xh[:, 0]), z(W_hh.T), z(W_hh[:, 0]))
             (dcarry0, acc), dX = jax.lax.scan(outer, (d_final, acc0), (ins, split(X)), reverse=True)
@@ -361,12 +364,12 @@ def _recurrence(rule: _Rule, mode: str, unroll: int, chunk: int | None = None):
             same = rule.hh_bias is False  # du == dhh for elman and lstm
 
             def body(dcarry, inp):
-                t, g, m, sv = inp
-                dprev, du, dhh, _ = step(dcarry, t, g, m, sv)
+                t, m, sv = inp
+                dprev, du, dhh, _ = step(dcarry, t, m, sv)
                 return dprev, (du, None if same else dhh)
 
             dcarry0, (du, dhh) = jax.lax.scan(
-                body, d_final, (ts, d_hs, mask, saved), reverse=True, unroll=unroll
+                body, d_final, (ts, mask, saved), reverse=True, unroll=unroll
             )
             dhh = du if same else dhh
             G, n, d = W_hh.shape[0], W_hh.shape[1], X.shape[-1]
@@ -463,8 +466,7 @@ def fused_unroll(
     final, hs = _recurrence(rule, mode, unroll)(W_xh, b_x, W_hh, b_hh, X, carry0, mask)
 
     if reverse:
-        hs = hs[::-1]
-    hs = jnp.swapaxes(hs, 0, 1)
+        hs = hs[:, ::-1]
     final = final if name == "lstm" else final[0]
     if single:
         hs = hs[0]
