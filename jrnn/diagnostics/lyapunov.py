@@ -282,7 +282,10 @@ def lyapunov_spectrum(
     bound exceeds ``1e-8`` (float64 chain) or ``1e-5`` (float32), or is not
     finite, is redone one step at a time. Blocking pays where the spectrum is
     narrow (or ``k`` small) relative to the precision: with ``qr="mixed"`` a
-    float64 chain accepts blocks of ``r (lambda_1 - lambda_k) <~ 18``.
+    float64 chain accepts blocks of ``r (lambda_1 - lambda_k) <~ 18``. The check
+    is one decision for all trajectories of a batch; under ``jax.vmap`` it
+    becomes a select that runs both branches, so pass trajectories as a
+    ``(B, T, d)`` batch rather than vmapping over them when ``r > 1``.
     ``sum_i lambda_i`` (``k = S``) equals the time average of
     ``log |det J_t|``.
 
