@@ -112,9 +112,14 @@ def measure_at_init(cell: jrnn.Cell, cfg: dict, gain: jax.Array, seed: jax.Array
     k_p, k_x, k_l, k_c = jax.random.split(key, 4)
     params = init_params(cell, k_p, gain)
     xs = jax.random.normal(k_x, (cfg["sequences"], cfg["T"], INPUT_SIZE))
+    # The LAPACK-based diagnostics below are ordered one after another with `after`: run
+    # concurrently they can deadlock jaxlib 0.10's CPU thread pool (README, Known issues).
+    after = jrnn.diagnostics.after
     prop = jrnn.diagnostics.propagation(cell, params, xs)
+    params = after(params, prop)
     J = jrnn.diagnostics.step_jacobians(cell, params, xs[0])
     sv = jrnn.diagnostics.singular_values(J)
+    params = after(params, sv)
     # Lyapunov exponent of the driven network from a random initial state.
     xl = jax.random.normal(k_l, (cfg["lyap_T"], INPUT_SIZE))
     carry0 = jax.tree_util.tree_map(
@@ -123,6 +128,7 @@ def measure_at_init(cell: jrnn.Cell, cfg: dict, gain: jax.Array, seed: jax.Array
     lyap = jrnn.diagnostics.lyapunov_spectrum(
         cell, params, xl, carry=carry0, k=1, warmup=cfg["lyap_warmup"]
     )
+    params = after(params, lyap.exponents)
     out = {
         "log_spectral": prop.log_spectral_norm,  # (sequences, T+1)
         "log_frobenius": prop.log_frobenius_norm,

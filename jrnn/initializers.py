@@ -26,6 +26,7 @@ __all__ = [
     "glorot_uniform",
     "identity",
     "orthogonal",
+    "orthogonal_blocks",
     "scaled_normal",
     "uniform_pytorch",
     "uniform",
@@ -68,6 +69,30 @@ def orthogonal(gain: float = 1.0) -> Initializer:
 
     def init(key, shape, dtype=jnp.float32):
         return base(key, _shape(shape), dtype)
+
+    return init
+
+
+def orthogonal_blocks(blocks: int, gain: float = 1.0) -> Initializer:
+    """``blocks`` stacked orthogonal blocks of shape ``(rows / blocks, cols)`` (one per gate).
+
+    Block ``i`` equals ``orthogonal(gain)(jax.random.split(key, blocks)[i], ...)``; all
+    blocks come from one vmapped, i.e. batched, QR. Besides being one kernel launch,
+    this keeps independent LAPACK calls out of the program: jaxlib 0.10 on CPU can
+    deadlock XLA's thread pool when several batched LAPACK calls run concurrently
+    (see ``README.md``, Known issues).
+    """
+    base = orthogonal(gain)
+
+    def init(key, shape, dtype=jnp.float32):
+        rows, cols = _shape(shape)
+        if rows % blocks:
+            raise ValueError(
+                f"shape[0] must be a multiple of blocks={blocks}, got shape {tuple(shape)}."
+            )
+        keys = jax.random.split(key, blocks)
+        W = jax.vmap(lambda k: base(k, (rows // blocks, cols), dtype))(keys)
+        return W.reshape(rows, cols)
 
     return init
 

@@ -13,6 +13,7 @@ from jrnn.diagnostics.lyapunov import (
     kaplan_yorke_dimension,
     lyapunov_spectrum,
 )
+from jrnn.diagnostics.ordering import after
 from jrnn.diagnostics.propagation import (
     GradientNorms,
     Propagation,
@@ -30,6 +31,7 @@ __all__ = [
     "QR_METHODS",
     "SINGULAR_VALUE_METHODS",
     "UnitHealth",
+    "after",
     "eigenvalues",
     "gradient_norms",
     "kaplan_yorke_dimension",

@@ -341,7 +341,11 @@ def lyapunov_spectrum(
         Q0 = jnp.eye(S, dtype=Js.dtype)
     else:
         key = jax.random.key(0) if key is None else key
-        Q0 = jnp.linalg.qr(jax.random.normal(key, (S, k), Js.dtype))[0]
+        # The barrier makes the QR of Q_0 wait for the Jacobians: independent LAPACK calls
+        # that XLA may run concurrently can deadlock jaxlib 0.10's CPU thread pool
+        # (README, Known issues); ordered after J it never overlaps the caller's init.
+        Z, Js = lax.optimization_barrier((jax.random.normal(key, (S, k), Js.dtype), Js))
+        Q0 = jnp.linalg.qr(Z)[0]
     Q0 = jnp.broadcast_to(Q0, Js.shape[:-3] + (S, k))
     if qr == "mixed" and jnp.dtype(Js.dtype) == jnp.float32 and jax.config.read("jax_enable_x64"):
         Q0 = Q0.astype(jnp.float64)  # float64 chain on the float32 Jacobians
