@@ -307,6 +307,10 @@ def _recurrence(rule: _Rule, mode: str, unroll: int, chunk: int | None = None):
             dnew = (dcarry[0] + g,) + tuple(dcarry[1:])
             if m is not None:
                 dnew = tuple(d * m for d in dnew)
+            if sv:
+                # Materialise this step's slices of the saved stacks before the gate
+                # arithmetic: fused into it, the dynamic slices made the LSTM step ~8% slower.
+                sv, prev, new = jax.lax.optimization_barrier((sv, prev, new))
             direct, du, dhh = rule.backward(dnew, sv, prev, new)
             dprev = (direct[0] + dhh @ W_hh,) + tuple(direct[1:])
             if m is not None:
