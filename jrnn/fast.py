@@ -55,6 +55,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jrnn.cells.base import Cell
 
@@ -177,15 +178,18 @@ def _elman_rule(act, alpha) -> _Rule:
 
 
 def _lstm_rule(n) -> _Rule:
+    # Per-column constants of act(a) = alpha tanh(alpha a) + beta: sigmoid(a) = 0.5 tanh(a / 2)
+    # + 0.5 for the i, f, o gates and tanh for g, so all gates are one vectorised tanh.
+    is_g = np.zeros(4 * n, bool)
+    is_g[2 * n : 3 * n] = True
+    alpha_np, beta_np = np.where(is_g, 1.0, 0.5), np.where(is_g, 0.0, 0.5)
+
     def forward(carry, u, hh):
         h, c = carry
         a = u + hh
-        G = a.shape[-1]
-        col = jnp.arange(G)
-        is_g = (col >= 2 * n) & (col < 3 * n)
-        alpha = jnp.where(is_g, 1.0, 0.5).astype(a.dtype)[None, :]
-        beta = jnp.where(is_g, 0.0, 0.5).astype(a.dtype)[None, :]
-        acts = alpha * jnp.tanh(alpha * a) + beta  # sigmoid(i, f, o), tanh(g): one tanh
+        alpha = jnp.asarray(alpha_np, a.dtype)[None, :]
+        beta = jnp.asarray(beta_np, a.dtype)[None, :]
+        acts = alpha * jnp.tanh(alpha * a) + beta  # sigmoid(i, f, o), tanh(g)
         i, f, g, o = (acts[:, k * n : (k + 1) * n] for k in range(4))
         c_new = f * c + i * g
         h_new = o * jnp.tanh(c_new)
