@@ -43,6 +43,16 @@ class Cell(NamedTuple):
       recur: ``(params, carry, u_t) -> (carry, h_t)``: the recurrence proper.
       input_size: ``params -> d``, the feature size the params expect.
       jacobian: optional analytic ``(params, carry, u_t) -> (S, S)``.
+      tangent: optional ``(params, carry, u_t, V (S, k)) -> J_t V (S, k)``:
+        the Jacobian applied to a frame of tangent vectors without forming
+        ``J_t`` (flattened-carry coordinates, :func:`flatten_carry` order).
+        Streaming diagnostics use it; without it they fall back to ``jax.jvp``.
+      fused_rule: optional fused training rule of the family (hand-written
+        forward/backward for the fast training path); owned by the cell's
+        module, read by :mod:`jrnn.fast`.
+      param_spec: optional ``input_size -> {name: (shape, kind)}``: the
+        params the cell expects (``kind`` a ``numpy`` dtype kind such as
+        ``"f"``), for eager validation with a message naming the key.
       activation: the :class:`~jrnn.activations.Activation` the cell applies to
         its pre-activation (None for gated cells).
       preactivation: optional ``(params, carry, u_t) -> a_t (n,)``, the argument
@@ -63,6 +73,9 @@ class Cell(NamedTuple):
     recur: Callable[[Params, Carry, jax.Array], tuple[Carry, jax.Array]]
     input_size: Callable[[Params], int]
     jacobian: Callable[[Params, Carry, jax.Array], jax.Array] | None = None
+    tangent: Callable[[Params, Carry, jax.Array, jax.Array], jax.Array] | None = None
+    fused_rule: Any = None
+    param_spec: Callable[[int], dict[str, tuple[tuple[int, ...], str]]] | None = None
     activation: _activations.Activation | None = None
     preactivation: Callable[[Params, Carry, jax.Array], jax.Array] | None = None
     recurrent_matrix: Callable[[Params], jax.Array] | None = None
