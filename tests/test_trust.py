@@ -138,3 +138,64 @@ def test_every_path_agrees_at_kinks(act):
     assert np.isnan(act.derivative(nan[0])).all()
     assert np.isnan(step_jacobians(cell, p, nan, method="analytic")).any(axis=-1).all()
     assert np.isnan(step_jacobians(cell, p, nan, method="jacfwd")).any(axis=-1).all()
+
+
+# ----------------------------------------------------------------------------- gated Jacobians
+
+
+def _saturated(name):
+    """Cell and float32 params whose gate pre-activations sit in the float32 tails.
+
+    Sigmoid gates at +18 (s rounds to 1 in float32: s (1 - s) == 0, true 1.5e-8), tanh
+    arguments near 10 (1 - tanh^2 == 0, true 8e-9); all weights positive, so no entry is
+    a cancelling sum and each can be compared relatively.
+    """
+    n, d = 3, 1
+    pos = lambda k, shape: jax.random.uniform(jax.random.key(k), shape, jnp.float32, 0.1, 0.2)
+    if name == "lstm":
+        cell = jrnn.cells.lstm(n)
+        b = jnp.concatenate([jnp.full(n, 18.0), jnp.full(n, 18.0), jnp.full(n, 10.0),
+                             jnp.full(n, 18.0)]).astype(jnp.float32)  # fmt: skip
+        p = {"W_xh": pos(0, (4 * n, d)), "W_hh": pos(1, (4 * n, n)), "b_h": b}
+        carry = (jnp.full(n, 0.5, jnp.float32), jnp.full(n, 9.0, jnp.float32))
+    elif name == "gru":
+        cell = jrnn.cells.gru(n)
+        b = jnp.concatenate([jnp.full(2 * n, 18.0), jnp.full(n, 10.0)]).astype(jnp.float32)
+        p = {"W_xh": pos(0, (3 * n, d)), "W_hh": pos(1, (3 * n, n)), "b_xh": b,
+             "b_hh": jnp.zeros(3 * n, jnp.float32)}  # fmt: skip
+        carry = jnp.full(n, -0.5, jnp.float32)
+    elif name == "min_gru":
+        cell = jrnn.cells.min_gru(n)
+        p = {"W_z": pos(0, (n, d)), "b_z": jnp.full(n, 20.0, jnp.float32),
+             "W_h": pos(1, (n, d)), "b_h": jnp.zeros(n, jnp.float32)}  # fmt: skip
+        carry = jnp.full(n, 0.5, jnp.float32)
+    else:  # min_lstm: both gates underflow, f / (f + i) is 0 / 0; true f' = 1 / (1 + e^-3)
+        cell = jrnn.cells.min_lstm(n)
+        p = {"W_f": pos(0, (n, d)), "b_f": jnp.full(n, -95.0, jnp.float32),
+             "W_i": pos(1, (n, d)), "b_i": jnp.full(n, -98.0, jnp.float32),
+             "W_h": pos(2, (n, d)), "b_h": jnp.zeros(n, jnp.float32)}  # fmt: skip
+        carry = jnp.full(n, 0.5, jnp.float32)
+    return cell, p, carry, jnp.ones((1, d), jnp.float32)
+
+
+def _reference64(cell, p, carry, xs):
+    """float64 jax.jacfwd of the cell's own recurrence at the same (upcast) values."""
+    up = lambda t: jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), t)
+    p64, c64 = up(p), up(carry)
+    if cell.name == "min_lstm":  # float64 sigmoids still underflow at -95: use log-space f'
+        k_f = p64["W_f"] @ xs[0].astype(jnp.float64) + p64["b_f"]
+        k_i = p64["W_i"] @ xs[0].astype(jnp.float64) + p64["b_i"]
+        return jnp.diag(1 / (1 + jnp.exp(k_i - k_f)))
+    step = jrnn.diagnostics.jacobians.state_step(cell, p64)
+    s64 = jrnn.cells.flatten_carry(c64)
+    return jax.jacfwd(step)(s64, cell.input_map(p64, xs[0].astype(jnp.float64)))
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "min_gru", "min_lstm"])
+def test_gated_jacobians_keep_relative_accuracy_in_the_tails(name):
+    cell, p, carry, xs = _saturated(name)
+    J = np.asarray(step_jacobians(cell, p, xs, carry=carry, method="analytic")[0], np.float64)
+    ref = np.asarray(_reference64(cell, p, carry, xs))
+    assert np.all(np.isfinite(J))
+    np.testing.assert_array_equal(J == 0, ref == 0)  # no entry lost to underflow
+    np.testing.assert_allclose(J, ref, rtol=2e-5, atol=0)

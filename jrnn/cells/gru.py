@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jrnn import initializers as inits
+from jrnn.activations import sigmoid_prime, tanh_prime
 from jrnn.cells.base import Cell, check_positive_int
 
 __all__ = ["gru"]
@@ -74,13 +75,19 @@ def gru(
         return h_new, h_new
 
     def jacobian(params, h, u):
-        r, z, cand, hh_n = _gates(params, h, u)
+        # Gate derivatives from the pre-activations (sigmoid_prime, tanh_prime) and
+        # 1 - z = sigmoid(-a_z): no s (1 - s), 1 - tanh^2 or 1 - s that rounds to 0.
+        hh = params["W_hh"] @ h + params["b_hh"]
+        a_r, a_z = u[:n] + hh[:n], u[n : 2 * n] + hh[n : 2 * n]
+        r, z, hh_n = jax.nn.sigmoid(a_r), jax.nn.sigmoid(a_z), hh[2 * n :]
+        a_n = u[2 * n :] + r * hh_n
+        cand = jnp.tanh(a_n)
         W = params["W_hh"]
         W_r, W_z, W_n = W[:n], W[n : 2 * n], W[2 * n :]
-        dr = (r * (1 - r))[:, None] * W_r
-        dz = (z * (1 - z))[:, None] * W_z
-        dn = (1 - cand * cand)[:, None] * (hh_n[:, None] * dr + r[:, None] * W_n)
-        return (1 - z)[:, None] * dn + (h - cand)[:, None] * dz + jnp.diag(z)
+        dr = sigmoid_prime(a_r)[:, None] * W_r
+        dz = sigmoid_prime(a_z)[:, None] * W_z
+        dn = tanh_prime(a_n)[:, None] * (hh_n[:, None] * dr + r[:, None] * W_n)
+        return jax.nn.sigmoid(-a_z)[:, None] * dn + (h - cand)[:, None] * dz + jnp.diag(z)
 
     return Cell(
         name="gru",

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jrnn import initializers as inits
+from jrnn.activations import sigmoid_prime, tanh_prime
 from jrnn.cells.base import Cell, check_positive_int
 
 __all__ = ["lstm"]
@@ -92,20 +93,25 @@ def lstm(
         return (h_new, c_new), h_new
 
     def jacobian(params, carry, u):
+        # Gate derivatives from the pre-activations (sigmoid_prime, tanh_prime), never
+        # s (1 - s) or 1 - tanh^2 of the outputs, which round to 0 in float32 tails.
         h, c = carry
-        i, f, g, o = _gates(params, h, u)
+        a = params["W_hh"] @ h + u
+        a_i, a_f, a_g, a_o = a[:n], a[n : 2 * n], a[2 * n : 3 * n], a[3 * n :]
+        i, f, g, o = (jax.nn.sigmoid(a_i), jax.nn.sigmoid(a_f), jnp.tanh(a_g),
+                      jax.nn.sigmoid(a_o))  # fmt: skip
         c_new = f * c + i * g
         tc = jnp.tanh(c_new)
         W = params["W_hh"]
         W_i, W_f, W_g, W_o = W[:n], W[n : 2 * n], W[2 * n : 3 * n], W[3 * n :]
         dc_dh = (
-            (c * f * (1 - f))[:, None] * W_f
-            + (g * i * (1 - i))[:, None] * W_i
-            + (i * (1 - g * g))[:, None] * W_g
+            (c * sigmoid_prime(a_f))[:, None] * W_f
+            + (g * sigmoid_prime(a_i))[:, None] * W_i
+            + (i * tanh_prime(a_g))[:, None] * W_g
         )
         dc_dc = jnp.diag(f)
-        dtanh = o * (1 - tc * tc)
-        dh_dh = (tc * o * (1 - o))[:, None] * W_o + dtanh[:, None] * dc_dh
+        dtanh = o * tanh_prime(c_new)
+        dh_dh = (tc * sigmoid_prime(a_o))[:, None] * W_o + dtanh[:, None] * dc_dh
         dh_dc = jnp.diag(dtanh * f)
         return jnp.block([[dh_dh, dh_dc], [dc_dh, dc_dc]])
 
