@@ -34,11 +34,10 @@ def _sech2(x):
 
 
 def _gelu_tanh_ref(x):
+    """d/dx [x (1 + tanh u) / 2] = (1 + tanh u) / 2 + x sech^2(u) u' / 2, in expit form."""
     u = _C * (x + _K * x**3)
     du = _C * (1 + 3 * _K * x * x)
-    return 0.5 * (1 + np.tanh(u)) + 0.5 * x * _sech2(u) * du if False else (
-        special.expit(2 * u) + x * du * 2 * special.expit(2 * u) * special.expit(-2 * u)
-    )
+    return special.expit(2 * u) + 2 * x * du * special.expit(2 * u) * special.expit(-2 * u)
 
 
 # Independent float64 derivatives (numpy / scipy), accurate over the grid below.
@@ -93,9 +92,12 @@ def test_float32_derivative_keeps_relative_accuracy(act):
     assert not bad.any(), (act.name, x[bad][:5], got[bad][:5], ref[bad][:5])
 
 
+KINKS = {"relu": [0.0], "leaky_relu": [0.0], "elu": [0.0], "selu": [0.0],
+         "hard_tanh": [-1.0, 1.0], "hard_sigmoid": [-3.0, 3.0]}  # fmt: skip
+
+
 def _kinks(act):
-    return {"relu": [0.0], "leaky_relu": [0.0], "elu": [0.0], "selu": [0.0],
-            "hard_tanh": [-1.0, 1.0], "hard_sigmoid": [-3.0, 3.0]}.get(act.name.split("(")[0], [])  # fmt: skip
+    return KINKS[act.name.split("(")[0]]
 
 
 KINKED = [activations.get(n) for n in ("relu", "hard_tanh", "hard_sigmoid", "selu")] + [
@@ -199,3 +201,160 @@ def test_gated_jacobians_keep_relative_accuracy_in_the_tails(name):
     assert np.all(np.isfinite(J))
     np.testing.assert_array_equal(J == 0, ref == 0)  # no entry lost to underflow
     np.testing.assert_allclose(J, ref, rtol=2e-5, atol=0)
+
+
+# ----------------------------------------------------------------------------- NaN in, NaN out
+
+X64 = [True, False]
+
+
+def _x64(on):
+    return jax.enable_x64(on)
+
+
+@pytest.mark.parametrize("x64", X64, ids=["x64", "no_x64"])
+def test_spectra_of_non_finite_matrices_are_nan(x64):
+    with _x64(x64):
+        methods = ("auto", "svd", "augmented") + (("sturm", "gram") if x64 else ())
+        for bad in (np.nan, np.inf):
+            J = jnp.asarray([[[bad, 0.0], [0.0, 1.0]], [[2.0, 0.0], [0.0, 1.0]]], jnp.float32)
+            for method in methods:
+                sv = np.asarray(singular_values(J, method=method))
+                assert np.isnan(sv[0]).all(), (method, bad, sv)  # main, sturm: [1.0000005] * 2
+                np.testing.assert_allclose(sv[1], [2.0, 1.0], rtol=1e-6, err_msg=method)
+            mu = np.asarray(eigenvalues(J))
+            assert np.isnan(mu[0]).all() and np.allclose(mu[1], [2.0, 1.0])
+
+
+@pytest.mark.parametrize("x64", X64, ids=["x64", "no_x64"])
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+def test_health_of_a_nan_network_is_undefined(x64, act):
+    with _x64(x64):
+        cell = jrnn.cells.elman(4, act)
+        p = cell.init(jax.random.key(0), 1)
+        xs = jnp.ones((6, 1), jnp.float32).at[3].set(jnp.nan)
+        h = unit_health(cell, p, xs)  # main: 0% dead, 0% saturated
+        assert np.isnan(h.dead_fraction) and np.isnan(h.saturated_fraction)
+        assert np.isnan(h.saturated).all() and not h.dead.any()
+        W = p["W_hh"].at[1, 2].set(jnp.nan)
+        pb = pascanu_bound(cell, {**p, "W_hh": W})  # main: NaN bound, "may explode or vanish"
+        assert np.isnan(pb.bound) and np.isnan(pb.sigma_max) and not bool(pb.must_vanish)
+        assert pb.verdict == "undefined (non-finite weights)"
+        assert pascanu_bound(cell, p).verdict != pb.verdict
+
+
+@pytest.mark.parametrize("x64", X64, ids=["x64", "no_x64"])
+@pytest.mark.parametrize("cell", [jrnn.cells.elman(3, "relu"), jrnn.cells.lru(2)],
+                         ids=["relu", "lru"])  # fmt: skip
+def test_step_jacobians_of_a_nan_trajectory_are_nan(x64, cell):
+    """NaN input at step 2: J_1, J_2 exact and finite, J_3.. NaN (main: relu rows 0, lru W)."""
+    with _x64(x64):
+        p = cell.init(jax.random.key(0), 1)
+        xs = jnp.ones((5, 1), jnp.float32).at[2].set(jnp.nan)
+        for method in ("analytic", "jacfwd"):
+            J = np.asarray(step_jacobians(cell, p, xs, method=method))
+            assert np.isfinite(J[:2]).all(), method
+            assert np.isnan(J[2:]).all(), method
+
+
+# ----------------------------------------------------------------------------- stated accuracy
+
+
+def _conditioned(seed, batch, n, log10_cond):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(batch):
+        U, V = (np.linalg.qr(rng.standard_normal((n, n)))[0] for _ in range(2))
+        out.append((U * np.logspace(0, -log10_cond, n)) @ V.T)
+    return np.asarray(out, np.float32)
+
+
+def _rel_err(sv, J):
+    ref = np.linalg.svd(J.astype(np.float64), compute_uv=False)
+    mask = ref >= 1e-3 * ref[..., :1]
+    return np.max(np.abs(np.asarray(sv, np.float64) - ref)[mask] / ref[mask])
+
+
+def test_singular_values_accuracy_claim_states_when_it_holds():
+    """The docstring: x64 on, float32 J: 'auto' <= 1e-5 relative on sigma >= 1e-3 sigma_max
+    and ~100x better than the float32 SVD; x64 off: 'auto' is the float32 SVD, and the
+    float64-Gram methods refuse rather than return float32-Gram numbers (~1e-3 off)."""
+    J = _conditioned(0, 4, 12, 3)
+    auto_on = _rel_err(singular_values(jnp.asarray(J)), J)
+    svd_err = _rel_err(singular_values(jnp.asarray(J), method="svd"), J)
+    assert auto_on <= 1e-5 and svd_err >= 30 * auto_on
+    with _x64(False):
+        Jd = jnp.asarray(J)
+        np.testing.assert_array_equal(singular_values(Jd), singular_values(Jd, method="svd"))
+        assert 1e-6 < _rel_err(singular_values(Jd), J) < 1e-4  # the float32 SVD's level
+        for method in ("sturm", "gram"):
+            with pytest.raises(ValueError, match="jax_enable_x64"):
+                singular_values(Jd, method=method)
+
+
+# ----------------------------------------------------------------------------- sum rule
+
+
+def _logdet_closed_form(cell, p, h0, xs):
+    """mean_t log|det J_t| = mean_t sum_i log sech^2(a_ti) + log|det W|, float64 numpy."""
+    _, hs = jrnn.unroll(cell, p, xs, carry=h0)
+    prev = np.concatenate([np.asarray(h0)[None], np.asarray(hs)[:-1]]).astype(np.float64)
+    W = np.asarray(p["W_hh"], np.float64)
+    a = np.abs(prev @ W.T)
+    log_sech2 = np.log(4.0) - 2 * a - 2 * np.log1p(np.exp(-2 * a))
+    return log_sech2.sum(-1) + np.linalg.slogdet(W)[1]
+
+
+def _chaotic_tanh(N=100, T=160, g=5.0):
+    cell = jrnn.cells.elman(N, "tanh", use_bias=False)
+    p = cell.init(jax.random.key(2), 1)
+    p["W_hh"] = g * jax.random.normal(jax.random.key(3), (N, N), jnp.float32) / N**0.5
+    h0 = jax.random.normal(jax.random.key(4), (N,), jnp.float32)
+    return cell, p, h0, jnp.zeros((T, 1), jnp.float32)
+
+
+@pytest.mark.parametrize("method", ["analytic", "jacfwd"])
+def test_float32_chaotic_tanh_spectrum_is_finite_and_obeys_the_sum_rule(method):
+    """g = 5, N = 100, float32 Jacobians: units reach |a| ~ 20, where 1 - tanh^2 is 0 in
+    float32 (main, jacfwd: exactly singular J_t, exponents -inf, sum -inf).
+
+    Sum rule: with the float64 QR chain (``qr="mixed"``) the sum of the exponents equals
+    the closed-form mean log|det J_t| (float64, from the same float32 pre-activations)
+    within 2e-3 nats (4e-6 relative: float32 rounding of a and of J's entries). The float32
+    chain must also stay finite; its exponents below the float32 round-off floor (about
+    -16 per step) are not resolved, so it is held to finiteness only.
+    """
+    w = 20
+    cell, p, h0, xs = _chaotic_tanh()
+    spec = lyapunov_spectrum(cell, p, xs, carry=h0, warmup=w, method=method, qr="mixed")
+    e = np.asarray(spec.exponents, np.float64)
+    ref = _logdet_closed_form(cell, p, h0, xs)[w:].mean()
+    assert np.isfinite(e).all() and e.min() < -16  # some exponents beyond the float32 floor
+    assert abs(e.sum() - ref) <= 2e-3, (e.sum(), ref)
+    if method == "jacfwd":
+        with _x64(False):
+            cell, p, h0, xs = _chaotic_tanh()
+            e32 = lyapunov_spectrum(cell, p, xs, carry=h0, warmup=w, method=method).exponents
+        assert np.isfinite(np.asarray(e32)).all()
+
+
+def test_saturated_orthogonal_net_keeps_every_jacobian_entry():
+    """W = 3 * orthogonal, n = 16: |a| reaches ~9, where 1 - tanh^2 is 0 in float32 (main,
+    jacfwd: zero rows; the issue's T = 20000 run had lambda_16 = -inf, true -5.67). Every
+    entry of every J_t matches float64 sech^2(a) W relatively."""
+    n, T = 16, 300
+    with _x64(False):
+        cell = jrnn.cells.elman(n, "tanh", use_bias=False)
+        p = cell.init(jax.random.key(0), 1)
+        p["W_hh"] = 3.0 * p["W_hh"]
+        h0 = jax.random.normal(jax.random.key(5), (n,), jnp.float32)
+        xs = jnp.zeros((T, 1), jnp.float32)
+        _, hs = jrnn.unroll(cell, p, xs, carry=h0)
+        prev = np.concatenate([np.asarray(h0)[None], np.asarray(hs)[:-1]])
+        a = (prev @ np.asarray(p["W_hh"]).T).astype(np.float64)  # float32 pre-activations
+        assert np.abs(a).max() > 9  # past 1 - tanh^2 == 0 in float32 (|a| >~ 8.7)
+        ref = _sech2(a)[:, :, None] * np.asarray(p["W_hh"], np.float64)
+        for method in ("analytic", "jacfwd"):
+            J = np.asarray(step_jacobians(cell, p, xs, carry=h0, method=method), np.float64)
+            np.testing.assert_array_equal(J == 0, ref == 0, err_msg=method)
+            np.testing.assert_allclose(J, ref, rtol=1e-5, atol=0, err_msg=method)
