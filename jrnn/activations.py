@@ -80,8 +80,10 @@ class Activation:
     Attributes:
       name: registry name, with parameters for parametric ones
         (``"leaky_relu(negative_slope=0.1)"``).
-      fn: elementwise function ``f``.
-      derivative: elementwise ``f'`` (closed form where known, else ``jax.grad``).
+      fn: elementwise function ``f``; its ``jax.custom_jvp`` rule is
+        ``derivative``, so ``jax.grad`` through ``f`` gives the same numbers.
+      derivative: elementwise ``f'`` (closed form where known, else ``jax.grad``);
+        NaN at NaN input; at a kink, the closed side's piece (module docstring).
       grad_bound: ``sup_x |f'(x)|``; 1/4 for sigmoid, 1 for tanh and relu.
       output_range: ``(lo, hi)`` of ``f``.
       saturating: True when ``f'`` decays to zero for large ``|x|`` on both
