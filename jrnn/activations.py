@@ -24,8 +24,10 @@ tails. Two conventions hold for every record:
   ``jax.nn.relu``. So ``f'(0) = 0`` for relu, ``negative_slope`` for
   leaky_relu, ``alpha`` for elu, ``scale * alpha`` for selu (the ``x <= 0``
   branch), and ``f' = 0`` at hard_tanh's ``+-1`` and hard_sigmoid's ``+-3``.
-- **Non-finite input.** ``derivative(nan)`` is NaN (never a plausible 0 or 1),
-  so a NaN trajectory gives NaN Jacobians and gradients.
+- **Non-finite input.** ``derivative(nan)`` is NaN (never a plausible 0 or
+  slope), so a NaN trajectory gives NaN Jacobians and gradients. The one
+  exception is ``identity``, whose derivative is the constant 1: a linear
+  cell's Jacobian does not depend on the state at all.
 
 Every built-in derivative keeps full float32 relative accuracy wherever the
 true value is a normal number: no ``1 - tanh^2``, ``s (1 - s)`` or
@@ -407,7 +409,11 @@ def _gelu_tanh_grad(x: Array) -> Array:
 
 def _register_builtins() -> None:
     tol = saturation_tolerance
-    register("identity", lambda x: x, derivative=jnp.ones_like, grad_bound=1.0)
+    def _one(x):
+        return jnp.ones_like(x)
+
+    _one._jrnn_nan_propagating = True  # constant: f' = 1 whatever x is (linear cells stay exact)
+    register("identity", lambda x: x, derivative=_one, grad_bound=1.0)
     register(
         "sigmoid",
         jax.nn.sigmoid,

@@ -244,17 +244,22 @@ def test_health_of_a_nan_network_is_undefined(x64, act):
 
 
 @pytest.mark.parametrize("x64", X64, ids=["x64", "no_x64"])
-@pytest.mark.parametrize("cell", [jrnn.cells.elman(3, "relu"), jrnn.cells.lru(2)],
-                         ids=["relu", "lru"])  # fmt: skip
-def test_step_jacobians_of_a_nan_trajectory_are_nan(x64, cell):
-    """NaN input at step 2: J_1, J_2 exact and finite, J_3.. NaN (main: relu rows 0, lru W)."""
+@pytest.mark.parametrize("act", ["relu", "hard_tanh", "leaky_relu", "tanh"])
+def test_step_jacobians_of_a_nan_trajectory_are_nan(x64, act):
+    """NaN input at step 2: J_1, J_2 exact and finite, J_3.. NaN, on the analytic and the
+    autodiff path (main, relu / hard_tanh / leaky_relu: rows of 0 or the slope). A linear
+    cell's Jacobian does not depend on the state: it stays exact on a NaN trajectory."""
     with _x64(x64):
+        cell = jrnn.cells.elman(3, act)
         p = cell.init(jax.random.key(0), 1)
         xs = jnp.ones((5, 1), jnp.float32).at[2].set(jnp.nan)
         for method in ("analytic", "jacfwd"):
             J = np.asarray(step_jacobians(cell, p, xs, method=method))
             assert np.isfinite(J[:2]).all(), method
             assert np.isnan(J[2:]).all(), method
+        lin = jrnn.cells.elman(3, "identity")
+        J = step_jacobians(lin, {**p, "W_hh": p["W_hh"]}, xs)
+        np.testing.assert_array_equal(J, jnp.broadcast_to(p["W_hh"], J.shape))
 
 
 # ----------------------------------------------------------------------------- stated accuracy

@@ -15,11 +15,10 @@ Example::
     >>> from jrnn.diagnostics.finite import finite, nan_unless
     >>> J = jnp.array([[[1.0, 0.0], [0.0, 2.0]], [[jnp.nan, 0.0], [0.0, 1.0]]])
     >>> ok = finite(J, batch_dims=1)
-    >>> ok
-    Array([ True, False], dtype=bool)
-    >>> nan_unless(ok, jnp.array([[2.0, 1.0], [1.0, 1.0]]))
-    Array([[ 2.,  1.],
-           [nan, nan]], dtype=float32)
+    >>> ok.tolist()
+    [True, False]
+    >>> nan_unless(ok, jnp.array([[2.0, 1.0], [1.0, 1.0]])).tolist()
+    [[2.0, 1.0], [nan, nan]]
 """
 
 from __future__ import annotations

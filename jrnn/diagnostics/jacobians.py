@@ -27,7 +27,6 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from jrnn.cells.base import Cell, flatten_carry
-from jrnn.diagnostics.finite import finite, nan_unless
 from jrnn.unroll import check_inputs, match_carry_dtype
 
 __all__ = ["JACOBIAN_METHODS", "step_jacobians"]
@@ -102,17 +101,10 @@ def _jacobian_fn(cell: Cell, params, method: str):
 
 
 def sequence_jacobians(cell: Cell, params, xs, carry=None, method: str = "auto"):
-    """One sequence ``xs (T, d)``: ``(J (T, S, S), us, prev carries, final carry)``.
-
-    ``J_t`` is all NaN where ``s_{t-1}`` or ``u_t`` holds a NaN or inf (the
-    shared non-finite guard, :mod:`jrnn.diagnostics.finite`): a Jacobian
-    evaluated on a non-finite state has no meaning, even where the formula
-    would give finite numbers (a linear cell, a ``where``-derivative).
-    """
+    """One sequence ``xs (T, d)``: ``(J (T, S, S), us, prev carries, final carry)``."""
     jac = _jacobian_fn(cell, params, method)
     us, prev, final = carries(cell, params, xs, carry)
-    Js = jax.vmap(jac)(prev, us)
-    return nan_unless(finite(prev, us, batch_dims=1), Js), us, prev, final
+    return jax.vmap(jac)(prev, us), us, prev, final
 
 
 def step_jacobians(
@@ -142,9 +134,12 @@ def step_jacobians(
         autodiff mode for square Jacobians). All agree to float rounding.
 
     Returns:
-      ``(T, S, S)``, or ``(B, T, S, S)`` for a batch. ``J_t`` is NaN (all
-      entries) where the state ``s_{t-1}`` or input ``u_t`` is not finite;
-      non-finite parameters give NaN entries through the formula itself.
+      ``(T, S, S)``, or ``(B, T, S, S)`` for a batch. An entry of ``J_t``
+      that depends on a NaN (state, input or parameter) is NaN: every
+      registered activation's derivative maps NaN to NaN (never to a
+      ``where``-form's 0 or slope), on the analytic and the autodiff paths
+      alike. A Jacobian that does not depend on the state (linear cells,
+      ``identity``) stays exact on an overflowed trajectory.
 
     Example::
 
