@@ -194,8 +194,12 @@ def _check_dtype(cell: Cell, input_size: int, dtype: str, key, steps: int, pertu
         chk.true("carry structure", jax.tree_util.tree_structure(new_carry) == structure, where,
                  f"{jax.tree_util.tree_structure(new_carry)}, expected {structure}")  # fmt: skip
         for a, b in zip(jax.tree_util.tree_leaves(new_carry), jax.tree_util.tree_leaves(carry0)):
-            chk.true("carry dtype/shape", a.shape == b.shape and a.dtype == b.dtype, where,
-                     f"{a.shape} {a.dtype}, expected {b.shape} {b.dtype} (as initial_carry)")
+            chk.true(
+                "carry dtype/shape",
+                a.shape == b.shape and a.dtype == b.dtype,
+                where,
+                f"{a.shape} {a.dtype}, expected {b.shape} {b.dtype} (as initial_carry)",
+            )
         J = out["jacfwd"]
         chk.true("jacobian shape", J.shape == (S, S), where, f"{J.shape}, expected ({S}, {S})")
         if "jacrev" in out:
