@@ -297,3 +297,11 @@ def test_nnx_adapter_takes_a_remedy_cell():
 def test_bad_input_rejected(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_long_sequence_offers_every_remedy():
+    from experiments import long_sequence
+
+    for name in long_sequence.REMEDY_CELLS:
+        cell = long_sequence.make_cell(name, 3)
+        assert name in long_sequence.CELLS and cell.hidden_size == 3
