@@ -12,7 +12,7 @@ Example::
 
     >>> import jrnn
     >>> report = jrnn.testing.check_cell(jrnn.cells.elman(3), 2, quick=True)
-    >>> report["float64"]["jacobian"] < 1e-9
+    >>> report["float64"]["jacobian == jacfwd"] < 1e-9
     True
 """
 
