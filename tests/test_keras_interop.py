@@ -1,0 +1,270 @@
+"""``jrnn.interop.from_keras`` / ``to_keras`` against Keras 3 itself (JAX backend).
+
+Every check compares with Keras' own forward pass (and, through ``stateless_call``, its
+gradients) on random non-trivial weights and biases. Skipped when Keras 3 is not installed.
+The number of Keras models built is kept small: each costs seconds."""
+
+import os
+
+os.environ["KERAS_BACKEND"] = "jax"
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import jrnn  # noqa: E402
+from jrnn import interop  # noqa: E402
+
+keras = pytest.importorskip("keras", minversion="3")
+if keras.backend.backend() != "jax":
+    pytest.skip("keras was imported with another backend", allow_module_level=True)
+
+L = keras.layers
+ATOL = 1e-6  # float32
+
+
+def keras_code():
+    """Keras' own code broadcasts ranks; the suite otherwise runs with rank promotion raising."""
+    return jax.numpy_rank_promotion("allow")
+
+
+def _randomize(obj, seed):
+    """Sets every weight to a random value scaled by its fan-in (biases included)."""
+    rng = np.random.default_rng(seed)
+    for v in obj.weights:
+        fan_in = v.shape[0] if len(v.shape) == 2 else 1
+        scale = 1.5 / np.sqrt(fan_in) if len(v.shape) == 2 else 0.5
+        v.assign((scale * rng.normal(size=v.shape)).astype("float32"))
+
+
+def _xs(shape, seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def single_layers():
+    """One built layer per type and option, randomized, with its Keras output."""
+    specs = {
+        "simple_softsign_nobias": lambda: L.SimpleRNN(
+            5, activation="softsign", use_bias=False, return_sequences=True),
+        "simple_relu": lambda: L.SimpleRNN(5, activation="relu", return_sequences=True),
+        "lstm": lambda: L.LSTM(5, unit_forget_bias=True, return_sequences=True),
+        "gru_after": lambda: L.GRU(5, return_sequences=True),
+        "gru_before": lambda: L.GRU(5, reset_after=False, return_sequences=True),
+        "lstm_cell_rnn": lambda: L.RNN(L.LSTMCell(5, use_bias=False), return_sequences=True),
+    }
+    xs = _xs((3, 7, 2))
+    out = {}
+    with keras_code():
+        for i, (name, make) in enumerate(specs.items()):
+            layer = make()
+            layer.build(xs.shape)
+            _randomize(layer, i)
+            out[name] = (layer, np.asarray(layer(xs)))
+    return xs, out
+
+
+@pytest.fixture(scope="module")
+def article():
+    """The seed's SimpleRNN(64, return_sequences) -> SimpleRNN(32) -> Dense(1)."""
+    with keras_code():
+        km = keras.Sequential([keras.Input((10, 1)), L.SimpleRNN(64, return_sequences=True),
+                               L.SimpleRNN(32), L.Dense(1)])
+        _randomize(km, 10)
+    return km
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    """LSTM -> Dropout -> GRU(reset_after=False, no bias) -> Dense(2, tanh) at every step."""
+    with keras_code():
+        km = keras.Sequential([keras.Input((6, 3)), L.LSTM(4, return_sequences=True),
+                               L.Dropout(0.5),
+                               L.GRU(3, reset_after=False, use_bias=False,
+                                     return_sequences=True, recurrent_dropout=0.3),
+                               L.Dense(2, activation="tanh")])
+        _randomize(km, 11)
+    return km
+
+
+@pytest.mark.parametrize("name", ["simple_softsign_nobias", "simple_relu", "lstm", "gru_after",
+                                  "gru_before", "lstm_cell_rnn"])
+def test_single_layer_outputs_equal_keras(single_layers, name):
+    xs, layers = single_layers
+    layer, want = layers[name]
+    cell, params = interop.from_keras(layer)
+    assert all(v.dtype == jnp.float32 for v in params.values())
+    _, hs = jrnn.unroll(cell, params, jnp.asarray(xs))
+    np.testing.assert_allclose(hs, want, rtol=0, atol=ATOL)
+    assert np.max(np.abs(want)) > 0.1  # a non-trivial output
+    # the cell alone (keras.layers.SimpleRNNCell, ...) converts the same
+    cell2, params2 = interop.from_keras(layer.cell)
+    assert cell2.describe() == cell.describe()
+    jax.tree.map(np.testing.assert_array_equal, params2, params)
+
+
+def test_gru_variants_map_to_their_cells(single_layers):
+    _, layers = single_layers
+    assert interop.from_keras(layers["gru_after"][0])[0].name == "gru"
+    assert interop.from_keras(layers["gru_before"][0])[0].name == "gru_reset_before"
+
+
+def test_article_model_outputs_and_gradients_equal_keras(article):
+    model, params = interop.from_keras(article)
+    assert isinstance(model, jrnn.models.Model) and model.cell.name == "stack"
+    assert not model.return_sequences
+    xs, ys = _xs((8, 10, 1), 1), _xs((8, 1), 2)
+    with keras_code():
+        want = np.asarray(article(xs))
+    assert np.std(want) > 0.1
+    np.testing.assert_allclose(model.apply(params, jnp.asarray(xs)), want, rtol=0, atol=ATOL)
+
+    # gradients: Keras' own stateless_call, differentiated by jax.grad
+    tv = [v.value for v in article.trainable_variables]
+    ntv = [v.value for v in article.non_trainable_variables]
+
+    def keras_loss(tv):
+        with keras_code():
+            out, _ = article.stateless_call(tv, ntv, xs)
+            return jnp.mean((out - ys) ** 2)
+
+    def jrnn_loss(p):
+        return jnp.mean((model.apply(p, jnp.asarray(xs)) - ys) ** 2)
+
+    np.testing.assert_allclose(jrnn_loss(params), keras_loss(tv), rtol=1e-6)
+    g_keras = jax.grad(keras_loss)(tv)
+    g = jax.grad(jrnn_loss)(params)
+    chex_finite = [np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(g)]
+    assert all(chex_finite)
+    (l1, l2), r = g["cell"], g["readout"]
+    # Keras' trainable order: kernel, recurrent_kernel, bias per layer, then Dense
+    ours = [l1["W_xh"].T, l1["W_hh"].T, l1["b_h"], l2["W_xh"].T, l2["W_hh"].T, l2["b_h"],
+            r["W_ho"].T, r["b_o"]]
+    for a, b in zip(ours, g_keras, strict=True):
+        scale = float(np.max(np.abs(b)))
+        assert scale > 0
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * scale)
+
+
+def test_mixed_stack_with_sequence_readout_and_round_trip(mixed):
+    model, params = interop.from_keras(mixed)
+    assert model.return_sequences and model.output_activation.name == "tanh"
+    assert [c.split("(")[0] for c in dict(model.cell.config)["layers"]] == [
+        "lstm", "gru_reset_before"]
+    xs = _xs((4, 6, 3), 3)
+    with keras_code():
+        want = np.asarray(mixed(xs))
+    np.testing.assert_allclose(model.apply(params, jnp.asarray(xs)), want, rtol=0, atol=ATOL)
+    # to_keras: the inverse gives back the same weights, hence the same function
+    back = interop.to_keras(model, params,
+                            layers=[jrnn.cells.lstm(4), jrnn.cells.gru(3, reset_after=False)])
+    model2, params2 = interop.from_keras(back)
+    assert model2.cell.describe() == model.cell.describe()
+    jax.tree.map(np.testing.assert_array_equal, params2, params)
+    with keras_code():
+        np.testing.assert_allclose(back(xs), want, rtol=0, atol=ATOL)
+
+
+def test_to_keras_of_a_jrnn_initialised_gru_and_elman_model():
+    cells = [jrnn.cells.gru(4), jrnn.cells.elman(3, "relu")]
+    model = jrnn.models.rnn(cells, 2, output_activation="sigmoid")
+    params = model.init(jax.random.key(0), 2)
+    # non-zero biases everywhere
+    params = jax.tree.map(lambda v: v + 0.3 * jnp.sin(jnp.arange(v.size).reshape(v.shape)),
+                          params)
+    km = interop.to_keras(model, params, layers=cells)
+    xs = _xs((3, 5, 2), 4)
+    with keras_code():
+        want = np.asarray(km(xs))
+    np.testing.assert_allclose(want, model.apply(params, jnp.asarray(xs)), rtol=0, atol=ATOL)
+    back, p2 = interop.from_keras(km)
+    assert back.cell.describe() == model.cell.describe()
+    assert back.output_activation.name == "sigmoid"
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-7, atol=0), p2,
+                 jax.tree.map(lambda v: v.astype(jnp.float32), params))
+
+
+def test_every_mapped_activation_matches_keras_numerically():
+    xs = jnp.linspace(-6.0, 6.0, 121, dtype=jnp.float32)
+    for name in interop._KERAS_ACTIVATIONS:
+        fn = keras.activations.get(name)
+        act = interop._from_keras_activation(keras, fn, "test", "activation")
+        with keras_code():
+            want = np.asarray(fn(xs))
+        np.testing.assert_allclose(act.fn(xs), want, rtol=1e-6, atol=1e-6, err_msg=name)
+        assert interop._to_keras_activation(act, "test") in (name, "silu")
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: L.SimpleRNN(3, go_backwards=True), r"simple_rnn.*go_backwards"),
+        (lambda: L.LSTM(3, stateful=True), r"lstm.*stateful"),
+        (lambda: L.SimpleRNN(3, activation="relu6"), r"simple_rnn.*activation='relu6'"),
+        (lambda: L.LSTM(3, activation="relu"), r"lstm.*activation='relu'"),
+        (lambda: L.GRU(3, recurrent_activation="hard_sigmoid"),
+         r"gru.*recurrent_activation='hard_sigmoid'"),
+        (lambda: L.Bidirectional(L.LSTM(3)), r"Bidirectional"),
+        (lambda: L.SimpleRNN(3), r"simple_rnn.*no weights yet"),
+        (lambda: keras.Sequential([L.SimpleRNN(3), L.SimpleRNN(2)]),
+         r"layer 1 .*return_sequences=False"),
+        (lambda: keras.Sequential([L.SimpleRNN(3, return_sequences=True, return_state=True)]),
+         r"layer 0 .*return_state"),
+        (lambda: keras.Sequential([L.SimpleRNN(3), L.Dense(2, activation="softmax")]),
+         r"Dense.*activation='softmax'"),
+        (lambda: keras.Sequential([L.SimpleRNN(3), L.Dense(2), L.Dense(1)]),
+         r"layer 2 .*follows the Dense"),
+        (lambda: keras.Sequential([L.Masking(), L.SimpleRNN(3)]), r"layer 0 .*Masking"),
+        (lambda: keras.Sequential([L.Dense(2), L.SimpleRNN(3)]), r"Dense layer needs"),
+    ],
+)
+def test_unsupported_layers_and_options_raise_naming_them(make, match):
+    with keras_code():
+        obj = make()
+    with pytest.raises(ValueError, match=match):
+        interop.from_keras(obj)
+
+
+def test_to_keras_rejects_what_keras_lacks():
+    with pytest.raises(ValueError, match="residual"):
+        interop.to_keras(jrnn.cells.residual(3), {})
+    stacked = jrnn.models.rnn([jrnn.cells.elman(3), jrnn.cells.elman(2)], 1)
+    with pytest.raises(ValueError, match="layers"):
+        interop.to_keras(stacked, stacked.init(jax.random.key(0), 1))
+    with pytest.raises(ValueError, match="do not match"):
+        interop.to_keras(stacked, stacked.init(jax.random.key(0), 1),
+                         layers=[jrnn.cells.elman(3), jrnn.cells.lstm(2)])
+    with pytest.raises(ValueError, match="'sin' has no Keras equivalent"):
+        cell = jrnn.cells.elman(2, "sin")
+        interop.to_keras(cell, cell.init(jax.random.key(0), 1))
+
+
+def test_seed_example_keras_comparison_smoke(tmp_path):
+    from experiments import seed_example
+
+    cfg = dict(seed_example.SMOKE, hidden=(4, 3), epochs=1, n_train=32, n_test=8)
+    x, y = jrnn.tasks.sine(jax.random.key(0), 40, 10)
+    data = (x[:32], y[:32], x[32:], y[32:])
+    model = seed_example.build(cfg)
+    params = model.init(jax.random.key(1), 1)
+    dcfg = dict(seed_example.DIAG_SMOKE, lyap_length=20, lyap_k=2)
+    metrics, text = seed_example.keras_comparison(cfg, 0, params, data, dcfg, 0.5)
+    assert metrics["import_max_abs_output_diff"] < 1e-5
+    for side in ("diagnostics_jrnn_trained", "diagnostics_keras_trained"):
+        d = metrics[side]
+        assert np.isfinite(d["log_dsT_ds0_spectral_mean"]) and d["step_sigma_max_mean"] > 0
+        assert len(d["lyapunov_exponents_mean"]) == 2 and d["layer1_dead_fraction"] is None
+    assert "trained in Keras" in "\n".join(text)
+
+
+def test_missing_keras_gives_the_extra_to_install(monkeypatch):
+    import sys
+
+    from experiments import seed_example
+
+    monkeypatch.setitem(sys.modules, "keras", None)  # import keras -> ImportError
+    with pytest.raises(ImportError, match=r"pip install jrnn\[keras\]"):
+        interop.from_keras(object())
+    metrics, text = seed_example.keras_comparison({}, 0, None, None, {}, 0.0)
+    assert "pip install 'jrnn[keras]'" in metrics["skipped"] and metrics["skipped"] in text
