@@ -20,6 +20,8 @@ keras = pytest.importorskip("keras", minversion="3")
 if keras.backend.backend() != "jax":
     pytest.skip("keras was imported with another backend", allow_module_level=True)
 
+pytestmark = pytest.mark.filterwarnings(  # Keras' get_weights under NumPy 2
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 L = keras.layers
 ATOL = 1e-6  # float32
 
