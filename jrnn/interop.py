@@ -525,7 +525,19 @@ def _gru_order(n: int) -> np.ndarray:
     return np.concatenate([np.arange(n, 2 * n), np.arange(n), np.arange(2 * n, 3 * n)])
 
 
+def _check_keras_dtype(layer, where: str) -> None:
+    compute = getattr(layer, "compute_dtype", None)
+    variable = getattr(layer, "variable_dtype", None)
+    if compute != variable:
+        raise ValueError(
+            f"{where}: dtype_policy={layer.dtype_policy.name!r} (compute {compute}, variables "
+            f"{variable}) is not supported; jrnn computes in the variables' dtype. Use a "
+            "float32 or float64 policy."
+        )
+
+
 def _keras_rnn_layer_cell(keras, layer, where: str, *, in_stack: bool) -> Cell:
+    _check_keras_dtype(layer, where)
     for option in ("go_backwards", "stateful") + (("return_state",) if in_stack else ()):
         if getattr(layer, option, False):
             raise ValueError(
@@ -580,8 +592,9 @@ def from_keras(layer_or_model) -> tuple[Cell | Any, Any]:
         stack, an intermediate layer without ``return_sequences=True``, a
         LSTM / GRU ``activation`` other than tanh or ``recurrent_activation``
         other than sigmoid, an activation jrnn lacks, a layer that is not
-        built, ``Dense`` anywhere but last, other layer types
-        (``Bidirectional``, ``Masking``, ...), non-``Sequential`` models.
+        built, ``Dense`` anywhere but last, a mixed-precision ``dtype_policy``,
+        other layer types (``Bidirectional``, ``Masking``, ...), non-``Sequential``
+        models.
 
     Example::
 
@@ -604,6 +617,7 @@ def from_keras(layer_or_model) -> tuple[Cell | Any, Any]:
         return cell, _keras_rnn_params(obj.cell, where)
     if isinstance(obj, keras.Layer) and type(obj).__name__ in _KERAS_RNN_CELLS:
         where = _keras_name(obj)
+        _check_keras_dtype(obj, where)
         return _keras_rnn_cell(keras, obj, where), _keras_rnn_params(obj, where)
     if not isinstance(obj, keras.Sequential):
         if isinstance(obj, keras.Model):
@@ -641,6 +655,7 @@ def from_keras(layer_or_model) -> tuple[Cell | Any, Any]:
         elif isinstance(layer, keras.layers.Dense):
             if last_rnn is None:
                 raise ValueError(f"{where}: a Dense layer needs a recurrent layer before it.")
+            _check_keras_dtype(layer, where)
             dense = layer
             dense_where = where
             dense_act = _from_keras_activation(keras, layer.activation, where, "activation")

@@ -201,6 +201,7 @@ def test_every_mapped_activation_matches_keras_numerically():
         (lambda: L.GRU(3, recurrent_activation="hard_sigmoid"),
          r"gru.*recurrent_activation='hard_sigmoid'"),
         (lambda: L.Bidirectional(L.LSTM(3)), r"Bidirectional"),
+        (lambda: L.GRU(3, dtype="mixed_float16"), r"gru.*dtype_policy='mixed_float16'"),
         (lambda: L.SimpleRNN(3), r"simple_rnn.*no weights yet"),
         (lambda: keras.Sequential([L.SimpleRNN(3), L.SimpleRNN(2)]),
          r"layer 1 .*return_sequences=False"),
