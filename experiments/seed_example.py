@@ -173,16 +173,21 @@ def keras_comparison(cfg, seed, jrnn_params, data, dcfg, jrnn_test_mse):
     }
     names = [
         ("test MSE", None),
-        ("log ||d s_T / d s_0||_2 (mean over windows)", "log_dsT_ds0_spectral_mean"),
+        ("log ‖d s_T / d s_0‖₂ (mean over windows)", "log_dsT_ds0_spectral_mean"),
         ("  per step", "log_dsT_ds0_per_step"),
         ("step Jacobian sigma_max (mean)", "step_sigma_max_mean"),
         ("step Jacobian sigma_min (mean)", "step_sigma_min_mean"),
-        ("largest Lyapunov exponent (nats/step)", "lyapunov_max"),
+        ("largest Lyapunov exponent (nats/step, ± s.e.)", "lyapunov_max"),
     ] + [(f"layer {l + 1} {q}", f"layer{l + 1}_{k}") for l in range(len(cfg["hidden"]))
          for q, k in (("saturated fraction", "saturated_fraction"),
                       ("dead fraction", "dead_fraction"),
                       ("Pascanu bound", "pascanu_bound"))]
-    rows = [[label, jrnn_test_mse, k_test] if k is None else [label, ours[k], theirs[k]]
+    def cell(d, key):
+        if key == "lyapunov_max" and d["lyapunov_exponents_stderr"] is not None:
+            return f"{d[key]:.4f} ± {d['lyapunov_exponents_stderr'][0]:.4f}"
+        return "n/a" if d[key] is None else d[key]
+
+    rows = [[label, jrnn_test_mse, k_test] if k is None else [label, cell(ours, k), cell(theirs, k)]
             for label, k in names]
     k = dcfg["lyap_k"]
     rows.append([f"top {k} Lyapunov exponents",
