@@ -252,7 +252,8 @@ def test_seed_example_keras_comparison_smoke(monkeypatch):
         assert xs.shape == (dcfg_["windows"], 10, 1) and xs_long.shape == (2, 20, 1)
         return lambda p: seen.append(p) or dict(
             {"log_dsT_ds0_spectral_mean": -1.0, "step_sigma_max_mean": 1.0,
-             "lyapunov_exponents_mean": [0.0, -1.0], "layer1_dead_fraction": None},
+             "lyapunov_exponents_mean": [0.0, -1.0], "lyapunov_exponents_stderr": [0.1, 0.1],
+             "layer1_dead_fraction": None},
             **{k: 0.0 for k in ("log_dsT_ds0_per_step", "step_sigma_min_mean", "lyapunov_max",
                                 "layer1_saturated_fraction", "layer1_pascanu_bound",
                                 "layer2_saturated_fraction", "layer2_dead_fraction",
