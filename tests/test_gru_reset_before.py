@@ -65,3 +65,11 @@ def test_reset_before_init_has_gru_shapes():
     p = cells.gru(4, reset_after=False).init(jax.random.key(0), 2)
     assert {k: v.shape for k, v in p.items()} == {
         "W_xh": (12, 2), "W_hh": (12, 4), "b_xh": (12,), "b_hh": (12,)}
+
+
+def test_reset_before_passes_the_cell_kit():
+    from jrnn.testing import check_cell
+
+    report = check_cell(cells.gru(2, reset_after=False), 2, dtype="float64", steps=2)["float64"]
+    assert report["jacobian == jacfwd"] < 1e-12 and report["tangent == jacfwd @ V"] < 1e-12
+    assert report["finite differences == jacfwd"] < 1e-6
