@@ -232,7 +232,8 @@ def lyapunov_penalty(
 
     def fn(params, xs):
         lam = exponents(params, xs)
-        return jnp.mean(jnp.square(lam - jnp.asarray(tgt_list, lam.dtype)))
+        tgt_arr = jnp.broadcast_to(jnp.asarray(tgt_list, lam.dtype), lam.shape)
+        return jnp.mean(jnp.square(lam - tgt_arr))
 
     config = (("k", k), ("target", tgt_list), ("every", every), ("warmup", warmup),
               ("steps", steps), ("batch", batch), ("qr", qr), ("method", method))
@@ -492,7 +493,7 @@ def make_flossing_step(
     apply_fn: Callable[[Any, Any], Any],
     loss: Callable[[Any, Any], jax.Array],
     optimizer: optax.GradientTransformation,
-    penalty: Penalty,
+    penalty: Penalty | None,
     schedule: FlossingSchedule,
     *,
     weight: float = 1.0,
@@ -515,7 +516,8 @@ def make_flossing_step(
 
     Args:
       apply_fn, loss, optimizer, clip_norm, skip_nonfinite: as ``make_train_step``.
-      penalty, weight, params_of: as :func:`regularize`.
+      penalty, weight, params_of: as :func:`regularize`; ``penalty`` may be
+        None for ``mode="none"`` (plain training through the same interface).
       schedule: from :func:`flossing_schedule`.
       transform: applied to each phase's step before use, e.g.
         ``lambda f: jax.jit(jax.vmap(f))`` for a state batched over seeds.
@@ -541,11 +543,12 @@ def make_flossing_step(
     """
     from jrnn.train import make_train_step
 
-    _check_penalty(penalty)
     if not isinstance(schedule, FlossingSchedule):
         raise TypeError(
             f"schedule must come from flossing_schedule, got {type(schedule).__name__}."
         )
+    if penalty is not None or schedule.mode != "none":
+        _check_penalty(penalty)
     w = _check_weight(weight)
     opts = dict(clip_norm=clip_norm, skip_nonfinite=skip_nonfinite)
     tf = transform or (lambda f: f)
