@@ -144,7 +144,8 @@ def _reset_before(n: int, init, initial_carry, input_map) -> Cell:
         ds = jnp.diag(r) + (h * sigmoid_prime(a_r))[:, None] * W_r
         dn = tanh_prime(a_n)[:, None] * (W_n @ ds)
         dz = sigmoid_prime(a_z)[:, None] * W_z
-        return (1 - z)[:, None] * dn + (h - cand)[:, None] * dz + jnp.diag(z)
+        # 1 - z as sigmoid(-a_z): 1 - z rounds to 0 for a_z >~ 17 in float32.
+        return jax.nn.sigmoid(-a_z)[:, None] * dn + (h - cand)[:, None] * dz + jnp.diag(z)
 
     def tangent(params, h, u, V):
         a_r, a_z, a_n, r, z, cand = _gates(params, h, u)
