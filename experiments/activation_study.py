@@ -73,6 +73,17 @@ def _scaled(n_gain: float = 1.0):
     return jrnn.initializers.scaled_normal(n_gain)
 
 
+def _with_update_gate_bias(cell: jrnn.Cell, bias: float) -> jrnn.Cell:
+    """The GRU with its update-gate input bias (the z slice of ``b_xh``) initialised to ``bias``."""
+    n, base = cell.hidden_size, cell.init
+
+    def init(key, input_size):
+        p = base(key, input_size)
+        return dict(p, b_xh=p["b_xh"].at[n:2 * n].set(bias))
+
+    return cell._replace(init=init)
+
+
 def _remedy_builders() -> dict[str, tuple[Callable[[int], jrnn.Cell], str]]:
     """Remedy name -> (``hidden -> Cell``, description); only cells this jrnn has."""
     c = jrnn.cells
@@ -87,7 +98,7 @@ def _remedy_builders() -> dict[str, tuple[Callable[[int], jrnn.Cell], str]]:
     out["indrnn"] = (lambda n: c.indrnn(n), "ReLU, diagonal recurrent weights (Li et al. 2018)")
     out["lstm"] = (lambda n: c.lstm(n), "forget bias 1, orthogonal W per gate")
     out["gru"] = (lambda n: c.gru(n), "PyTorch/cuDNN gates, zero biases")
-    out["gru-gate-bias"] = (lambda n: c.gru(n),
+    out["gru-gate-bias"] = (lambda n: _with_update_gate_bias(c.gru(n), GRU_GATE_BIAS),
                             f"GRU with update-gate bias +{GRU_GATE_BIAS:g} (z ~ 0.95)")
     out["min_gru"] = (lambda n: c.min_gru(n), "minGRU (Feng et al. 2024), linear recurrence")
     out["lru"] = (lambda n: c.lru(n, r_min=0.9, r_max=0.999),
@@ -98,6 +109,7 @@ def _remedy_builders() -> dict[str, tuple[Callable[[int], jrnn.Cell], str]]:
         ("lem", {}, "long expressive memory (Rusch et al. 2022)"),
         ("orthogonal", {}, "W_hh = expm(skew), tanh (Lezcano-Casado & Martinez-Rubio 2019)"),
         ("mgu", {}, "minimal gated unit (Zhou et al. 2016)"),
+        ("lipschitz", {}, "Lipschitz RNN (Erichson et al. 2021)"),
     ):
         factory = getattr(c, name, None)
         if factory is not None:
@@ -126,16 +138,12 @@ def init_params(family: str, cell: jrnn.Cell, key: jax.Array, gain):
     """``cell.init`` with ``W_hh`` scaled by ``gain`` (traced: one program for all gains).
 
     For the Elman cells, ``W_hh ~ N(0, 1/n)`` times ``gain`` is ``N(0, gain^2/n)``: gain 1 is
-    the standard initialisation, ``g*`` the critical one. ``gru-gate-bias`` sets the update
-    gate's input bias.
+    the standard initialisation, ``g*`` the critical one.
     """
     params = cell.init(key, INPUT_SIZE)
     if family == "elman":
         W = params["W_hh"]
         params = dict(params, W_hh=jnp.asarray(gain, W.dtype) * W)
-    if family == "gru-gate-bias":
-        n = cell.hidden_size
-        params = dict(params, b_xh=params["b_xh"].at[n:2 * n].set(GRU_GATE_BIAS))
     return params
 
 
@@ -301,16 +309,6 @@ def train_seeds(family: str, cell: jrnn.Cell, cfg: dict, seed: int, ckpt_dir: st
     Returns ``(model, initial params, FitResult, held-out batch)``.
     """
     model = jrnn.models.rnn(cell, 1)
-    if family == "gru-gate-bias":
-        base_init = model.init
-
-        def init(key, input_size):
-            p = base_init(key, input_size)
-            n = cell.hidden_size
-            return dict(p, cell=dict(p["cell"], b_xh=p["cell"]["b_xh"].at[n:2 * n]
-                                     .set(GRU_GATE_BIAS)))
-
-        model = model._replace(init=init)
     T = cfg["train_T"]
     config = {"cell": cell.describe(), "family": family, "seed": seed,
               **{k: v for k, v in cfg.items() if k.startswith("train_") or k in ("lr", "clip")}}
