@@ -244,11 +244,16 @@ def summarise_init(raw: dict, cfg: dict) -> dict:
     T = cfg["T"]
     spec = np.asarray(raw["log_spectral"], np.float64).reshape(-1, T + 1)[:, ::-1]  # by lag
     frob = np.asarray(raw["log_frobenius"], np.float64).reshape(-1, T + 1)[:, ::-1]
-    spec = np.where(np.isfinite(spec), spec, np.nan)
+    spec = np.where(np.isnan(spec) | (spec == np.inf), np.nan, spec)
     q25, med, q75 = np.nanpercentile(spec, [25, 50, 75], axis=0)
     sv = np.asarray(raw["singular_values"], np.float64)
     sv_q = np.percentile(sv, [5, 25, 50, 75, 95])
     at_T = mean_stderr(spec[:, T] / math.log(10.0))
+    # ln 0 = -inf is a measurement (an exactly zero gradient, e.g. every unit of a ReLU net
+    # dead on the path), not a failure: it makes the mean -inf rather than dropping out.
+    zero = int(np.sum(spec[:, T] == -np.inf))
+    if zero:
+        at_T = {"value": -math.inf, "stderr": float("nan"), "n": int(spec.shape[0])}
     lyap = np.asarray(raw["lyapunov_max"], np.float64).ravel()
     finite_state = np.asarray(raw["state_finite"], bool).ravel()
     lam = mean_stderr(np.where(finite_state, lyap, np.nan))
@@ -260,6 +265,7 @@ def summarise_init(raw: dict, cfg: dict) -> dict:
         "log_frobenius_median": np.nanmedian(frob, axis=0).tolist(),
         "log_norm_at_T": float(med[T]),
         "log10_norm_at_T": at_T,  # mean and standard error over seeds x sequences
+        "exactly_zero_gradients": zero,
         "log10_norm_at_T_median": float(med[T] / math.log(10.0)),
         "rate_per_step": float(med[T] / T),
         "sv_percentiles_5_25_50_75_95": sv_q.tolist(),
@@ -500,6 +506,8 @@ def plot_training(train_results: dict, out: str) -> str:
 
 # ------------------------------------------------------------------ findings
 def _fmt_pm(ms: dict, digits: int = 2) -> str:
+    if ms["value"] == -math.inf:
+        return "-inf (exactly 0)"
     if not math.isfinite(ms["value"]):
         return "n/a"
     if not math.isfinite(ms["stderr"]):
@@ -691,7 +699,7 @@ def conclusions(init_results: dict, train_results: dict, lyap_rows: list[dict], 
             f"median of {np.median(errs):.3f} per step (max {np.max(errs):.3f}) over "
             f"{len(errs)} Elman configurations (finite networks, driven by input)."
         )
-    must = [r["config"] for r in lyap_rows if (r.get("pascanu_bound") or 2.0) < 1.0]
+    must = [r["config"] for r in lyap_rows if (r.get("pascanu_bound") or 2.0) < 1.0 - 1e-6]
     if must:
         lines.append(
             "Pascanu bound sup|f'| sigma_max(W_hh) < 1, so gradients must vanish, for: "
