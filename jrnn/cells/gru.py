@@ -154,7 +154,7 @@ def _reset_before(n: int, init, initial_carry, input_map) -> Cell:
         dsV = r[:, None] * V + (h * sigmoid_prime(a_r))[:, None] * WV[:n]
         dnV = tanh_prime(a_n)[:, None] * (W[2 * n :] @ dsV)
         dzV = sigmoid_prime(a_z)[:, None] * WV[n:]
-        return (1 - z)[:, None] * dnV + (h - cand)[:, None] * dzV + z[:, None] * V
+        return jax.nn.sigmoid(-a_z)[:, None] * dnV + (h - cand)[:, None] * dzV + z[:, None] * V
 
     return Cell(
         name="gru_reset_before",
