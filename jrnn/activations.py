@@ -301,6 +301,7 @@ def get(name: str | Activation | Callable[[Array], Array], **params: Any) -> Act
     Raises:
       ValueError: unknown name (with the nearest names and the full list), or a
         parameter the activation does not take.
+      TypeError: ``name`` is neither a string, an Activation nor a callable.
     """
     if isinstance(name, Activation):
         if params:
@@ -314,6 +315,11 @@ def get(name: str | Activation | Callable[[Array], Array], **params: Any) -> Act
             fn=fn,
             derivative=deriv,
             grad_bound=_numerical_grad_bound(deriv),
+        )
+    if not isinstance(name, str):
+        raise TypeError(
+            f"activation must be a registered name, an Activation or a callable, got "
+            f"{type(name).__name__} {name!r}."
         )
     factory = _lookup(name)
     allowed = _PARAMETRIC[name]

@@ -123,9 +123,13 @@ def _optional_int(value, name: str, minimum: int) -> int | None:
 
 def _window(xs, warmup: int, steps: int | None, batch: int | None, name: str):
     """``xs[:batch, :warmup + steps]`` with the lengths checked (shapes are static)."""
+    if xs is None or isinstance(xs, str):
+        raise TypeError(f"{name}: xs must be a (T, d) or (B, T, d) array, got {xs!r}.")
     xs = jnp.asarray(xs)
     if xs.ndim not in (2, 3):
         raise ValueError(f"xs must be (T, d) or (B, T, d), got shape {xs.shape}.")
+    if 0 in xs.shape:
+        raise ValueError(f"{name}: xs must not be empty, got shape {xs.shape}.")
     T = xs.shape[-2]
     need = warmup + (steps if steps is not None else 1)
     if T < need:
@@ -206,7 +210,15 @@ def lyapunov_penalty(
     k = check_positive_int(k, "k")
     if k > S:
         raise ValueError(f"k must be at most the cell's state size {S}, got {k}.")
-    tgt = np.asarray(target, dtype=np.float64)
+    try:
+        if isinstance(target, bool | np.bool_) or np.asarray(target).dtype.kind not in "iuf":
+            raise TypeError
+        tgt = np.asarray(target, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"target must be a real number or ({k},) real numbers in {list(TARGET_RANGE)} nats "
+            f"per step, got {target!r}."
+        ) from None
     if tgt.ndim > 1 or (tgt.ndim == 1 and tgt.shape[0] != k):
         raise ValueError(f"target must be a number or have shape ({k},), got shape {tgt.shape}.")
     lo, hi = TARGET_RANGE
@@ -241,7 +253,7 @@ def lyapunov_penalty(
 
 
 def _check_norm_target(target) -> float:
-    t = float(target)
+    t = _real(target, "target", "a finite norm in (0, 10]")
     if not (math.isfinite(t) and 0.0 < t <= 10.0):
         raise ValueError(f"target must be a finite norm in (0, 10], got {target!r}.")
     return t
@@ -331,8 +343,18 @@ def spectral_norm_penalty(cell: Cell, target: float = 1.0) -> Penalty:
     return Penalty("spectral_norm", fn, None, (("target", c),))
 
 
+def _real(value, name: str, expected: str) -> float:
+    """``float(value)`` for a real number (not a bool), else a ValueError naming ``name``."""
+    try:
+        if isinstance(value, bool | np.bool_):
+            raise TypeError
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {expected}, got {value!r}.") from None
+
+
 def _check_weight(weight) -> float:
-    w = float(weight)
+    w = _real(weight, "weight", "a finite number >= 0")
     if not math.isfinite(w) or w < 0:
         raise ValueError(f"weight must be a finite number >= 0, got {weight!r}.")
     return w

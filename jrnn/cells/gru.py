@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jrnn import initializers as inits
 from jrnn.activations import sigmoid_prime, tanh_prime
@@ -48,6 +49,10 @@ def gru(
         ``reset_after=False``, ``W_hn (r * h) + b_hn`` (a cell named
         ``"gru_reset_before"``, with analytic Jacobian and tangent map).
 
+    Raises:
+      ValueError: ``hidden_size`` not a positive integer.
+      TypeError: ``reset_after`` not a bool.
+
     Example::
 
         >>> import jax, jrnn
@@ -56,6 +61,10 @@ def gru(
         [(24, 3), (24, 8), (24,), (24,)]
     """
     n = check_positive_int(hidden_size, "hidden_size")
+    if not isinstance(reset_after, bool | np.bool_):
+        raise TypeError(
+            f"reset_after must be a bool, got {type(reset_after).__name__} {reset_after!r}."
+        )
     input_init = input_init or inits.glorot_uniform()
     # Orthogonal per gate, the 3 gates drawn by one vmapped (batched) QR: the same values as
     # 3 separate calls, but a single LAPACK call (see jrnn.initializers.orthogonal_blocks).

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 from jrnn import initializers as inits
 from jrnn.activations import sigmoid_prime, tanh_prime
-from jrnn.cells._checks import spec
+from jrnn.cells._checks import check_real, spec
 from jrnn.cells.base import Cell, check_positive_int
 
 __all__ = ["mgu"]
@@ -55,7 +55,8 @@ def mgu(
         orthogonal per gate) and ``b_h (2n,)`` (default zeros).
 
     Raises:
-      ValueError: ``hidden_size`` not a positive integer.
+      ValueError: ``hidden_size`` not a positive integer; ``forget_bias`` not a
+        finite real number.
 
     Example::
 
@@ -65,6 +66,7 @@ def mgu(
         [(8, 3), (8, 4), (8,)]
     """
     n = check_positive_int(hidden_size, "hidden_size")
+    forget_bias = check_real(forget_bias, "forget_bias")
     input_init = input_init or inits.glorot_uniform()
     recurrent_init = recurrent_init or inits.orthogonal_blocks(2)
 
@@ -124,5 +126,5 @@ def mgu(
         jacobian=jacobian,
         tangent=tangent,
         param_spec=lambda d: spec(W_xh=(2 * n, d), W_hh=(2 * n, n), b_h=(2 * n,)),
-        config=(("forget_bias", float(forget_bias)),),
+        config=(("forget_bias", forget_bias),),
     )

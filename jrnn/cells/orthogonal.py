@@ -97,6 +97,21 @@ def _check_init(init, n: int, parametrization: str):
             f"cannot reach it), got an eigenvalue within {np.min(np.abs(eig + 1.0)):.1e} of -1."
         )
     S = _generator_from_orthogonal(W0, parametrization)
+    # The principal logarithm of W0 is not real when W0 has the eigenvalue -1
+    # (e.g. W0 = -I): the skew part of its real part then maps to another matrix.
+    if parametrization == "expm":
+        import scipy.linalg
+
+        back = scipy.linalg.expm(S)
+    else:
+        back = np.linalg.solve(np.eye(n) + S, np.eye(n) - S)
+    miss = float(np.max(np.abs(back - W0)))
+    if not miss <= 1e-4:
+        raise ValueError(
+            f"init: no real skew generator S with {parametrization}(S) = init was found "
+            f"(max |{parametrization}(S) - init| = {miss:.3g}; an eigenvalue -1 of init has no "
+            "real principal logarithm); perturb init or pass init='henaff'."
+        )
     return S
 
 
@@ -127,7 +142,8 @@ def orthogonal(
     Raises:
       ValueError: unknown ``parametrization`` or ``init``; an ``init`` matrix
         that is not square ``(n, n)``, not orthogonal, of determinant -1, or
-        (Cayley) with an eigenvalue -1. Messages name the argument, what came
+        with an eigenvalue -1 (Cayley; expm: when its generator is not real,
+        e.g. ``-I``). Messages name the argument, what came
         and what was expected.
 
     Example::

@@ -1,0 +1,71 @@
+"""Bad input to the remedy cells, activations.get, gru and the flossing penalties: clear errors."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jrnn
+from jrnn import cells
+from jrnn import train as T
+
+
+@pytest.mark.parametrize("bias", [float("nan"), float("inf"), "abc", None, True])
+def test_mgu_forget_bias_checked(bias):
+    with pytest.raises(ValueError, match="forget_bias"):
+        cells.mgu(4, forget_bias=bias)
+
+
+@pytest.mark.parametrize("act", [None, 3])
+def test_activation_not_a_name_is_a_type_error(act):
+    with pytest.raises(TypeError, match="activation must be"):
+        cells.leaky(4, act)
+
+
+@pytest.mark.parametrize("flag", ["no", None, 1])
+def test_gru_reset_after_must_be_bool(flag):
+    with pytest.raises(TypeError, match="reset_after"):
+        cells.gru(4, reset_after=flag)
+
+
+def test_orthogonal_init_without_real_generator_raises():
+    # -I is in SO(4), but scipy's principal logm is complex: before, W_hh silently became I.
+    with pytest.raises(ValueError, match="init"):
+        cells.orthogonal(4, parametrization="expm", init=-np.eye(4))
+
+
+def test_orthogonal_init_matrix_is_reproduced():
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    Q[:, 0] *= np.sign(np.linalg.det(Q))
+    cell = cells.orthogonal(4, init=Q)
+    import jax
+
+    W = np.asarray(cell.recurrent_matrix(cell.init(jax.random.key(0), 2)))
+    np.testing.assert_allclose(W, Q, atol=1e-5)
+
+
+@pytest.mark.parametrize("value", ["abc", None, True])
+def test_flossing_numbers_named(value):
+    cell = cells.elman(4)
+    pen = T.spectral_norm_penalty(cell)
+    with pytest.raises(ValueError, match="weight"):
+        T.regularize(lambda p, x: x, lambda o, y: o, pen, value)
+    with pytest.raises(ValueError, match="target"):
+        T.spectral_norm_penalty(cell, value)
+    with pytest.raises(ValueError, match="target"):
+        T.jacobian_norm_penalty(cell, value)
+    with pytest.raises(ValueError, match="target"):
+        T.lyapunov_penalty(cell, 2, value)
+
+
+def test_flossing_xs_checked():
+    cell = cells.elman(4)
+    import jax
+
+    params = cell.init(jax.random.key(0), 1)
+    pen = T.lyapunov_penalty(cell, 2)
+    with pytest.raises(ValueError, match="empty"):
+        pen.fn(params, jnp.ones((0, 5, 1)))
+    with pytest.raises(TypeError, match="xs"):
+        pen.fn(params, None)
+    assert jrnn.cells.mgu(2, forget_bias=1).config == (("forget_bias", 1.0),)
