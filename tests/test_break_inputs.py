@@ -69,3 +69,36 @@ def test_flossing_xs_checked():
     with pytest.raises(TypeError, match="xs"):
         pen.fn(params, None)
     assert jrnn.cells.mgu(2, forget_bias=1).config == (("forget_bias", 1.0),)
+
+
+def test_check_cell_rejects_non_cells_and_empty_dtype():
+    from jrnn.testing import check_cell
+
+    cell = cells.elman(2)
+    with pytest.raises(TypeError, match="model.cell"):
+        check_cell(jrnn.models.rnn(cell, 1), 2)
+    with pytest.raises(ValueError, match="dtype"):  # before: {} returned, nothing checked
+        check_cell(cell, 2, dtype=[])
+    with pytest.raises(ValueError, match="perturb"):
+        check_cell(cell, 2, perturb=float("nan"))
+
+
+@pytest.mark.parametrize(
+    "kw", [dict(rtol=-1.0), dict(atol="x"), dict(kinks=None), dict(kinks=["a"])]
+)
+def test_check_activation_tolerances_checked(kw):
+    from jrnn.testing import check_activation
+
+    with pytest.raises(ValueError, match=next(iter(kw))):  # rtol=-1 used to pass tanh
+        check_activation("tanh", **kw)
+
+
+def test_health_checks_cell_and_empty_xs():
+    import jax
+
+    cell = cells.elman(2)
+    params = cell.init(jax.random.key(0), 1)
+    with pytest.raises(TypeError, match="cell must be"):
+        jrnn.diagnostics.pascanu_bound(None, params)
+    with pytest.raises(ValueError, match="at least one step"):  # before: dead_fraction 0.0
+        jrnn.diagnostics.unit_health(cell, params, jnp.ones((0, 1)))

@@ -42,6 +42,9 @@ class UnitHealth(NamedTuple):
 
 
 def _require_activation(cell: Cell, needs: str, what: str) -> None:
+    if not isinstance(cell, Cell):
+        hint = " (for a jrnn.models.Model pass model.cell)" if hasattr(cell, "cell") else ""
+        raise TypeError(f"{what}: cell must be a jrnn.Cell{hint}, got {type(cell).__name__}.")
     if cell.activation is None or getattr(cell, needs) is None:
         raise ValueError(
             f"{what} needs a cell with one elementwise activation and a {needs} "
@@ -94,6 +97,11 @@ def unit_health(cell: Cell, params, xs: jax.Array, *, carry=None) -> UnitHealth:
         ((8,), False)
     """
     _require_activation(cell, "preactivation", "unit_health")
+    if 0 in jnp.shape(xs):
+        raise ValueError(
+            f"unit_health: xs must hold at least one step, got shape {jnp.shape(xs)} "
+            "(the fractions of an empty sample are undefined)."
+        )
     batch = _jac.prepare(cell, params, xs, carry)
     act = cell.activation
 

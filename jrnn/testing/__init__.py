@@ -327,9 +327,16 @@ def check_cell(
     Raises:
       AssertionError: naming the failing property, the dtype, the step and the
         largest difference.
-      ValueError: a bad ``dtype`` or ``steps``.
+      TypeError: ``cell`` is not a Cell.
+      ValueError: a bad (or empty) ``dtype``, ``steps`` or ``perturb``.
     """
-    dtypes = (dtype,) if isinstance(dtype, str) else tuple(dtype)
+    if not isinstance(cell, Cell):
+        hint = " (for a jrnn.models.Model pass model.cell)" if hasattr(cell, "cell") else ""
+        raise TypeError(f"cell must be a jrnn.Cell{hint}, got {type(cell).__name__}.")
+    dtypes = (dtype,) if isinstance(dtype, str) else tuple(dtype or ())
+    if not dtypes:
+        raise ValueError(f"dtype must be 'float32', 'float64' or both, got {dtype!r}.")
+    perturb = _nonnegative(perturb, "perturb")
     for dt in dtypes:
         if dt not in TOLERANCES:
             raise ValueError(f"dtype must be 'float32', 'float64' or both, got {dt!r}.")
@@ -382,6 +389,7 @@ def check_activation(
 
     Raises:
       AssertionError: naming the property, the input ``x`` and the difference.
+      ValueError: ``rtol`` / ``atol`` not finite numbers >= 0, ``kinks`` not finite numbers.
 
     Example::
 
@@ -391,8 +399,28 @@ def check_activation(
         0.0
     """
     act = _activations.get(act)
+    rtol = _nonnegative(rtol, "rtol")
+    atol = _nonnegative(atol, "atol")
+    try:
+        kinks = tuple(float(k) for k in kinks)
+    except (TypeError, ValueError):
+        raise ValueError(f"kinks must be a sequence of finite numbers, got {kinks!r}.") from None
+    if not all(math.isfinite(k) for k in kinks):
+        raise ValueError(f"kinks must be a sequence of finite numbers, got {kinks!r}.")
     with jax.enable_x64(True):
-        return _check_activation(act, tuple(kinks), rtol, atol)
+        return _check_activation(act, kinks, rtol, atol)
+
+
+def _nonnegative(value, name: str) -> float:
+    """``float(value)`` if it is a finite real >= 0 (not a bool), else a ValueError."""
+    ok = not isinstance(value, bool | np.bool_)
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+    return v
 
 
 def _check_activation(act, kinks, rtol, atol) -> dict[str, float]:
