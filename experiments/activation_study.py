@@ -523,7 +523,8 @@ def _diff(a: dict, b: dict) -> tuple[float, float]:
 
 
 def _significant(d: float, se: float) -> bool:
-    return math.isfinite(d) and abs(d) > SIGNIFICANCE * se
+    # An infinite difference (one side exactly zero, -inf, the other finite) is significant.
+    return not math.isnan(d) and abs(d) > SIGNIFICANCE * se
 
 
 def claims(init_results: dict, train_results: dict, gates: dict, T: int) -> list[dict]:
@@ -541,8 +542,10 @@ def claims(init_results: dict, train_results: dict, gates: dict, T: int) -> list
     thr = VANISHED / math.log(10.0)
     tr = train_results
 
-    def vanished(r):  # mean + 2 se below the threshold
+    def vanished(r):  # mean + 2 se below the threshold; -inf: an exactly zero gradient
         m = r["log10_norm_at_T"]
+        if m["value"] == -math.inf:
+            return True
         return math.isfinite(m["value"]) and m["value"] + SIGNIFICANCE * (
             m["stderr"] if math.isfinite(m["stderr"]) else 0.0) < thr
 
