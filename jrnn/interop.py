@@ -806,9 +806,19 @@ def to_keras(model_or_cell, params, *, layers=None):
             or not all(isinstance(p, Mapping) and "W_xh" in p for p in cell_params)):
         raise ValueError(
             f"params: expected {len(layers)} layer param dicts with 'W_xh', ..., got "
-            f"{type(cell_params).__name__}."
+            f"{type(params).__name__} {str(params)[:80]}."
         )
     d = int(np.shape(cell_params[0]["W_xh"])[1])
+    d_in = d
+    for i, (c, p) in enumerate(zip(layers, cell_params)):  # shapes, before Keras sees them
+        spec = jax.eval_shape(lambda k, c=c, d_in=d_in: c.init(k, d_in), jax.random.key(0))
+        for name, shape in ((k, v.shape) for k, v in spec.items()):
+            if name in p and tuple(np.shape(p[name])) != tuple(shape):
+                raise ValueError(
+                    f"params: layer {i} ({c.describe()}) {name!r} has shape "
+                    f"{tuple(np.shape(p[name]))}, expected {tuple(shape)} for input size {d_in}."
+                )
+        d_in = c.hidden_size
     built, weights = [], []
     for i, (c, p) in enumerate(zip(layers, cell_params)):
         last = i == len(layers) - 1

@@ -102,3 +102,18 @@ def test_health_checks_cell_and_empty_xs():
         jrnn.diagnostics.pascanu_bound(None, params)
     with pytest.raises(ValueError, match="at least one step"):  # before: dead_fraction 0.0
         jrnn.diagnostics.unit_health(cell, params, jnp.ones((0, 1)))
+
+
+def test_to_keras_checks_param_shapes():
+    import jax
+
+    pytest.importorskip("keras")
+    from jrnn import interop
+
+    cell = cells.elman(3)
+    params = cell.init(jax.random.key(0), 2)
+    bad = dict(params, W_hh=params["W_hh"][:2])
+    with pytest.raises(ValueError, match="'W_hh' has shape"):  # before: Keras' own error
+        interop.to_keras(cell, bad)
+    with pytest.raises(ValueError, match="NoneType"):  # before: "got tuple"
+        interop.to_keras(cell, None)
