@@ -736,7 +736,9 @@ def _extra_flags(parser):
 def _select(arg: str | None, default, allowed, what: str) -> tuple[str, ...]:
     if arg is None:
         return tuple(default)
-    chosen = tuple(s.strip() for s in arg.split(",") if s.strip())
+    chosen = tuple(dict.fromkeys(s.strip() for s in arg.split(",") if s.strip()))
+    if not chosen:
+        raise ValueError(f"--{what} must name at least one, got {arg!r}.")
     for c in chosen:
         if what == "activations":
             jrnn.activations.get(c)  # raises with suggestions

@@ -22,3 +22,11 @@ def test_exactly_zero_gradient_counts_as_vanished():
     out = {c["claim"]: c["verdict"] for c in activation_study.claims(both, {}, {}, 100)}
     assert out["Sigmoid (sup|f'| = 1/4) vanishes faster than tanh (sup|f'| = 1)."].startswith(
         "not resolved")
+
+
+def test_select_rejects_empty_and_dedupes():
+    import pytest
+
+    with pytest.raises(ValueError, match="--activations"):  # before: an empty study ran
+        activation_study._select(",", (), None, "activations")
+    assert activation_study._select("lstm,lstm", (), ("lstm",), "cells") == ("lstm",)
