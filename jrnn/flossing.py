@@ -367,6 +367,16 @@ def _default_params_of(params):
     return params
 
 
+def _check_optimizer(optimizer, name: str):
+    if not (callable(getattr(optimizer, "init", None))
+            and callable(getattr(optimizer, "update", None))):
+        raise TypeError(
+            f"{name} must be an optax.GradientTransformation (e.g. optax.adam(1e-3)), got "
+            f"{type(optimizer).__name__}."
+        )
+    return optimizer
+
+
 def _check_penalty(penalty) -> Penalty:
     if not isinstance(penalty, Penalty):
         raise TypeError(
@@ -439,6 +449,7 @@ def make_floss_step(
     from jrnn.train import make_train_step  # train re-exports this module
 
     _check_penalty(penalty)
+    _check_optimizer(optimizer, "optimizer")
     w = _check_weight(weight)
     get = params_of or _default_params_of
     return make_train_step(lambda p, x: w * penalty.fn(get(p), x), lambda value, y: value,
@@ -462,6 +473,8 @@ class FlossingSchedule(NamedTuple):
 
     def phase(self, t: int) -> str:
         """``"floss"``, ``"task"`` or ``"both"`` for the 0-based update ``t``."""
+        if isinstance(t, bool) or not isinstance(t, int | np.integer) or t < 0:
+            raise ValueError(f"t must be an update index, an integer >= 0, got {t!r}.")
         if self.mode == "none":
             return "task"
         if t < self.pre_steps:
@@ -571,6 +584,9 @@ def make_flossing_step(
         )
     if penalty is not None or schedule.mode != "none":
         _check_penalty(penalty)
+    _check_optimizer(optimizer, "optimizer")
+    if floss_optimizer is not None:
+        _check_optimizer(floss_optimizer, "floss_optimizer")
     w = _check_weight(weight)
     opts = dict(clip_norm=clip_norm, skip_nonfinite=skip_nonfinite)
     tf = transform or (lambda f: f)

@@ -104,16 +104,10 @@ def test_health_checks_cell_and_empty_xs():
         jrnn.diagnostics.unit_health(cell, params, jnp.ones((0, 1)))
 
 
-def test_to_keras_checks_param_shapes():
-    import jax
-
-    pytest.importorskip("keras")
-    from jrnn import interop
-
-    cell = cells.elman(3)
-    params = cell.init(jax.random.key(0), 2)
-    bad = dict(params, W_hh=params["W_hh"][:2])
-    with pytest.raises(ValueError, match="'W_hh' has shape"):  # before: Keras' own error
-        interop.to_keras(cell, bad)
-    with pytest.raises(ValueError, match="NoneType"):  # before: "got tuple"
-        interop.to_keras(cell, None)
+def test_flossing_optimizer_and_phase_checked():
+    pen = T.spectral_norm_penalty(cells.elman(3))
+    with pytest.raises(TypeError, match="optimizer"):  # before: failed only when called
+        T.make_floss_step(pen, None)
+    sched = T.flossing_schedule("before", pre_steps=1)
+    with pytest.raises(ValueError, match="t must be"):  # before: 'floss'
+        sched.phase(-1)

@@ -292,3 +292,14 @@ def test_missing_keras_gives_the_extra_to_install(monkeypatch):
         interop.from_keras(object())
     metrics, text = seed_example.keras_comparison({}, 0, None, None, {}, 0.0)
     assert "pip install 'jrnn[keras]'" in metrics["skipped"] and metrics["skipped"] in text
+
+
+@requires_keras
+def test_to_keras_checks_param_shapes():
+    cell = jrnn.cells.elman(3)
+    params = cell.init(jax.random.key(0), 2)
+    bad = dict(params, W_hh=params["W_hh"][:2])
+    with pytest.raises(ValueError, match="'W_hh' has shape"):  # before: Keras' own error
+        interop.to_keras(cell, bad)
+    with pytest.raises(ValueError, match="NoneType"):  # before: "got tuple"
+        interop.to_keras(cell, None)
