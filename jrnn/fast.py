@@ -142,10 +142,10 @@ def _scan_forward(rule, W_xh, b_x, W_hh, b_hh, X, carry0, mask, unroll, with_res
 
     def body(carry, inp):
         x, m = inp
-        u = x @ W_xh_t + b_x
+        u = x @ W_xh_t + b_x[None, :]
         hh = carry[0] @ W_hh_t
         if b_hh is not None:
-            hh = hh + b_hh
+            hh = hh + b_hh[None, :]
         new, res = rule.forward(carry, u, hh, with_res)
         if m is not None:
             new = tuple(jnp.where(m, a, b) for a, b in zip(new, carry))
@@ -185,11 +185,11 @@ def _tangent_scan(rule, unroll, k, same, W_xh, W_hh, X, H_prev, mask, res, lin):
         if dx is not None:
             e_u = e_u + dx @ W_xh_t
         if db_x is not None:
-            e_u = e_u + db_x
+            e_u = e_u + db_x[None, None, :]
         e_hh = None if hp is None else hp @ dW_hh_t
         if not same:
             if db_hh is not None:
-                e_hh = db_hh if e_hh is None else e_hh + db_hh
+                e_hh = db_hh[None, None, :] if e_hh is None else e_hh + db_hh[None, None, :]
             e_hh = jnp.zeros_like(e_u) if e_hh is None else jnp.broadcast_to(e_hh, e_u.shape)
         elif e_hh is not None:
             e_u, e_hh = e_u + e_hh, None

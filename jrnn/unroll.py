@@ -177,7 +177,7 @@ def _scan_one(cell, params, xs, carry, length, reverse, unroll, chunk):
 def _zero_padding(xs, lengths):
     """``xs`` with every step at or past its sequence's length set to 0 (any padding value)."""
     T = xs.shape[-2]
-    valid = jnp.arange(T) < lengths[..., None]  # (B, T) or (T,)
+    valid = jnp.arange(T).reshape((1,) * lengths.ndim + (T,)) < lengths[..., None]  # (B, T)/(T,)
     return jnp.where(valid[..., None], xs, jnp.zeros((), xs.dtype))
 
 

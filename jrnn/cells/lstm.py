@@ -147,8 +147,8 @@ def _fused_rule(n: int) -> FusedRule:
     def forward(carry, u, hh, with_res):
         h, c = carry
         a = u + hh
-        alpha = jnp.asarray(alpha_np, a.dtype)
-        beta = jnp.asarray(beta_np, a.dtype)
+        alpha = jnp.asarray(alpha_np, a.dtype)[None, :]
+        beta = jnp.asarray(beta_np, a.dtype)[None, :]
         acts = alpha * jnp.tanh(alpha * a) + beta  # sigmoid(i, f, o), tanh(g)
         i, f, g, o = (acts[:, k * n : (k + 1) * n] for k in range(4))
         c_new = f * c + i * g
