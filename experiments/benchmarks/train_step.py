@@ -143,12 +143,14 @@ def jrnn_step(kind, n, key, xs, *, fused, unroll=1, weight_grads=None):
 # ----------------------------------------------------------------------------- torch
 
 
-def torch_fn(kind, cfg):
+def torch_fn(kind, cfg, threads=None):
     """A callable running one fwd+bwd of ``torch.nn.{RNN,LSTM,GRU}``, or None without torch."""
     try:
         import torch
     except ImportError:
         return None
+    if threads:
+        torch.set_num_threads(threads)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     cls = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[kind]
     rnn = cls(cfg["d"], cfg["n"], batch_first=True).to(dev)
@@ -171,7 +173,7 @@ def torch_fn(kind, cfg):
 # ----------------------------------------------------------------------------- main
 
 
-def run(config="small", cells=CELLS, repeats=10, warmup=2, unroll=1, seed=0):
+def run(config="small", cells=CELLS, repeats=10, warmup=2, unroll=1, seed=0, torch_threads=None):
     """Times every implementation; rows ``(cell, impl, ms, speed-up vs flax, vs torch)``."""
     cfg = CONFIGS[config]
     key = jax.random.key(seed)
@@ -196,7 +198,7 @@ def run(config="small", cells=CELLS, repeats=10, warmup=2, unroll=1, seed=0):
                 kind, cfg["n"], kp, xs, fused=True, unroll=unroll
             )
         fns = {name: (lambda f=f, p=p: f(p, xs, y)) for name, (f, p) in entries.items()}
-        t_fn = torch_fn(kind, cfg)
+        t_fn = torch_fn(kind, cfg, torch_threads)
         if t_fn is not None:
             fns["torch"] = t_fn  # timed round-robin with the others, in the same process
         times = compare(fns, repeats, warmup)
@@ -214,6 +216,9 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--unroll", type=int, default=1, help="also time fused with this unroll")
     parser.add_argument(
+        "--torch-threads", type=int, default=None, help="torch.set_num_threads (default: torch's)"
+    )
+    parser.add_argument(
         "--keep-host-buffers",
         action="store_true",
         help="jrnn.fast.keep_host_buffers() first (glibc heap reuse; applies to every peer)",
@@ -226,7 +231,14 @@ def main(argv=None):
     cfg = CONFIGS[args.config]
     print(f"# train step (fwd+bwd, MSE on last output), config {args.config}: {cfg}")
     print(f"# {machine()}; medians of {args.repeats} after {args.warmup} warmup")
-    rows = run(args.config, args.cells, args.repeats, args.warmup, args.unroll)
+    rows = run(
+        args.config,
+        args.cells,
+        args.repeats,
+        args.warmup,
+        args.unroll,
+        torch_threads=args.torch_threads,
+    )
     print(
         table(
             ["cell", "implementation", "median ms", "speed-up vs flax", "vs torch"],
