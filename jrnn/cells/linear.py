@@ -162,6 +162,9 @@ def min_gru(hidden_size: int) -> Cell:
     def jacobian(params, h, u):
         return _diag_jacobian(1.0 - jax.nn.sigmoid(u[:n]))
 
+    def tangent(params, h, u, V):
+        return jax.nn.sigmoid(-u[:n])[:, None] * V  # 1 - sigmoid(z) without cancellation
+
     return Cell(
         name="min_gru",
         hidden_size=n,
@@ -172,6 +175,7 @@ def min_gru(hidden_size: int) -> Cell:
         recur=recur,
         input_size=lambda params: params["W_z"].shape[1],
         jacobian=jacobian,
+        tangent=tangent,
         linear_coeffs=linear_coeffs,
     )
 
@@ -246,6 +250,9 @@ def min_lstm(hidden_size: int) -> Cell:
     def jacobian(params, h, u):
         return _diag_jacobian(_gates(u)[0])
 
+    def tangent(params, h, u, V):
+        return _gates(u)[0][:, None] * V
+
     return Cell(
         name="min_lstm",
         hidden_size=n,
@@ -256,6 +263,7 @@ def min_lstm(hidden_size: int) -> Cell:
         recur=recur,
         input_size=lambda params: params["W_f"].shape[1],
         jacobian=jacobian,
+        tangent=tangent,
         linear_coeffs=linear_coeffs,
     )
 
@@ -380,6 +388,13 @@ def lru(
         lr, li = _lambda(params)
         return jnp.block([[jnp.diag(lr), -jnp.diag(li)], [jnp.diag(li), jnp.diag(lr)]])
 
+    def tangent(params, s, u, V):
+        lr, li = _lambda(params)
+        V_r, V_i = V[:n], V[n:]
+        return jnp.concatenate(
+            [lr[:, None] * V_r - li[:, None] * V_i, li[:, None] * V_r + lr[:, None] * V_i]
+        )
+
     return Cell(
         name="lru",
         hidden_size=n,
@@ -390,6 +405,7 @@ def lru(
         recur=recur,
         input_size=lambda params: params["B_re"].shape[1],
         jacobian=jacobian,
+        tangent=tangent,
         linear_coeffs=linear_coeffs,
         config=(("r_min", r_min), ("r_max", r_max), ("max_phase", max_phase)),
     )
