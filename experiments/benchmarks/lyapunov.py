@@ -240,8 +240,8 @@ def peer_suite(args):
 def scale_suite(args):
     rows = []
     for impl, dtype, n, k, T_ in (
-        ("streaming", "float64", 512, 512, 1500),
-        ("tangent", "float32", 4096, 64, 1000),
+        ("streaming", "float64", 512, 512, args.T_mid),
+        ("tangent", "float32", 4096, 64, args.T_large),
     ):
         r = _spawn(impl, dtype, n, k, T_, args.gain, 0)
         r["label"] = f"{impl} {dtype} N={n} k={k} T={T_}"
@@ -267,6 +267,8 @@ def main(argv=None):
     ap.add_argument("--gain", type=float, default=None)
     ap.add_argument("--repeats", type=int, default=REPEATS)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--T-mid", type=int, default=1500, help="scale: T of the N=512 row")
+    ap.add_argument("--T-large", type=int, default=1000, help="scale: T of the N=4096 row")
     ap.add_argument("--child", nargs=7, default=None)
     args = ap.parse_args(argv)
     if args.child:

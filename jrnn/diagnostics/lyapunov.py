@@ -113,7 +113,7 @@ def kaplan_yorke_dimension(exponents: jax.Array, state_size: int | None = None) 
     Example::
 
         >>> import jax.numpy as jnp, jrnn
-        >>> float(jrnn.diagnostics.kaplan_yorke_dimension(jnp.array([0.5, -0.2, -1.0])))
+        >>> round(float(jrnn.diagnostics.kaplan_yorke_dimension(jnp.array([0.5, -0.2, -1.0]))), 6)
         2.3
         >>> float(jrnn.diagnostics.kaplan_yorke_dimension(jnp.array([0.3, 0.1]), state_size=5))
         nan
@@ -473,7 +473,8 @@ def _check_frame(Q0, S: int, k: int | None, batch: int | None):
         raise ValueError(f"k={k} does not match Q0's {Q0.shape[-1]} columns; pass one of them.")
     if not isinstance(Q0, jax.core.Tracer):
         G = jnp.einsum("...ji,...jk->...ik", Q0, Q0, precision=_HIGHEST)
-        err = float(jnp.max(jnp.abs(G - jnp.eye(G.shape[-1], dtype=G.dtype))))
+        eye = jnp.broadcast_to(jnp.eye(G.shape[-1], dtype=G.dtype), G.shape)
+        err = float(jnp.max(jnp.abs(G - eye)))
         tol = 100 * float(jnp.finfo(Q0.dtype).eps) * S
         if not err <= tol:
             raise ValueError(
