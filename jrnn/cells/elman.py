@@ -66,6 +66,9 @@ def _elman_family(
         def jacobian(params, h, u):
             return df(preactivation(params, h, u))[:, None] * params["W_hh"]
 
+        def tangent(params, h, u, V):
+            return df(preactivation(params, h, u))[:, None] * (params["W_hh"] @ V)
+
     else:
 
         def recur(params, h, u):
@@ -75,6 +78,10 @@ def _elman_family(
         def jacobian(params, h, u):
             d = alpha * df(preactivation(params, h, u))
             return jnp.eye(n, dtype=d.dtype) + d[:, None] * params["W_hh"]
+
+        def tangent(params, h, u, V):
+            d = alpha * df(preactivation(params, h, u))
+            return V + d[:, None] * (params["W_hh"] @ V)
 
     return Cell(
         name=name,
@@ -86,6 +93,7 @@ def _elman_family(
         recur=recur,
         input_size=lambda params: params["W_xh"].shape[1],
         jacobian=jacobian,
+        tangent=tangent,
         activation=act,
         preactivation=preactivation,
         recurrent_matrix=lambda params: params["W_hh"],

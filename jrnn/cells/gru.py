@@ -108,6 +108,19 @@ def gru(
         dn = tanh_prime(a_n)[:, None] * (hh_n[:, None] * dr + r[:, None] * W_n)
         return jax.nn.sigmoid(-a_z)[:, None] * dn + (h - cand)[:, None] * dz + jnp.diag(z)
 
+    def tangent(params, h, u, V):
+        hh = params["W_hh"] @ h + params["b_hh"]
+        a_r, a_z = u[:n] + hh[:n], u[n : 2 * n] + hh[n : 2 * n]
+        r, z = jax.nn.sigmoid(a_r), jax.nn.sigmoid(a_z)
+        a_n = u[2 * n :] + r * hh[2 * n :]
+        cand = jnp.tanh(a_n)
+        dH = params["W_hh"] @ V  # (3n, k)
+        col = lambda v: v[:, None]
+        dr = col(sigmoid_prime(a_r)) * dH[:n]
+        dz = col(sigmoid_prime(a_z)) * dH[n : 2 * n]
+        dn = col(tanh_prime(a_n)) * (col(hh[2 * n :]) * dr + col(r) * dH[2 * n :])
+        return col(1 - z) * dn + col(h - cand) * dz + col(z) * V
+
     return Cell(
         name="gru",
         hidden_size=n,
@@ -118,6 +131,7 @@ def gru(
         recur=recur,
         input_size=lambda params: params["W_xh"].shape[1],
         jacobian=jacobian,
+        tangent=tangent,
         fused_rule=_fused_rule(n),
     )
 

@@ -162,6 +162,9 @@ def min_gru(hidden_size: int) -> Cell:
     def jacobian(params, h, u):
         return _diag_jacobian(jax.nn.sigmoid(-u[:n]))  # 1 - z, without rounding to 0
 
+    def tangent(params, h, u, V):
+        return jax.nn.sigmoid(-u[:n])[:, None] * V  # 1 - sigmoid(z) without cancellation
+
     return Cell(
         name="min_gru",
         hidden_size=n,
@@ -172,6 +175,7 @@ def min_gru(hidden_size: int) -> Cell:
         recur=recur,
         input_size=lambda params: params["W_z"].shape[1],
         jacobian=jacobian,
+        tangent=tangent,
         linear_coeffs=linear_coeffs,
     )
 
@@ -249,6 +253,9 @@ def min_lstm(hidden_size: int) -> Cell:
         diff = jax.nn.softplus(-u[:n]) - jax.nn.softplus(-u[n : 2 * n])
         return _diag_jacobian(jax.nn.sigmoid(-diff))
 
+    def tangent(params, h, u, V):
+        return _gates(u)[0][:, None] * V
+
     return Cell(
         name="min_lstm",
         hidden_size=n,
@@ -259,6 +266,7 @@ def min_lstm(hidden_size: int) -> Cell:
         recur=recur,
         input_size=lambda params: params["W_f"].shape[1],
         jacobian=jacobian,
+        tangent=tangent,
         linear_coeffs=linear_coeffs,
     )
 
@@ -383,6 +391,13 @@ def lru(
         lr, li = _lambda(params)
         return jnp.block([[jnp.diag(lr), -jnp.diag(li)], [jnp.diag(li), jnp.diag(lr)]])
 
+    def tangent(params, s, u, V):
+        lr, li = _lambda(params)
+        V_r, V_i = V[:n], V[n:]
+        return jnp.concatenate(
+            [lr[:, None] * V_r - li[:, None] * V_i, li[:, None] * V_r + lr[:, None] * V_i]
+        )
+
     return Cell(
         name="lru",
         hidden_size=n,
@@ -393,6 +408,7 @@ def lru(
         recur=recur,
         input_size=lambda params: params["B_re"].shape[1],
         jacobian=jacobian,
+        tangent=tangent,
         linear_coeffs=linear_coeffs,
         config=(("r_min", r_min), ("r_max", r_max), ("max_phase", max_phase)),
     )

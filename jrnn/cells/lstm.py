@@ -117,6 +117,27 @@ def lstm(
         dh_dc = jnp.diag(dtanh * f)
         return jnp.block([[dh_dh, dh_dc], [dc_dh, dc_dc]])
 
+    def tangent(params, carry, u, V):
+        # J V without J: one (4n, n) x (n, k) product, then elementwise gate derivatives.
+        h, c = carry
+        a = params["W_hh"] @ h + u
+        a_i, a_f, a_g, a_o = a[:n], a[n : 2 * n], a[2 * n : 3 * n], a[3 * n :]
+        i, f, o = jax.nn.sigmoid(a_i), jax.nn.sigmoid(a_f), jax.nn.sigmoid(a_o)
+        g = jnp.tanh(a_g)
+        c_new = f * c + i * g
+        V_h, V_c = V[:n], V[n:]
+        dA = params["W_hh"] @ V_h  # (4n, k)
+        dA_i, dA_f, dA_g, dA_o = dA[:n], dA[n : 2 * n], dA[2 * n : 3 * n], dA[3 * n :]
+        col = lambda v: v[:, None]
+        dc = (
+            col(c * sigmoid_prime(a_f)) * dA_f
+            + col(f) * V_c
+            + col(g * sigmoid_prime(a_i)) * dA_i
+            + col(i * tanh_prime(a_g)) * dA_g
+        )
+        dh = col(jnp.tanh(c_new) * sigmoid_prime(a_o)) * dA_o + col(o * tanh_prime(c_new)) * dc
+        return jnp.concatenate([dh, dc], axis=0)
+
     return Cell(
         name="lstm",
         hidden_size=n,
@@ -127,6 +148,7 @@ def lstm(
         recur=recur,
         input_size=lambda params: params["W_xh"].shape[1],
         jacobian=jacobian,
+        tangent=tangent,
         fused_rule=_fused_rule(n),
         config=(("forget_bias", float(forget_bias)),),
     )
