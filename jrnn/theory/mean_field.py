@@ -61,6 +61,7 @@ __all__ = [
     "drive_scale",
     "gaussian_expectation",
     "mean_field",
+    "quadrature_nodes",
 ]
 
 
@@ -123,6 +124,20 @@ def gaussian_expectation(
         >>> bool(abs(e - 2.0 / jnp.sqrt(2 * jnp.pi)) < 1e-6)
         True
     """
+    a, w = quadrature_nodes(scale, mean=mean, kinks=kinks, num_points=num_points)
+    return jnp.sum(w * fn(a))
+
+
+def quadrature_nodes(scale=1.0, *, mean=0.0, kinks=(), num_points: int = 16):
+    """Nodes ``a`` and weights ``w`` with ``E[f(mean + scale z)] ~= sum(w * f(a))``.
+
+    The rule of :func:`gaussian_expectation`, exposed so that several
+    expectations over the same Gaussian (or a root-find over a parameter of
+    the integrand) evaluate the activation once.
+
+    Returns:
+      ``(a, w)``, each of shape ``(P * num_points,)`` for ``P`` panels.
+    """
     dtype = _float_dtype(scale, mean)
     s = jnp.asarray(scale, dtype)
     mu = jnp.asarray(mean, dtype)
@@ -136,7 +151,7 @@ def gaussian_expectation(
     lo, width = breaks[:-1], jnp.diff(breaks)
     z = lo[:, None] + width[:, None] * x[None, :]
     weight = (width[:, None] * w[None, :]) * jnp.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)
-    return jnp.sum(weight * fn(mu + s * z))
+    return (mu + s * z).ravel(), weight.ravel()
 
 
 def drive_scale(weight, xs, bias=None) -> jax.Array:
