@@ -298,7 +298,8 @@ def mean_field(
     point reached from ``q = 1`` by ``iterations`` fixed-point steps, refined by
     safeguarded Newton steps; ``q`` is floored at ``sqrt(tiny)``. The
     correlation map uses 2-D Gauss-Hermite quadrature (48 x 48 nodes: about
-    1e-4 on ``c*`` for activations with kinks, far better for smooth ones).
+    1e-3 relative on ``c*`` and ``chi_c``; the variance map and ``chi`` use the
+    1e-13 piecewise rule).
 
     Args:
       activation: registered name or :class:`~jrnn.activations.Activation`.
@@ -437,7 +438,12 @@ def critical_gain(
     ``sigma_u`` is critical at ``critical_gain(act, sigma_b, sigma_u=sigma_u)``.
     Closed forms: tanh / identity with ``sigma_b = sigma_u = 0``: 1; ReLU:
     ``sqrt(2)`` (He et al. 2015), for any drive. Returns NaN when ``chi - 1``
-    does not change sign on the bracket (e.g. sigmoid with large ``sigma_b``).
+    does not change sign on the bracket (e.g. sigmoid with large ``sigma_b``) or
+    jumps across 0 instead of crossing it: without bias or drive, gelu, silu and
+    mish have a bistable variance map (``q* = 0`` and ``q* = inf`` both
+    attract; which one is reached depends on the initial state), so no gain is
+    critical (measured at the former "g*" 1.53 for gelu, N = 512: lambda_max =
+    +0.094, the diverging branch).
 
     Args:
       activation: registered name or :class:`~jrnn.activations.Activation`.
@@ -507,4 +513,8 @@ def _critical_gain(act, sigma_b, sigma_u, lower, upper, bisections, num_points):
         return jnp.where(below, mid, a), jnp.where(below, b, mid)
 
     a, b = jax.lax.fori_loop(0, bisections, body, (lo, hi))
-    return jnp.where(bracketed, jnp.exp(0.5 * (a + b)), jnp.nan)
+    # chi jumps across 1 where the variance map is bistable (q* = 0 or inf,
+    # selected by the start q = 1: gelu, silu, mish without bias or drive); no
+    # gain is critical there.
+    continuous = jnp.abs(excess(b) - excess(a)) < 0.05
+    return jnp.where(bracketed & continuous, jnp.exp(0.5 * (a + b)), jnp.nan)
