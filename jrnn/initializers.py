@@ -154,7 +154,9 @@ def glorot_uniform(gain: float = 1.0) -> Initializer:
     return init
 
 
-def critical(activation, sigma_b: float = 0.0, *, sigma_u: float = 0.0, **gate_biases) -> Initializer:
+def critical(
+    activation, sigma_b: float = 0.0, *, sigma_u: float = 0.0, **gate_biases
+) -> Initializer:
     """``N(0, g*^2 / fan_in)`` at the mean-field critical gain ``g*``.
 
     For an activation (Elman cells), ``g*`` solves ``chi(g) = g^2 E[f'(sqrt(q*)

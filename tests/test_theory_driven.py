@@ -1,10 +1,9 @@
 """Driven networks: measured lambda_max at the input-aware critical gain; correlation decay."""
 
-import numpy as np
-import pytest
-
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
 
 import jrnn
 from jrnn.theory import correlation_map, critical_gain, mean_field

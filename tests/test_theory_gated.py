@@ -1,10 +1,9 @@
 """Gated-cell mean field (GRU, LSTM) against simulated networks at initialisation."""
 
-import numpy as np
-import pytest
-
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
 
 import jrnn
 from jrnn.theory import gated

@@ -1,10 +1,9 @@
 """Mean-field quadrature: every built-in activation against scipy.integrate.quad, Poole et al."""
 
-import numpy as np
-import pytest
-
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
 
 import jrnn
 from jrnn.theory import critical_gain, gaussian_expectation, mean_field
@@ -71,7 +70,7 @@ def test_poole_2016_points():
 
 
 def test_softsign_critical_gain_issue_12():
-    """Was 1.3985 with 64-node Gauss-Hermite (kink of softsign' at 0); the integral gives 1.36105."""
+    """Was 1.3985 with 64-node Gauss-Hermite (kink of softsign' at 0); the integral: 1.36105."""
     g = float(critical_gain("softsign", sigma_b=0.05))
     act = jrnn.activations.get("softsign")
     q = float(mean_field("softsign", g, 0.05).q_star)

@@ -9,7 +9,8 @@
   on first access): the initialisers import this package.
 """
 
-from jrnn.theory import gated, mean_field as _mean_field_module, spectra
+from jrnn.theory import gated, spectra
+from jrnn.theory import mean_field as _mean_field_module
 from jrnn.theory.mean_field import (
     MeanField,
     correlation_map,

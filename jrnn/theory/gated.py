@@ -38,7 +38,8 @@ independent terms. GRU (``S = N``):
 LSTM (``S = 2N``): with ``A = sigma_f^2 E[c^2 f'^2] + sigma_i^2 E[g^2 i'^2] +
 sigma_g^2 E[i^2 g'^2]`` the second moments ``(E dc^2, E dh^2)`` of a
 perturbation evolve by the matrix
-``M = [[E f^2, A], [E o^2 E[tanh'(c')^2 f^2], sigma_o^2 E[tanh(c')^2 o'^2] + E o^2 E[tanh'(c')^2 a]]]``
+``M = [[E f^2, A], [E o^2 E[tanh'(c')^2 f^2], B]]``,
+``B = sigma_o^2 E[tanh(c')^2 o'^2] + E o^2 E[tanh'(c')^2 a]``
 (``a`` the integrand of ``A``), and ``chi = (sum of M) / 2`` is the mean squared
 gain ``||J_t||_F^2 / 2N``. ``0.5 ln chi`` is the growth per step (nats) of the
 norm of an isotropic gradient or perturbation, ``> 0`` exploding, ``< 0``
@@ -54,8 +55,10 @@ Gaussian cell state of the LSTM is off by ~7% at ``b_f = 3`` (long memory,
 heavy-tailed ``c``). The largest Lyapunov exponent of a gated net is *not*
 ``0.5 ln chi``: perturbations localise on units whose gates hold them, so the
 measured exponent lies above it in the ordered phase (GRU ``sigma_w = 1``:
-``-0.31`` measured vs ``0.5 ln chi = -0.55``). Quadrature: tensor-product Gauss-Hermite (24 nodes per gate, 16 for
-``c``; the gate nonlinearities are smooth).
+``-0.31`` measured vs ``0.5 ln chi = -0.55``).
+
+Quadrature: tensor-product Gauss-Hermite (24 nodes per gate, 16 for ``c``; the
+gate nonlinearities are smooth).
 """
 
 from __future__ import annotations
@@ -70,7 +73,13 @@ import numpy as np
 from jrnn.activations import sigmoid_prime, tanh_prime
 from jrnn.theory.mean_field import _check_scales, _float_dtype, _hermite
 
-__all__ = ["COVERED", "GatedMeanField", "critical_scale", "gru_mean_field", "lstm_mean_field"]
+__all__ = [
+    "COVERED",
+    "GatedMeanField",
+    "critical_scale",
+    "gru_mean_field",
+    "lstm_mean_field",
+]
 
 #: Cell families the gated mean field covers.
 COVERED = ("gru", "lstm")

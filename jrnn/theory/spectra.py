@@ -47,12 +47,16 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jrnn import activations as _activations
-from jrnn.theory.mean_field import _check_scales, _float_dtype, _q_chi, quadrature_nodes
+from jrnn.theory.mean_field import _check_scales, _q_chi, quadrature_nodes
 
-__all__ = ["AnnealedSpectrum", "ProductSingularValues", "annealed_spectrum", "product_singular_values"]
+__all__ = [
+    "AnnealedSpectrum",
+    "ProductSingularValues",
+    "annealed_spectrum",
+    "product_singular_values",
+]
 
 
 class AnnealedSpectrum(NamedTuple):
