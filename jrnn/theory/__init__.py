@@ -41,7 +41,5 @@ def __getattr__(name):
     if name == "predict":
         import importlib
 
-        fn = importlib.import_module("jrnn.theory.predict").predict
-        globals()["predict"] = fn  # the submodule import bound the module here; keep the function
-        return fn
+        return importlib.import_module("jrnn.theory.predict")  # a callable module
     raise AttributeError(f"module 'jrnn.theory' has no attribute {name!r}")

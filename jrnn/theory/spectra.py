@@ -127,7 +127,7 @@ def annealed_spectrum(
         >>> import jrnn
         >>> s = jrnn.theory.spectra.annealed_spectrum("identity", 1.0, 4)
         >>> [round(float(l), 4) for l in s.exponents]  # 0.5 ln(1 - x), x = 1/8, 3/8, ...
-        [-0.0668, -0.2350, -0.4904, -1.0397]
+        [-0.0668, -0.235, -0.4904, -1.0397]
     """
     _check_scales(sigma_w=sigma_w, sigma_b=sigma_b, sigma_u=sigma_u)
     if int(n) < 1:
@@ -212,8 +212,8 @@ def product_singular_values(
 
         >>> import jrnn
         >>> p = jrnn.theory.spectra.product_singular_values("identity", 1.0, 1)
-        >>> float(p.mean), float(p.normalised_variance), round(float(p.upper_edge), 3)
-        (1.0, 1.0, 4.0)
+        >>> [round(float(v), 4) for v in (p.mean, p.normalised_variance, p.upper_edge)]
+        [1.0, 1.0, 4.0]
     """
     _check_scales(sigma_w=sigma_w, sigma_b=sigma_b, sigma_u=sigma_u)
     if weights not in ("gaussian", "orthogonal"):
