@@ -16,6 +16,7 @@ from jrnn import (
     nnx,
     parallel,
     tasks,
+    testing,
     theory,
     train,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "parallel",
     "stack",
     "tasks",
+    "testing",
     "theory",
     "train",
     "unroll",
