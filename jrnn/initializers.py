@@ -154,14 +154,40 @@ def glorot_uniform(gain: float = 1.0) -> Initializer:
     return init
 
 
-def critical(activation, sigma_b: float = 0.0) -> Initializer:
-    """``N(0, g*^2 / fan_in)`` at the mean-field critical gain ``g*`` of ``activation``.
+def critical(
+    activation, sigma_b: float = 0.0, *, sigma_u: float = 0.0, **gate_biases
+) -> Initializer:
+    """``N(0, g*^2 / fan_in)`` at the mean-field critical gain ``g*``.
 
-    ``g*`` solves ``chi(g) = g^2 E[f'(sqrt(q*) z)^2] = 1`` (Poole et al. 2016;
-    see :func:`jrnn.theory.critical_gain`): the edge of chaos, where a random
-    network neither forgets nor amplifies perturbations exponentially.
+    For an activation (Elman cells), ``g*`` solves ``chi(g) = g^2 E[f'(sqrt(q*)
+    z)^2] = 1`` with ``q*`` including the bias and input drive (``sigma_u``,
+    :func:`jrnn.theory.drive_scale`; Poole et al. 2016; see
+    :func:`jrnn.theory.critical_gain`): the edge of chaos, where a random
+    network neither forgets nor amplifies perturbations exponentially. For
+    ``"gru"`` / ``"lstm"`` it is the recurrent scale (all gates) at which the
+    gated mean field's mean squared gain per step is 1
+    (:func:`jrnn.theory.gated.critical_scale`; ``gate_biases`` such as
+    ``bias_z=1.0`` or ``bias_f=1.0`` as in :func:`jrnn.theory.gated.gru_mean_field`).
+    With the defaults it is the previous behaviour.
+
+    Raises:
+      ValueError: unknown activation / cell, or no critical scale on the bracket.
     """
-    from jrnn import theory  # theory depends on activations only
+    from jrnn import theory  # theory's mean field depends on activations only
 
-    gain = float(theory.critical_gain(activation, sigma_b=sigma_b))
+    if activation in ("gru", "lstm"):
+        gain = float(theory.gated.critical_scale(
+            activation, sigma_u=sigma_u, sigma_b=sigma_b, **gate_biases))
+    else:
+        if gate_biases:
+            raise ValueError(
+                f"gate biases {sorted(gate_biases)} apply to 'gru' / 'lstm' only, got "
+                f"activation {activation!r}."
+            )
+        gain = float(theory.critical_gain(activation, sigma_b=sigma_b, sigma_u=sigma_u))
+    if not math.isfinite(gain):
+        raise ValueError(
+            f"no critical gain for {activation!r} with sigma_b={sigma_b}, sigma_u={sigma_u} "
+            f"{gate_biases or ''} on the search bracket."
+        )
     return scaled_normal(gain)
