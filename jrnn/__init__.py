@@ -18,6 +18,7 @@ from jrnn import (
     tasks,
     theory,
     train,
+    validation,
 )
 from jrnn.cells import Cell, stack
 from jrnn.unroll import Bidirectional, bidirectional, unroll
@@ -43,4 +44,5 @@ __all__ = [
     "theory",
     "train",
     "unroll",
+    "validation",
 ]

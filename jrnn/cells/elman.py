@@ -75,6 +75,10 @@ def _elman_family(
             d = alpha * df(preactivation(params, h, u))
             return jnp.eye(n, dtype=d.dtype) + d[:, None] * params["W_hh"]
 
+    def param_spec(d):
+        spec = {"W_xh": ((n, d), "f"), "W_hh": ((n, n), "f")}
+        return {**spec, "b_h": ((n,), "f")} if use_bias else spec
+
     return Cell(
         name=name,
         hidden_size=n,
@@ -88,6 +92,7 @@ def _elman_family(
         activation=act,
         preactivation=preactivation,
         recurrent_matrix=lambda params: params["W_hh"],
+        param_spec=param_spec,
         config=(("activation", act.name),) + config,
     )
 

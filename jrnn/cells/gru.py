@@ -92,4 +92,10 @@ def gru(
         recur=recur,
         input_size=lambda params: params["W_xh"].shape[1],
         jacobian=jacobian,
+        param_spec=lambda d: {
+            "W_xh": ((3 * n, d), "f"),
+            "W_hh": ((3 * n, n), "f"),
+            "b_xh": ((3 * n,), "f"),
+            "b_hh": ((3 * n,), "f"),
+        },
     )

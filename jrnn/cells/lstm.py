@@ -119,5 +119,8 @@ def lstm(
         recur=recur,
         input_size=lambda params: params["W_xh"].shape[1],
         jacobian=jacobian,
+        param_spec=lambda d: {
+            "W_xh": ((4 * n, d), "f"), "W_hh": ((4 * n, n), "f"), "b_h": ((4 * n,), "f")
+        },
         config=(("forget_bias", float(forget_bias)),),
     )

@@ -76,6 +76,14 @@ def stack(cells: Sequence[Cell], residual: bool = False) -> Cell:
             h = out + h if residual else out
         return tuple(new), h
 
+    def param_spec(d):
+        # One spec per layer; a layer without a spec is not checked (None).
+        specs = []
+        for cell in cells:
+            specs.append(None if cell.param_spec is None else cell.param_spec(d))
+            d = cell.hidden_size
+        return tuple(specs)
+
     return Cell(
         name="stack",
         hidden_size=cells[-1].hidden_size,
@@ -85,5 +93,6 @@ def stack(cells: Sequence[Cell], residual: bool = False) -> Cell:
         input_map=input_map,
         recur=recur,
         input_size=lambda params: cells[0].input_size(params[0]),
+        param_spec=param_spec,
         config=(("layers", tuple(c.describe() for c in cells)), ("residual", residual)),
     )
