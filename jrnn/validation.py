@@ -352,3 +352,40 @@ def _strip_shapes(spec, params):
         k: ((tuple(np.shape(params[k])), kind) if k in params else (shape, kind))
         for k, (shape, kind) in spec.items()
     }
+
+
+# --------------------------------------------------------------------------- factories
+
+
+def check_factory_args(factory, params: dict, owner: str) -> dict:
+    """Checks keyword ``params`` for ``factory`` by the type of each default.
+
+    A parameter whose default is a bool must be a bool (``'no'`` is rejected);
+    one whose default is a number must be a finite real number (NaN, inf and
+    strings are rejected). Used for parametric activations
+    (``get("elu", alpha=...)``).
+
+    Returns:
+      ``params`` with numbers as floats.
+
+    Raises:
+      TypeError / ValueError: naming ``owner`` and the parameter.
+    """
+    import inspect
+
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return dict(params)
+    out = {}
+    for key, value in params.items():
+        p = signature.parameters.get(key)
+        default = None if p is None else p.default
+        label = f"{owner} parameter {key}"
+        if isinstance(default, bool):
+            out[key] = check_bool(value, label)
+        elif isinstance(default, numbers.Real) or isinstance(value, str) or value is None:
+            out[key] = check_number(value, label)
+        else:
+            out[key] = value
+    return out

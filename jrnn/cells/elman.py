@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from jrnn import activations as _activations
 from jrnn import initializers as inits
+from jrnn import validation as _validation
 from jrnn.cells.base import Cell, check_positive_int
 
 __all__ = ["elman", "irnn", "residual"]
@@ -35,6 +36,7 @@ def _elman_family(
     config: tuple,
 ) -> Cell:
     n = check_positive_int(hidden_size, "hidden_size")
+    use_bias = _validation.check_bool(use_bias, "use_bias")
     act = _activations.get(activation)
     f, df = act.fn, act.derivative
 
@@ -156,6 +158,9 @@ def irnn(
     weights ``N(0, input_std^2)`` as in the paper.
     """
 
+    scale = _validation.check_number(scale, "scale")
+    input_std = _validation.check_number(input_std, "input_std", low=0.0)
+
     def small_normal(key, shape, dtype=jnp.float32):
         return input_std * jax.random.normal(key, shape, dtype)
 
@@ -189,14 +194,15 @@ def residual(
     shrinks geometrically (the seed's third remedy). Initialisers default as
     in :func:`elman`; a small ``alpha`` keeps the product of Jacobians near 1.
     """
+    alpha = _validation.check_number(alpha, "alpha")
     return _elman_family(
         "residual",
         hidden_size,
         activation,
-        alpha=float(alpha),
+        alpha=alpha,
         input_init=input_init or inits.glorot_uniform(),
         recurrent_init=recurrent_init or inits.orthogonal(),
         bias_init=bias_init,
         use_bias=use_bias,
-        config=(("alpha", float(alpha)),),
+        config=(("alpha", alpha),),
     )

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jrnn import initializers as inits
+from jrnn import validation as _validation
 from jrnn.cells.base import Cell, check_positive_int
 
 __all__ = ["lstm"]
@@ -53,6 +54,7 @@ def lstm(
         [(32, 3), (32, 8), (32,)]
     """
     n = check_positive_int(hidden_size, "hidden_size")
+    forget_bias = _validation.check_number(forget_bias, "forget_bias")
     input_init = input_init or inits.glorot_uniform()
     # Orthogonal per gate, the 4 gates drawn by one vmapped (batched) QR: the same values as
     # 4 separate calls, but a single LAPACK call (see jrnn.initializers.orthogonal_blocks).
