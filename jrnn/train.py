@@ -25,13 +25,18 @@ times are kept apart from the history (:attr:`FitResult.step_times`).
 
 Example::
 
-    >>> model = jrnn.models.rnn(jrnn.cells.lstm(32), 1)
+    >>> import jax, optax, jrnn
+    >>> model = jrnn.models.rnn(jrnn.cells.lstm(8), 1)
     >>> opt = optax.adam(1e-3)
     >>> step = jrnn.train.make_train_step(model.apply, jrnn.tasks.mse, opt, clip_norm=1.0)
     >>> state = jrnn.train.init_state(model.init(jax.random.key(0), 2), opt, jax.random.key(1))
-    >>> batch_fn = lambda key, t: jrnn.tasks.adding(key, 32, 100)
-    >>> result = jrnn.train.fit(step, state, batch_fn, steps=1000, checkpoint_dir="ckpt",
-    ...                         checkpoint_every=100)
+    >>> batch_fn = lambda key, t: jrnn.tasks.adding(key, 4, 10)
+    >>> result = jrnn.train.fit(step, state, batch_fn, steps=3)
+    >>> result.history["step"], int(result.state.step), result.diverged
+    ([1, 2, 3], 3, False)
+
+    With ``checkpoint_dir="ckpt", checkpoint_every=100`` the same call saves
+    every 100 steps and, run again after a crash, resumes where it stopped.
 """
 
 from __future__ import annotations
