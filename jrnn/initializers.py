@@ -53,7 +53,7 @@ def zeros(key, shape, dtype=jnp.float32):
 
 def constant(value: float) -> Initializer:
     """All entries equal to ``value``."""
-    value = _validation.check_number(value, "value")
+    value = _validation.check_number(value, "value", traced_ok=True)
 
     def init(key, shape, dtype=jnp.float32):
         del key
@@ -68,7 +68,7 @@ def orthogonal(gain: float = 1.0) -> Initializer:
     For square ``W`` every singular value equals ``|gain|``, so a linear RNN
     with this ``W_hh`` has every Lyapunov exponent equal to ``log|gain|``.
     """
-    gain = _validation.check_number(gain, "gain")
+    gain = _validation.check_number(gain, "gain", traced_ok=True)
     base = jax.nn.initializers.orthogonal(scale=gain, column_axis=-1)
 
     def init(key, shape, dtype=jnp.float32):
@@ -104,7 +104,7 @@ def orthogonal_blocks(blocks: int, gain: float = 1.0) -> Initializer:
 
 def identity(scale: float = 1.0) -> Initializer:
     """``scale * I`` (IRNN, Le, Jaitly & Hinton 2015); rectangular shapes get ``eye``."""
-    scale = _validation.check_number(scale, "scale")
+    scale = _validation.check_number(scale, "scale", traced_ok=True)
 
     def init(key, shape, dtype=jnp.float32):
         del key
@@ -124,7 +124,7 @@ def scaled_normal(gain: float = 1.0) -> Initializer:
     With ``gain = sigma_w`` a recurrent matrix drawn this way is the ``W`` of
     :func:`jrnn.theory.mean_field`; ``gain = 1`` is LeCun normal.
     """
-    gain = _validation.check_number(gain, "gain")
+    gain = _validation.check_number(gain, "gain", traced_ok=True)
 
     def init(key, shape, dtype=jnp.float32):
         shape = _shape(shape)
@@ -140,9 +140,9 @@ def uniform(low: float, high: float) -> Initializer:
     Raises:
       ValueError: ``low >= high`` or a bound that is not finite.
     """
-    low = _validation.check_number(low, "low")
-    high = _validation.check_number(high, "high")
-    if not low < high:
+    low = _validation.check_number(low, "low", traced_ok=True)
+    high = _validation.check_number(high, "high", traced_ok=True)
+    if isinstance(low, float) and isinstance(high, float) and not low < high:  # concrete
         raise ValueError(f"uniform needs low < high, got low={low}, high={high}.")
 
     def init(key, shape, dtype=jnp.float32):
@@ -160,7 +160,7 @@ def uniform_pytorch(hidden_size: int) -> Initializer:
 
 def glorot_uniform(gain: float = 1.0) -> Initializer:
     """Glorot/Xavier uniform (Keras' default kernel initialiser), fan-in = ``shape[-1]``."""
-    gain = _validation.check_number(gain, "gain")
+    gain = _validation.check_number(gain, "gain", traced_ok=True)
 
     def init(key, shape, dtype=jnp.float32):
         shape = _shape(shape)

@@ -72,6 +72,7 @@ def check_number(
     low_open: bool = False,
     high_open: bool = False,
     finite: bool = True,
+    traced_ok: bool = False,
 ) -> float:
     """``float(value)`` after checking it is a real, finite number in range.
 
@@ -81,6 +82,8 @@ def check_number(
       argument: the argument's name, for the message.
       low, high: optional bounds; ``low_open`` / ``high_open`` exclude them.
       finite: reject NaN and +-inf.
+      traced_ok: a traced scalar (under ``jit`` / ``vmap``, e.g. a gain swept by
+        :func:`jrnn.parallel.sweep`) is returned unchecked instead of rejected.
 
     Raises:
       TypeError: ``value`` is not a real number (a string, None, a bool, a
@@ -90,6 +93,8 @@ def check_number(
     if isinstance(value, bool | np.bool_) or isinstance(value, str | bytes) or value is None:
         raise TypeError(f"{argument} must be a real number, got {value!r} ({_kind(value)}).")
     if isinstance(value, jax.core.Tracer):
+        if traced_ok and np.shape(value) == () and np.dtype(value.dtype).kind in "iuf":
+            return value
         raise TypeError(f"{argument} must be a concrete Python number, got a traced value.")
     if isinstance(value, np.ndarray | jax.Array):
         if np.shape(value) != () or np.asarray(value).dtype.kind not in "iuf":
