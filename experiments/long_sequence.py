@@ -3,7 +3,9 @@
 The adding problem (Hochreiter & Schmidhuber 1997; Le, Jaitly & Hinton 2015)
 and the copy-memory task (Arjovsky, Shah & Bengio 2016) for the Elman RNN with
 tanh and with ReLU, the IRNN (ReLU, identity-initialised), IndRNN, a residual
-RNN, the LSTM and the GRU, several seeds each (vmapped into one program).
+RNN, the LSTM and the GRU, and the cells designed against vanishing gradients
+(leaky rate network, MGU, AntisymmetricRNN, coRNN, LEM, orthogonal/expRNN,
+Lipschitz RNN), several seeds each (vmapped into one program).
 
 For every task, length and cell the table gives the final held-out loss
 against the memoryless baseline (1/6 for adding, ``10 ln 8 / (T + 20)`` for
@@ -28,7 +30,12 @@ import jrnn
 from experiments import common
 
 NAME = "long_sequence"
-CELLS = ("elman-tanh", "elman-relu", "irnn", "indrnn", "residual", "lstm", "gru")
+BASE_CELLS = ("elman-tanh", "elman-relu", "irnn", "indrnn", "residual", "lstm", "gru")
+# Cells designed against vanishing gradients (jrnn.cells remedies), paper defaults unless noted.
+REMEDY_CELLS = ("leaky", "mgu", "antisymmetric", "cornn", "lem", "orthogonal", "lipschitz")
+CELLS = BASE_CELLS + REMEDY_CELLS
+LEAKY_DT = 0.1  # rate network: each unit keeps 90% of its state per step
+ANTISYMMETRIC = dict(eps=0.1, gamma=0.01)  # Chang et al. 2019 (eps from their grid)
 SOLVED_FRACTION = 0.1  # solved: held-out loss < SOLVED_FRACTION * baseline
 RESIDUAL_ALPHA = 0.1  # h_t = h_{t-1} + alpha tanh(...): small alpha keeps |J_t| near 1
 
@@ -63,6 +70,13 @@ def make_cell(name: str, hidden: int) -> jrnn.Cell:
         "residual": lambda: jrnn.cells.residual(hidden, "tanh", alpha=RESIDUAL_ALPHA),
         "lstm": lambda: jrnn.cells.lstm(hidden),
         "gru": lambda: jrnn.cells.gru(hidden),
+        "leaky": lambda: jrnn.cells.leaky(hidden, "tanh", dt=LEAKY_DT),
+        "mgu": lambda: jrnn.cells.mgu(hidden),
+        "antisymmetric": lambda: jrnn.cells.antisymmetric(hidden, "tanh", **ANTISYMMETRIC),
+        "cornn": lambda: jrnn.cells.cornn(hidden),  # dt=0.042, gamma=2.7, epsilon=4.7
+        "lem": lambda: jrnn.cells.lem(hidden),  # dt=1
+        "orthogonal": lambda: jrnn.cells.orthogonal(hidden, "tanh"),  # expRNN, henaff init
+        "lipschitz": lambda: jrnn.cells.lipschitz(hidden),  # eps=0.03, beta=0.75
     }
     if name not in factories:
         raise ValueError(f"cell must be one of {sorted(factories)}, got {name!r}.")

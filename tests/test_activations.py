@@ -1,8 +1,8 @@
-"""Activation registry: closed-form derivatives, gradient bounds, registry behaviour."""
+"""Activation registry: known values, names, registration (the numerical properties of every
+built-in are checked by jrnn.testing.check_activation in tests/test_activation_kit.py)."""
 
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -14,58 +14,13 @@ BUILTINS = [
     "selu", "gelu", "silu", "softplus", "softsign", "mish", "sin",
 ]  # fmt: skip
 
-# Dense float64 grid that avoids the kinks of piecewise functions (0, +-1, +-3).
-GRID = np.linspace(-12.0, 12.0, 24_001) + 1e-4
-PARAMETRIC = [("leaky_relu", {"negative_slope": 0.2}), ("elu", {"alpha": 0.5}),
-              ("gelu", {"approximate": True})]  # fmt: skip
-
-
-def _all_acts():
-    return [activations.get(n) for n in BUILTINS] + [activations.get(n, **p) for n, p in PARAMETRIC]
-
 
 def test_every_builtin_is_registered():
     assert set(BUILTINS) <= set(activations.names())
 
 
-@pytest.mark.parametrize("act", _all_acts(), ids=lambda a: a.name)
-def test_derivative_matches_autodiff(act):
-    x = jnp.asarray(GRID)
-    auto = jax.vmap(jax.grad(act.fn))(x)
-    np.testing.assert_allclose(act.derivative(x), auto, rtol=1e-9, atol=1e-12)
-
-
-@pytest.mark.parametrize("act", _all_acts(), ids=lambda a: a.name)
-def test_grad_bound_is_the_supremum(act):
-    fine = jnp.asarray(np.linspace(-30.0, 30.0, 600_001))
-    sup = float(jnp.max(jnp.abs(act.derivative(fine))))
-    # Never exceeded, and attained (to grid resolution) somewhere.
-    assert sup <= act.grad_bound * (1 + 1e-9)
-    assert sup >= act.grad_bound * (1 - 1e-6) or act.name == "selu"
-    if act.name == "selu":  # the bound is the left limit at 0, approached but not attained
-        assert sup >= act.grad_bound * (1 - 1e-3)
-
-
-@pytest.mark.parametrize("act", _all_acts(), ids=lambda a: a.name)
-def test_output_range_holds(act):
-    y = np.asarray(act.fn(jnp.asarray(np.linspace(-40.0, 40.0, 8001))))
-    lo, hi = act.output_range
-    assert y.min() >= lo - 1e-3 and y.max() <= hi + 1e-9
-
-
-@pytest.mark.parametrize("act", _all_acts(), ids=lambda a: a.name)
-def test_saturation_and_dead_region_metadata(act):
-    if act.saturation_threshold is not None:
-        assert act.saturating
-        x = jnp.asarray([act.saturation_threshold * 1.001, -act.saturation_threshold * 1.001])
-        d = np.abs(np.asarray(act.derivative(x)))
-        assert np.all(d <= activations.saturation_tolerance * act.grad_bound * (1 + 1e-6))
-        # and the derivative is still above the tolerance just inside the threshold
-        inside = np.abs(np.asarray(act.derivative(jnp.asarray([act.saturation_threshold * 0.9]))))
-        assert inside[0] > activations.saturation_tolerance * act.grad_bound
-    if act.dead_below is not None:
-        below = jnp.asarray(np.linspace(act.dead_below - 10, act.dead_below - 1e-3, 100))
-        np.testing.assert_array_equal(act.derivative(below), 0.0)
+# Derivative vs jax.grad, grad_bound, output_range, dead_below and saturation metadata of
+# every built-in: tests/test_activation_kit.py (jrnn.testing.check_activation).
 
 
 def test_known_values():

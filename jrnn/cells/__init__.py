@@ -1,24 +1,38 @@
 """Recurrent cells: NamedTuples of pure functions, one factory per family."""
 
+from jrnn.cells.antisymmetric import antisymmetric
 from jrnn.cells.base import Cell, flatten_carry
 from jrnn.cells.elman import elman, irnn, residual
 from jrnn.cells.gru import gru
 from jrnn.cells.indrnn import indrnn
+from jrnn.cells.leaky import leaky
 from jrnn.cells.linear import lru, min_gru, min_lstm
+from jrnn.cells.lipschitz import lipschitz
 from jrnn.cells.lstm import lstm
+from jrnn.cells.mgu import mgu
+from jrnn.cells.orthogonal import exprnn, orthogonal
+from jrnn.cells.oscillatory import cornn, lem
 from jrnn.cells.stack import stack
 
 __all__ = [
     "Cell",
+    "antisymmetric",
+    "cornn",
     "elman",
+    "exprnn",
     "flatten_carry",
     "gru",
     "indrnn",
     "irnn",
+    "leaky",
+    "lem",
+    "lipschitz",
     "lru",
     "lstm",
+    "mgu",
     "min_gru",
     "min_lstm",
+    "orthogonal",
     "residual",
     "stack",
 ]
