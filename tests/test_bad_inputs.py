@@ -175,7 +175,10 @@ def test_bad_input_raises_naming_the_argument(thunk, exc, fragments):
 def test_every_cell_declares_a_spec_that_its_init_satisfies():
     cells = [jrnn.cells.elman(3), jrnn.cells.elman(3, use_bias=False), jrnn.cells.irnn(3),
              jrnn.cells.residual(3), jrnn.cells.indrnn(3), jrnn.cells.lstm(3), jrnn.cells.gru(3),
-             jrnn.cells.min_gru(3), jrnn.cells.min_lstm(3), jrnn.cells.lru(3), STACK]
+             jrnn.cells.min_gru(3), jrnn.cells.min_lstm(3), jrnn.cells.lru(3), STACK,
+             jrnn.cells.leaky(3), jrnn.cells.mgu(3), jrnn.cells.antisymmetric(3),
+             jrnn.cells.cornn(3), jrnn.cells.lem(3), jrnn.cells.orthogonal(3),
+             jrnn.cells.exprnn(3), jrnn.cells.lipschitz(3)]
     for cell in cells:
         assert cell.param_spec is not None, cell.describe()
         # Abstract init (no compile), materialised as zeros: shapes and dtypes only.
