@@ -19,10 +19,20 @@ and frequency, and the next sample as the target.
 
 Writes the training-loss and gradient-norm curves, the held-out MSE against
 two baselines (predict 0; repeat the last value), and a few predictions.
+
+``--keras`` also trains the article's program in Keras 3 itself (JAX backend,
+``pip install jrnn[keras]``) on the same data, imports the trained weights with
+:func:`jrnn.interop.from_keras` (checking that jrnn's outputs equal Keras'),
+and sets jrnn's diagnostics of the Keras-trained model next to those of the
+jrnn-trained one: gradient propagation ``log ||d s_T / d s_0||``, singular
+values of the step Jacobians, the leading Lyapunov exponents on long sine
+trajectories, and unit health (saturated / dead units per layer). Without
+Keras, ``--keras`` says how to install it and the jrnn part runs alone.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import jax
@@ -37,6 +47,13 @@ FULL = dict(hidden=(64, 32), epochs=100, batch=32, lr=1e-3, n_train=1024, n_test
             length=10, checkpoint_every=320)
 QUICK = dict(FULL, epochs=20)
 SMOKE = dict(FULL, hidden=(8, 4), epochs=2, n_train=64, n_test=32, checkpoint_every=4)
+# Diagnostics: windows for propagation / Jacobians / health; long trajectories for Lyapunov.
+DIAG = dict(windows=64, lyap_batch=4, lyap_length=400, lyap_warmup=100, lyap_k=8)
+DIAG_SMOKE = dict(windows=8, lyap_batch=2, lyap_length=40, lyap_warmup=10, lyap_k=4)
+KERAS_MISSING = (
+    "--keras needs Keras 3 on the JAX backend (no TensorFlow): pip install 'jrnn[keras]' "
+    "(or pip install keras) and run with KERAS_BACKEND=jax. Running the jrnn part only."
+)
 
 
 def build(cfg: dict) -> jrnn.models.Model:
@@ -44,9 +61,162 @@ def build(cfg: dict) -> jrnn.models.Model:
     return jrnn.models.rnn([jrnn.cells.elman(n) for n in cfg["hidden"]], output_size=1)
 
 
+def load_keras():
+    """``(keras, None)`` for Keras 3 on the JAX backend, else ``(None, reason)``."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    try:
+        import keras
+    except ImportError:
+        return None, KERAS_MISSING
+    if not keras.__version__.startswith("3") or keras.backend.backend() != "jax":
+        return None, (f"--keras: found keras {keras.__version__} on the "
+                      f"{keras.backend.backend()!r} backend; " + KERAS_MISSING)
+    return keras, None
+
+
+def train_keras(keras, cfg: dict, seed: int, x_train, y_train, x_test, y_test):
+    """The article's program in Keras 3: returns ``(model, epoch losses, test MSE)``."""
+    keras.utils.set_random_seed(seed)
+    L = keras.layers
+    hidden = cfg["hidden"]
+    layers = [L.SimpleRNN(n, return_sequences=i < len(hidden) - 1) for i, n in enumerate(hidden)]
+    with jax.numpy_rank_promotion("allow"):  # Keras' own code broadcasts
+        km = keras.Sequential([keras.Input((cfg["length"], 1))] + layers + [L.Dense(1)])
+        km.compile(optimizer=keras.optimizers.Adam(cfg["lr"]), loss="mean_squared_error")
+        hist = km.fit(np.asarray(x_train), np.asarray(y_train), epochs=cfg["epochs"],
+                      batch_size=cfg["batch"], shuffle=True, verbose=0)
+        test_mse = float(km.evaluate(np.asarray(x_test), np.asarray(y_test), verbose=0))
+    return km, [float(v) for v in hist.history["loss"]], test_mse
+
+
+def diagnostics(cfg: dict, xs, xs_long, dcfg: dict):
+    """A jitted ``params -> dict`` of jrnn's diagnostics of a seed model (``build(cfg)``).
+
+    One compiled program serves every model of the same shape (jrnn- and Keras-trained).
+    """
+    layers = [jrnn.cells.elman(n) for n in cfg["hidden"]]
+    cell = jrnn.stack(layers)
+    D = jrnn.diagnostics
+    T = xs.shape[-2]
+
+    @jax.jit
+    def arrays(params):
+        p = params["cell"]
+        out = {
+            "log_norm0": D.propagation(cell, p, xs).log_spectral_norm[:, 0],  # (B,)
+            "sv": D.singular_values(D.step_jacobians(cell, p, xs)),  # (B, T, S)
+            "exps": D.lyapunov_spectrum(cell, p, xs_long, k=dcfg["lyap_k"],
+                                        warmup=dcfg["lyap_warmup"]).exponents,  # (B, k)
+        }
+        inputs = xs
+        for l, (c, pl) in enumerate(zip(layers, p)):
+            out[f"health{l}"] = D.unit_health(c, pl, inputs)
+            out[f"pascanu{l}"] = D.pascanu_bound(c, pl).bound
+            inputs = jrnn.unroll(c, pl, inputs)[1]
+        return out
+
+    def summary(params) -> dict:
+        a = jax.tree.map(lambda v: np.asarray(v, np.float64), arrays(params))
+        log_norm0, sv, exps = a["log_norm0"], a["sv"], a["exps"]
+        out = {
+            "log_dsT_ds0_spectral_mean": float(log_norm0.mean()),
+            "log_dsT_ds0_per_step": float(log_norm0.mean() / T),
+            "step_sigma_max_mean": float(sv[..., 0].mean()),
+            "step_sigma_min_mean": float(sv[..., -1].mean()),
+            "lyapunov_exponents_mean": exps.mean(axis=0).tolist(),
+            "lyapunov_exponents_stderr": (exps.std(axis=0, ddof=1) / np.sqrt(len(exps))).tolist()
+            if len(exps) > 1 else None,
+            "lyapunov_max": float(exps[:, 0].mean()),
+        }
+        for l in range(len(layers)):
+            h = a[f"health{l}"]
+            out[f"layer{l + 1}_saturated_fraction"] = float(h.saturated_fraction)
+            out[f"layer{l + 1}_dead_fraction"] = (  # None: no dead zone (tanh)
+                float(h.dead_fraction) if bool(h.dead_applicable) else None)
+            out[f"layer{l + 1}_pascanu_bound"] = float(a[f"pascanu{l}"])
+        return out
+
+    return summary
+
+
+def keras_comparison(cfg, seed, jrnn_params, data, dcfg, jrnn_test_mse):
+    """Trains the program in Keras, imports it, diagnoses both models: ``(metrics, report)``."""
+    keras, reason = load_keras()
+    if keras is None:
+        print(reason)
+        return {"skipped": reason}, ["", "## Keras 3", "", reason]
+    x_train, y_train, x_test, y_test = data
+    t0 = time.perf_counter()
+    km, k_loss, k_test = train_keras(keras, cfg, seed, x_train, y_train, x_test, y_test)
+    k_wall = time.perf_counter() - t0
+    model, params = jrnn.interop.from_keras(km)
+    with jax.numpy_rank_promotion("allow"):
+        k_out = np.asarray(km.predict(np.asarray(x_test), verbose=0))
+    j_out = np.asarray(model.apply(params, x_test))
+    max_diff = float(np.max(np.abs(k_out - j_out)))
+    key = jax.random.key(seed + 1)
+    k_long = jax.random.fold_in(key, 1)
+    xs = x_test[: dcfg["windows"]]
+    xs_long, _ = jrnn.tasks.sine(k_long, dcfg["lyap_batch"], dcfg["lyap_length"])
+    diagnose = diagnostics(cfg, xs, xs_long, dcfg)
+    ours, theirs = diagnose(jrnn_params), diagnose(params)
+    metrics = {
+        "keras_version": keras.__version__,
+        "keras_train_wall_s": k_wall,
+        "keras_epoch_train_loss": k_loss,
+        "keras_final_test_mse": k_test,
+        "jrnn_final_test_mse": jrnn_test_mse,
+        "import_max_abs_output_diff": max_diff,
+        "diagnostics_jrnn_trained": ours,
+        "diagnostics_keras_trained": theirs,
+        "diagnostics_config": dcfg,
+    }
+    names = [
+        ("test MSE", None),
+        ("log ‖d s_T / d s_0‖₂ (mean over windows)", "log_dsT_ds0_spectral_mean"),
+        ("  per step", "log_dsT_ds0_per_step"),
+        ("step Jacobian sigma_max (mean)", "step_sigma_max_mean"),
+        ("step Jacobian sigma_min (mean)", "step_sigma_min_mean"),
+        ("largest Lyapunov exponent (nats/step, ± s.e.)", "lyapunov_max"),
+    ] + [(f"layer {l + 1} {q}", f"layer{l + 1}_{k}") for l in range(len(cfg["hidden"]))
+         for q, k in (("saturated fraction", "saturated_fraction"),
+                      ("dead fraction", "dead_fraction"),
+                      ("Pascanu bound", "pascanu_bound"))]
+    def cell(d, key):
+        if key == "lyapunov_max" and d["lyapunov_exponents_stderr"] is not None:
+            return f"{d[key]:.4f} ± {d['lyapunov_exponents_stderr'][0]:.4f}"
+        return "n/a" if d[key] is None else d[key]
+
+    rows = [[label, jrnn_test_mse, k_test] if k is None else [label, cell(ours, k), cell(theirs, k)]
+            for label, k in names]
+    k = dcfg["lyap_k"]
+    rows.append([f"top {k} Lyapunov exponents",
+                 " ".join(f"{v:.3f}" for v in ours["lyapunov_exponents_mean"]),
+                 " ".join(f"{v:.3f}" for v in theirs["lyapunov_exponents_mean"])])
+    common.print_table(["diagnostic", "trained in jrnn", "trained in Keras"], rows,
+                       title=f"keras {keras.__version__}: outputs equal to {max_diff:.1e}")
+    text = [
+        "", "## The same program trained in Keras 3", "",
+        f"Keras {keras.__version__} (JAX backend), same data, Adam, MSE, "
+        f"{cfg['epochs']} epochs; weights imported with `jrnn.interop.from_keras` "
+        f"(max |jrnn - Keras| output difference on the test windows: {max_diff:.1e}). "
+        f"Diagnostics on {xs.shape[0]} test windows (T={xs.shape[1]}); Lyapunov exponents "
+        f"on {dcfg['lyap_batch']} sine trajectories of {dcfg['lyap_length']} steps "
+        f"({dcfg['lyap_warmup']} warm-up), state = both layers' hidden units.", "",
+        common.markdown_table(["diagnostic", "trained in jrnn", "trained in Keras"], rows),
+    ]
+    return metrics, text
+
+
 def main(argv=None) -> dict:
     """Trains the seed's model; writes metrics.json, report.md and PNGs under ``--out``."""
-    args = common.parse_args(NAME, __doc__, argv)
+    args = common.parse_args(
+        NAME, __doc__, argv,
+        extra=lambda p: p.add_argument(
+            "--keras", action="store_true",
+            help="also train the program in Keras 3 (KERAS_BACKEND=jax), import it into jrnn "
+                 "and compare diagnostics of both trained models"),
+    )
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     cfg = dict(SMOKE if args.smoke else QUICK if args.quick else FULL)
     t0 = time.perf_counter()
@@ -124,6 +294,12 @@ def main(argv=None) -> dict:
         "epoch_grad_norm": epoch_gnorm.tolist(),
         "test_mse": test_curve.tolist(),
     }
+    keras_text = []
+    if args.keras:
+        keras_metrics, keras_text = keras_comparison(
+            cfg, args.seed, result.state.params, (x_train, y_train, x_test, y_test),
+            DIAG_SMOKE if args.smoke else DIAG, final_test)
+        metrics["keras"] = keras_metrics
     common.write_metrics(args.out, metrics)
     rows = [["final train loss (last epoch)", metrics["final_train_loss_epoch_mean"]],
             ["final test MSE", final_test],
@@ -143,7 +319,7 @@ def main(argv=None) -> dict:
         common.markdown_table(["quantity", "value"], rows),
         "",
         f"![loss curve]({fig_name})",
-    ] + (["", f"Training stopped: {result.reason}"] if result.diverged else []))
+    ] + (["", f"Training stopped: {result.reason}"] if result.diverged else []) + keras_text)
     common.write_report(args.out, text)
     wall = time.perf_counter() - t0
     common.write_run_info(args.out, wall_time_s=wall, mode=mode,

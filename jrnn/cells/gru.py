@@ -10,6 +10,11 @@
 with ``u = W_xh x + b_xh``; ``W_xh (3n, d)``, ``W_hh (3n, n)``, ``b_xh, b_hh (3n,)``.
 The ``z * h`` path gives ``d h'/d h`` a ``diag(z)`` term: an open update gate
 carries the gradient unchanged.
+
+``gru(n, reset_after=False)`` is the original form of Cho et al. (2014) and
+Keras' ``GRU(reset_after=False)``: the reset gate acts on ``h`` before the
+recurrent product, ``\\tilde n = \\tanh(u_n + W_{hn} (r \\odot h) + b_{hn})``
+(cell name ``"gru_reset_before"``; same parameters).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from jrnn import initializers as inits
+from jrnn.activations import sigmoid_prime, tanh_prime
 from jrnn.cells.base import Cell, check_positive_int
 
 __all__ = ["gru"]
@@ -29,8 +35,18 @@ def gru(
     input_init=None,
     recurrent_init=None,
     bias_init=inits.zeros,
+    reset_after: bool = True,
 ) -> Cell:
     """GRU cell computing exactly PyTorch's ``nn.GRU`` step for the same weights.
+
+    Args:
+      hidden_size: ``n``.
+      input_init, recurrent_init, bias_init: initialisers for ``W_xh (3n, d)``,
+        ``W_hh (3n, n)`` (default: orthogonal per gate), ``b_xh``, ``b_hh (3n,)``.
+      reset_after: ``True`` (default): PyTorch / cuDNN / Keras' default,
+        ``r * (W_hn h + b_hn)``. ``False``: Cho et al. (2014) and Keras'
+        ``reset_after=False``, ``W_hn (r * h) + b_hn`` (a cell named
+        ``"gru_reset_before"``, with analytic Jacobian and tangent map).
 
     Example::
 
@@ -60,6 +76,9 @@ def gru(
 
     def input_map(params, x):
         return params["W_xh"] @ x + params["b_xh"]
+
+    if not reset_after:
+        return _reset_before(n, init, initial_carry, input_map)
 
     def _gates(params, h, u):
         hh = params["W_hh"] @ h + params["b_hh"]
@@ -98,4 +117,53 @@ def gru(
             "b_xh": ((3 * n,), "f"),
             "b_hh": ((3 * n,), "f"),
         },
+    )
+
+
+def _reset_before(n: int, init, initial_carry, input_map) -> Cell:
+    """The reset-before GRU: ``h' = (1 - z) tanh(u_n + W_hn (r h) + b_hn) + z h``."""
+
+    def _gates(params, h, u):
+        W, b = params["W_hh"], params["b_hh"]
+        a_rz = u[: 2 * n] + W[: 2 * n] @ h + b[: 2 * n]
+        a_r, a_z = a_rz[:n], a_rz[n:]
+        r, z = jax.nn.sigmoid(a_r), jax.nn.sigmoid(a_z)
+        a_n = u[2 * n :] + W[2 * n :] @ (r * h) + b[2 * n :]
+        return a_r, a_z, a_n, r, z, jnp.tanh(a_n)
+
+    def recur(params, h, u):
+        _, _, _, _, z, cand = _gates(params, h, u)
+        h_new = (1.0 - z) * cand + z * h
+        return h_new, h_new
+
+    def jacobian(params, h, u):
+        # d(r h)/dh = diag(r) + diag(h sigma'(a_r)) W_hr
+        a_r, a_z, a_n, r, z, cand = _gates(params, h, u)
+        W = params["W_hh"]
+        W_r, W_z, W_n = W[:n], W[n : 2 * n], W[2 * n :]
+        ds = jnp.diag(r) + (h * sigmoid_prime(a_r))[:, None] * W_r
+        dn = tanh_prime(a_n)[:, None] * (W_n @ ds)
+        dz = sigmoid_prime(a_z)[:, None] * W_z
+        return (1 - z)[:, None] * dn + (h - cand)[:, None] * dz + jnp.diag(z)
+
+    def tangent(params, h, u, V):
+        a_r, a_z, a_n, r, z, cand = _gates(params, h, u)
+        W = params["W_hh"]
+        WV = W[: 2 * n] @ V
+        dsV = r[:, None] * V + (h * sigmoid_prime(a_r))[:, None] * WV[:n]
+        dnV = tanh_prime(a_n)[:, None] * (W[2 * n :] @ dsV)
+        dzV = sigmoid_prime(a_z)[:, None] * WV[n:]
+        return (1 - z)[:, None] * dnV + (h - cand)[:, None] * dzV + z[:, None] * V
+
+    return Cell(
+        name="gru_reset_before",
+        hidden_size=n,
+        state_size=n,
+        init=init,
+        initial_carry=initial_carry,
+        input_map=input_map,
+        recur=recur,
+        input_size=lambda params: params["W_xh"].shape[1],
+        jacobian=jacobian,
+        tangent=tangent,
     )
