@@ -1,6 +1,7 @@
 """Doctests of jrnn's public docstrings (collected by ``python -m pytest``): the names
 every ``>>>`` example may use without importing them, and the user's default JAX
-config (float32: ``jax_enable_x64`` off, whatever tests/conftest.py sets for the tests)."""
+config (float32: ``jax_enable_x64`` off; rank promotion allowed), whatever tests/conftest.py
+sets for the tests."""
 
 import jax
 import jax.numpy as jnp
@@ -21,5 +22,5 @@ def _doctest_default_config(request):
     if type(request.node).__name__ != "DoctestItem":
         yield
         return
-    with jax.enable_x64(False):
+    with jax.enable_x64(False), jax.numpy_rank_promotion("allow"):
         yield
