@@ -12,6 +12,28 @@ how gradients flow through a recurrent step:
 so ``grad_bound = sup |f'|`` bounds every step's Jacobian norm by
 ``grad_bound * ||W_hh||`` (Pascanu, Mikolov & Bengio, 2013).
 
+One derivative, every path. ``Activation.fn`` carries ``Activation.derivative``
+as its ``jax.custom_jvp`` rule, so ``jax.grad`` / ``jax.jvp`` through a cell,
+the cells' analytic Jacobians (which call ``derivative``) and the fused
+backward pass all use the same numbers, also at kinks and in the saturated
+tails. Two conventions hold for every record:
+
+- **Kinks.** At a breakpoint ``x0`` of a piecewise activation the derivative is
+  that of the piece valid on the *closed* side: the pieces are written
+  ``where(x > 0, ...)`` and ``where(|x| < c, ...)``, as in PyTorch and
+  ``jax.nn.relu``. So ``f'(0) = 0`` for relu, ``negative_slope`` for
+  leaky_relu, ``alpha`` for elu, ``scale * alpha`` for selu (the ``x <= 0``
+  branch), and ``f' = 0`` at hard_tanh's ``+-1`` and hard_sigmoid's ``+-3``.
+- **Non-finite input.** ``derivative(nan)`` is NaN (never a plausible 0 or
+  slope), so a NaN trajectory gives NaN Jacobians and gradients. The one
+  exception is ``identity``, whose derivative is the constant 1: a linear
+  cell's Jacobian does not depend on the state at all.
+
+Every built-in derivative keeps full float32 relative accuracy wherever the
+true value is a normal number: no ``1 - tanh^2``, ``s (1 - s)`` or
+``1 + erf`` forms that round to 0 or cancel in the tails (see
+:func:`tanh_prime`, :func:`sigmoid_prime`).
+
 Example::
 
     >>> import jrnn
@@ -62,8 +84,10 @@ class Activation:
     Attributes:
       name: registry name, with parameters for parametric ones
         (``"leaky_relu(negative_slope=0.1)"``).
-      fn: elementwise function ``f``.
-      derivative: elementwise ``f'`` (closed form where known, else ``jax.grad``).
+      fn: elementwise function ``f``; its ``jax.custom_jvp`` rule is
+        ``derivative``, so ``jax.grad`` through ``f`` gives the same numbers.
+      derivative: elementwise ``f'`` (closed form where known, else ``jax.grad``);
+        NaN at NaN input; at a kink, the closed side's piece (module docstring).
       grad_bound: ``sup_x |f'(x)|``; 1/4 for sigmoid, 1 for tanh and relu.
       output_range: ``(lo, hi)`` of ``f``.
       saturating: True when ``f'`` decays to zero for large ``|x|`` on both
@@ -85,8 +109,60 @@ class Activation:
     saturation_threshold: float | None = None
     params: tuple[tuple[str, Any], ...] = ()
 
+    def __post_init__(self):
+        if getattr(self.fn, "_jrnn_derivative", None) is self.derivative:
+            return  # already wired (dataclasses.replace of a record, re-registration)
+        derivative = _nan_propagating(self.derivative)
+        object.__setattr__(self, "derivative", derivative)
+        object.__setattr__(self, "fn", _with_derivative(self.fn, derivative))
+
     def __call__(self, x: Array) -> Array:
         return self.fn(x)
+
+
+def _nan_propagating(derivative: Callable[[Array], Array]) -> Callable[[Array], Array]:
+    """``derivative`` with NaN where its input is NaN (``where``-forms would give 0 or 1)."""
+    if getattr(derivative, "_jrnn_nan_propagating", False):
+        return derivative
+
+    def d(x):
+        x = jnp.asarray(x)
+        out = derivative(x)
+        if not jnp.issubdtype(jnp.result_type(x), jnp.inexact):
+            return out
+        return jnp.where(jnp.isnan(x), jnp.asarray(jnp.nan, jnp.result_type(out)), out)
+
+    d._jrnn_nan_propagating = True
+    d.__doc__ = getattr(derivative, "__doc__", None)
+    return d
+
+
+def _with_derivative(fn: Callable[[Array], Array], derivative: Callable[[Array], Array]):
+    """``fn`` whose ``jax.jvp`` (hence ``jax.grad``) is ``derivative(x) * dx``.
+
+    One derivative for every path: autodiff through a cell then uses the
+    registry's closed form (its kink convention, its accurate tails) instead of
+    differentiating ``fn``'s implementation (``jnp.clip`` gives 1/2 at its
+    corners; ``jnp.tanh``'s rule ``1 - tanh^2`` underflows in float32).
+    """
+
+    @jax.custom_jvp
+    def f(x):
+        return fn(x)
+
+    @f.defjvp
+    def f_jvp(primals, tangents):
+        (x,), (dx,) = primals, tangents
+        y = f(x)
+        if jax.dtypes.result_type(dx) == jax.dtypes.float0:
+            return y, dx
+        return y, (derivative(x) * dx).astype(jnp.result_type(y))
+
+    f._jrnn_derivative = derivative
+    f._jrnn_raw = getattr(fn, "_jrnn_raw", fn)  # the implementation, for checks against autodiff
+    f.__name__ = getattr(fn, "__name__", "activation")
+    f.__doc__ = getattr(fn, "__doc__", None)
+    return f
 
 
 # A registry entry builds an Activation from keyword parameters.
@@ -182,7 +258,7 @@ def register_family(
         ...     return jrnn.activations.Activation(
         ...         name=f"scaled_tanh(gain={gain})",
         ...         fn=lambda x: gain * jnp.tanh(x),
-        ...         derivative=lambda x: gain * (1 - jnp.tanh(x) ** 2),
+        ...         derivative=lambda x: gain * jrnn.activations.tanh_prime(x),
         ...         grad_bound=abs(gain), output_range=(-abs(gain), abs(gain)),
         ...         saturating=True)
         >>> jrnn.activations.register_family("scaled_tanh", scaled_tanh, params=("gain",))
@@ -313,9 +389,39 @@ def sigmoid_prime(a: Array) -> Array:
     return e / (1.0 + e) ** 2
 
 
+_GELU_C = math.sqrt(2.0 / math.pi)
+_GELU_K = 0.044715
+
+
+def _gelu_grad(x: Array) -> Array:
+    """``d/dx [x Phi(x)] = Phi(x) + x phi(x)`` with ``Phi(x) = erfc(-x / sqrt 2) / 2``.
+
+    ``(1 + erf(x / sqrt 2)) / 2`` cancels to 0 for ``x <~ -5.5`` in float32.
+    """
+    x = jnp.asarray(x)
+    cdf = 0.5 * jax.scipy.special.erfc(-x / _SQRT2)
+    return cdf + x * jnp.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
+
+def _gelu_tanh_grad(x: Array) -> Array:
+    """Derivative of ``x (1 + tanh u) / 2 = x s(2u)``, ``u = c (x + k x^3)``.
+
+    ``s(2u) (1 + 2 x u' s(-2u))``: no ``1 + tanh`` or ``1 - tanh^2`` that
+    cancels or underflows in the tails.
+    """
+    x = jnp.asarray(x)
+    two_u = 2.0 * _GELU_C * (x + _GELU_K * x**3)
+    du = _GELU_C * (1.0 + 3.0 * _GELU_K * x * x)
+    return jax.nn.sigmoid(two_u) * (1.0 + 2.0 * x * du * jax.nn.sigmoid(-two_u))
+
+
 def _register_builtins() -> None:
     tol = saturation_tolerance
-    register("identity", lambda x: x, derivative=jnp.ones_like, grad_bound=1.0)
+    def _one(x):
+        return jnp.ones_like(x)
+
+    _one._jrnn_nan_propagating = True  # constant: f' = 1 whatever x is (linear cells stay exact)
+    register("identity", lambda x: x, derivative=_one, grad_bound=1.0)
     register(
         "sigmoid",
         jax.nn.sigmoid,
@@ -403,14 +509,11 @@ def _register_builtins() -> None:
     def gelu(approximate: bool = False) -> Activation:
         if approximate:
             fn = lambda x: jax.nn.gelu(x, approximate=True)
-            deriv = _elementwise_grad(fn)
+            deriv = _gelu_tanh_grad
             bound = 1.128993068655481  # sup on a 1e-5 grid, checked in tests
         else:
             fn = lambda x: jax.nn.gelu(x, approximate=False)
-            # d/dx [x Phi(x)] = Phi(x) + x phi(x); maximal at x = sqrt(2).
-            deriv = lambda x: 0.5 * (1.0 + jax.scipy.special.erf(x / _SQRT2)) + x * jnp.exp(
-                -0.5 * x * x
-            ) / math.sqrt(2.0 * math.pi)
+            deriv = _gelu_grad
             bound = 0.5 * (1.0 + math.erf(1.0)) + _SQRT2 * math.exp(-1.0) / math.sqrt(
                 2.0 * math.pi
             )
@@ -427,8 +530,8 @@ def _register_builtins() -> None:
     register_family("gelu", gelu, params=("approximate",))
 
     def _silu_grad(x):
-        s = jax.nn.sigmoid(x)
-        return s * (1.0 + x * (1.0 - s))
+        # s(x) (1 + x s(-x)): 1 - s(x) would cancel for large x.
+        return jax.nn.sigmoid(x) * (1.0 + x * jax.nn.sigmoid(-x))
 
     register(
         "silu",
@@ -458,8 +561,8 @@ def _register_builtins() -> None:
         return x * jnp.tanh(jax.nn.softplus(x))
 
     def _mish_grad(x):
-        t = jnp.tanh(jax.nn.softplus(x))
-        return t + x * (1.0 - t * t) * jax.nn.sigmoid(x)
+        sp = jax.nn.softplus(x)
+        return jnp.tanh(sp) + x * tanh_prime(sp) * jax.nn.sigmoid(x)
 
     register(
         "mish",

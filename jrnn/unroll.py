@@ -16,8 +16,16 @@ Two faster paths compute the same function:
   recurrence is ``s_t = a_t * s_{t-1} + b_t`` elementwise, can be run with
   ``jax.lax.associative_scan`` (``parallel``; by default on accelerators):
   ``O(log T)`` depth instead of ``T`` sequential steps;
-* elman / irnn / residual / lstm / gru can use the fused training path of
-  :mod:`jrnn.fast` (``fused=True``): a hand-written batched backward pass.
+* cells with a ``fused_rule`` (elman / irnn / residual / lstm / gru) run
+  batch-major by default (:func:`jrnn.fast.batched_unroll`: one
+  ``(B, n) x (n, G)`` product per step, a custom JVP with a linear tangent
+  scan, so forward and reverse mode both work); ``fused=True`` uses the
+  hand-written reverse pass instead (reverse mode only); ``fused=False`` the
+  readable per-example scan (the reference the tests compare against).
+
+With ``lengths``, padded inputs are replaced by zeros before any arithmetic,
+so whatever the padding holds (NaN, inf) influences neither values nor
+gradients.
 """
 
 from __future__ import annotations
@@ -206,6 +214,13 @@ def _scan_one(cell, params, xs, carry, length, reverse, unroll, chunk):
     return carry, hs
 
 
+def _zero_padding(xs, lengths):
+    """``xs`` with every step at or past its sequence's length set to 0 (any padding value)."""
+    T = xs.shape[-2]
+    valid = jnp.arange(T).reshape((1,) * lengths.ndim + (T,)) < lengths[..., None]  # (B, T)/(T,)
+    return jnp.where(valid[..., None], xs, jnp.zeros((), xs.dtype))
+
+
 def _combine(left, right):
     """Composition of affine maps ``s -> a s + b``: ``right`` after ``left``."""
     a_l, b_l = left
@@ -271,7 +286,7 @@ def unroll(
     unroll: int = 1,
     remat: bool | int = False,
     parallel: bool | None = None,
-    fused: bool = False,
+    fused: bool | None = None,
 ) -> tuple[Any, jax.Array]:
     """Runs ``cell`` over ``xs`` and returns ``(final_carry, hs)``.
 
@@ -293,10 +308,14 @@ def unroll(
         CPU (where the sequential scan measured faster); ``False``: the
         sequential scan (the reference); ``True``: require it. ``carry``,
         ``lengths`` and ``reverse`` are supported; ``unroll`` is ignored.
-      fused: use the fused training path of :mod:`jrnn.fast` (elman, irnn,
-        residual, lstm, gru; not with ``remat``): same values and gradients,
-        a hand-written backward pass with one large matmul per weight. It
-        supports reverse-mode autodiff only (no ``jax.jvp`` / ``jacfwd``).
+      fused: ``None`` (default): cells with a ``fused_rule`` (elman, irnn,
+        residual, lstm, gru) run batch-major through
+        :func:`jrnn.fast.batched_unroll` unless ``remat`` is set (every
+        differentiation mode works); other cells, and ``remat``, use the
+        per-example scan. ``True``: :func:`jrnn.fast.fused_unroll`, the
+        hand-written backward pass (reverse mode only, no ``jax.jvp`` /
+        ``jacfwd``; not with ``remat``). ``False``: the readable per-example
+        scan, vmapped over the batch (the reference).
 
     Returns:
       ``final_carry`` and ``hs`` of shape ``(T, n)`` or ``(B, T, n)``.
@@ -331,18 +350,27 @@ def unroll(
         # on, and measured 1.5-2.5x slower (BENCHMARKS.md).
         parallel = cell.linear_coeffs is not None and not chunk and jax.default_backend() != "cpu"
     use_parallel = parallel
+    if fused not in (None, True, False):
+        raise ValueError(f"fused must be None, True or False, got {fused!r}.")
     if fused:
         if chunk:
             raise ValueError("fused=True does not combine with remat; pass remat=False.")
         if not fast.supports(cell):
             raise ValueError(
-                f"fused=True supports the cells {fast.FUSED_CELLS}, got {cell.describe()}."
+                "fused=True needs a cell with a fused_rule (elman, irnn, residual, lstm, gru), "
+                f"got {cell.describe()}."
             )
         return fast.fused_unroll(
             cell, params, xs, carry=carry, lengths=lengths, reverse=reverse, unroll=unroll
         )
+    if fused is None and not chunk and not use_parallel and fast.supports(cell):
+        return fast.batched_unroll(
+            cell, params, xs, carry=carry, lengths=lengths, reverse=reverse, unroll=unroll
+        )
     xs = jnp.asarray(xs)
     lengths = None if lengths is None else jnp.asarray(lengths)
+    if lengths is not None:
+        xs = _zero_padding(xs, lengths)
 
     def one(x, c, length):
         c = cell.initial_carry(params) if c is None else c

@@ -19,6 +19,7 @@ from jrnn import activations as _activations
 from jrnn import initializers as inits
 from jrnn import validation as _validation
 from jrnn.cells.base import Cell, check_positive_int
+from jrnn.cells.fused import FusedRule
 
 __all__ = ["elman", "irnn", "residual"]
 
@@ -95,8 +96,46 @@ def _elman_family(
         preactivation=preactivation,
         recurrent_matrix=lambda params: params["W_hh"],
         param_spec=param_spec,
+        fused_rule=_fused_rule(act, alpha, use_bias),
         config=(("activation", act.name),) + config,
     )
+
+
+def _fused_rule(act, alpha: float | None, use_bias: bool) -> FusedRule:
+    """Batch-major step of ``h' = f(a)`` or ``h + alpha f(a)``, ``a = u + hh``.
+
+    Residual: ``D = f'(a)`` (times ``alpha``), from the pre-activation with the
+    activation's own derivative (full relative accuracy for tanh and sigmoid).
+    Tangent ``dh' = D (du + dhh) (+ dh)``; backward ``delta = D dh'``.
+    """
+    f, df = act.fn, act.derivative
+
+    def weights(params):
+        W_xh, W_hh = params["W_xh"], params["W_hh"]
+        b = params["b_h"] if use_bias else jnp.zeros(W_xh.shape[0], W_xh.dtype)
+        return W_xh, b, W_hh, None
+
+    def forward(carry, u, hh, with_res):
+        (h,) = carry
+        a = u + hh
+        y = f(a)
+        h_new = y if alpha is None else h + alpha * y
+        if not with_res:
+            return (h_new,), ()
+        D = df(a) if alpha is None else alpha * df(a)
+        return (h_new,), (D,)
+
+    def tangent(res, dprev, du, dhh):
+        dh = res[0] * (du + dhh)
+        return (dh,) if alpha is None else (dprev[0] + dh,)
+
+    def backward(res, dnew):
+        (dh,) = dnew
+        delta = res[0] * dh
+        direct = jnp.zeros_like(dh) if alpha is None else dh
+        return (direct,), delta, delta
+
+    return FusedRule(1, weights, forward, tangent, backward)
 
 
 def elman(

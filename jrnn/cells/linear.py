@@ -169,7 +169,7 @@ def min_gru(hidden_size: int) -> Cell:
         return 1.0 - z, z * g(pre)
 
     def jacobian(params, h, u):
-        return _diag_jacobian(1.0 - jax.nn.sigmoid(u[:n]))
+        return _diag_jacobian(jax.nn.sigmoid(-u[:n]))  # 1 - z, without rounding to 0
 
     return Cell(
         name="min_gru",
@@ -254,7 +254,10 @@ def min_lstm(hidden_size: int) -> Cell:
         return f / (f + i), i / (f + i) * g(pre)
 
     def jacobian(params, h, u):
-        return _diag_jacobian(_gates(u)[0])
+        # f' = f / (f + i) = sigmoid(-diff), diff = softplus(-k_f) - softplus(-k_i) = log(i/f):
+        # finite where both sigmoids underflow (f / (f + i) would be 0 / 0).
+        diff = jax.nn.softplus(-u[:n]) - jax.nn.softplus(-u[n : 2 * n])
+        return _diag_jacobian(jax.nn.sigmoid(-diff))
 
     return Cell(
         name="min_lstm",

@@ -101,7 +101,8 @@ def mgu(
         df = sigmoid_prime(a_f)[:, None] * (W_f @ V)  # d f
         dr = f[:, None] * V + h[:, None] * df  # d (f * h)
         dcand = tanh_prime(a_h)[:, None] * (W_h @ dr)
-        return (1.0 - f)[:, None] * V + (cand - h)[:, None] * df + f[:, None] * dcand
+        # 1 - f as sigmoid(-a_f): 1 - f rounds to 0 for a_f >~ 17 in float32.
+        return jax.nn.sigmoid(-a_f)[:, None] * V + (cand - h)[:, None] * df + f[:, None] * dcand
 
     def jacobian(params, h, u):
         W_f, W_h = params["W_hh"][:n], params["W_hh"][n:]
@@ -109,7 +110,7 @@ def mgu(
         Jf = sigmoid_prime(a_f)[:, None] * W_f
         Jr = jnp.diag(f) + h[:, None] * Jf
         Jc = tanh_prime(a_h)[:, None] * (W_h @ Jr)
-        return jnp.diag(1.0 - f) + (cand - h)[:, None] * Jf + f[:, None] * Jc
+        return jnp.diag(jax.nn.sigmoid(-a_f)) + (cand - h)[:, None] * Jf + f[:, None] * Jc
 
     return Cell(
         name="mgu",

@@ -236,9 +236,12 @@ def lem(hidden_size: int, activation="tanh", *, dt: float = 1.0) -> Cell:
         dD1 = col(dt * sigmoid_prime(a1)) * (params["W_1"] @ Vy)
         dD2 = col(dt * sigmoid_prime(a2)) * (params["W_2"] @ Vy)
         dcz = col(df(az)) * (params["W_z"] @ Vy)
-        dz = col(cz - z) * dD1 + col(1.0 - D1) * Vz + col(D1) * dcz
+        # 1 - D = (1 - dt) + dt sigmoid(-a): 1 - dt sigmoid(a) rounds to 0 at dt = 1, a >~ 17.
+        keep1 = (1.0 - dt) + dt * jax.nn.sigmoid(-a1)
+        keep2 = (1.0 - dt) + dt * jax.nn.sigmoid(-a2)
+        dz = col(cz - z) * dD1 + col(keep1) * Vz + col(D1) * dcz
         dcy = col(df(ay)) * (params["W_y"] @ dz)
-        dy = col(cy - y) * dD2 + col(1.0 - D2) * Vy + col(D2) * dcy
+        dy = col(cy - y) * dD2 + col(keep2) * Vy + col(D2) * dcy
         return jnp.concatenate([dy, dz], axis=0)
 
     def jacobian(params, carry, u):

@@ -17,6 +17,7 @@ import numpy as np
 from jrnn import validation as _validation
 from jrnn.cells.base import Cell
 from jrnn.diagnostics import jacobians as _jac
+from jrnn.diagnostics.finite import finite, nan_unless
 
 __all__ = ["PascanuBound", "UnitHealth", "pascanu_bound", "unit_health"]
 
@@ -71,6 +72,11 @@ def unit_health(cell: Cell, params, xs: jax.Array, *, carry=None) -> UnitHealth:
     0 with the ``*_applicable`` flag False. (Glorot & Bengio 2010 on
     saturation; Lu et al. 2020 on dying ReLU.)
 
+    Non-finite input: if any pre-activation (hence any parameter, input or
+    carry it depends on) is NaN or inf, the statistics are undefined:
+    ``dead_fraction``, ``saturated_fraction`` and ``saturated`` are NaN and
+    ``dead`` is all False (never "0% dead, 0% saturated" for a NaN network).
+
     Args:
       cell: a cell with ``activation`` and ``preactivation`` (elman, irnn,
         residual, indrnn); gated cells and stacks raise ``ValueError``.
@@ -109,14 +115,9 @@ def unit_health(cell: Cell, params, xs: jax.Array, *, carry=None) -> UnitHealth:
         saturated = jnp.mean(jnp.abs(a) > act.saturation_threshold, axis=0).astype(a.dtype)
     else:
         saturated = jnp.zeros((n,), a.dtype)
-    return UnitHealth(
-        dead_fraction=jnp.mean(dead).astype(a.dtype),
-        saturated_fraction=jnp.mean(saturated),
-        dead=dead,
-        saturated=saturated,
-        dead_applicable=jnp.asarray(dead_ok),
-        saturation_applicable=jnp.asarray(sat_ok),
-    )
+    stats = (jnp.mean(dead).astype(a.dtype), jnp.mean(saturated), dead, saturated)
+    stats = nan_unless(finite(a, params, xs, carry), stats)
+    return UnitHealth(*stats, jnp.asarray(dead_ok), jnp.asarray(sat_ok))
 
 
 class PascanuBound(NamedTuple):
@@ -128,7 +129,7 @@ class PascanuBound(NamedTuple):
       sigma_max: ``()`` largest singular value of ``W_hh``.
       branch_bound: ``()`` ``alpha * grad_bound * sigma_max`` for residual cells
         (the residual branch alone), else equal to ``bound``.
-      must_vanish: ``()`` bool, ``bound < 1``.
+      must_vanish: ``()`` bool, ``bound < 1`` (False when the bound is NaN).
     """
 
     bound: jax.Array
@@ -139,7 +140,10 @@ class PascanuBound(NamedTuple):
 
     @property
     def verdict(self) -> str:
-        """``"must vanish"`` when ``bound < 1``, else ``"may explode or vanish"``."""
+        """``"must vanish"`` when ``bound < 1``, ``"may explode or vanish"`` when
+        ``bound >= 1``, ``"undefined (non-finite weights)"`` when it is NaN."""
+        if bool(jnp.isnan(self.bound)):
+            return "undefined (non-finite weights)"
         return "must vanish" if bool(self.must_vanish) else "may explode or vanish"
 
 
@@ -164,7 +168,9 @@ def pascanu_bound(cell: Cell, params) -> PascanuBound:
       params: its parameters.
 
     Returns:
-      :class:`PascanuBound`; ``.verdict`` gives the words.
+      :class:`PascanuBound`; ``.verdict`` gives the words. A recurrent matrix
+      (or ``alpha``) holding NaN or inf gives NaN bounds and the verdict
+      ``"undefined (non-finite weights)"``.
 
     Example::
 
@@ -187,4 +193,6 @@ def pascanu_bound(cell: Cell, params) -> PascanuBound:
         bound = 1.0 + branch
     else:
         bound = branch
+    ok = finite(W, jnp.asarray(config.get("alpha", 0.0)))
+    bound, sigma, branch = nan_unless(ok, (bound, sigma, branch))
     return PascanuBound(bound, gamma, sigma, branch, bound < 1)

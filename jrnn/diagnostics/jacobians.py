@@ -134,7 +134,12 @@ def step_jacobians(
         autodiff mode for square Jacobians). All agree to float rounding.
 
     Returns:
-      ``(T, S, S)``, or ``(B, T, S, S)`` for a batch.
+      ``(T, S, S)``, or ``(B, T, S, S)`` for a batch. An entry of ``J_t``
+      that depends on a NaN (state, input or parameter) is NaN: every
+      registered activation's derivative maps NaN to NaN (never to a
+      ``where``-form's 0 or slope), on the analytic and the autodiff paths
+      alike. A Jacobian that does not depend on the state (linear cells,
+      ``identity``) stays exact on an overflowed trajectory.
 
     Example::
 

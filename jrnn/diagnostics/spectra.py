@@ -27,6 +27,20 @@ avoids a full eigendecomposition:
 On a 2-core CPU this is 1.1-1.55x faster than ``jnp.linalg.svd(compute_uv=False)``
 (run-to-run spread on a shared machine) while 300x more accurate (see
 ``experiments/benchmarks/spectra.py`` and ``BENCHMARKS.md``).
+
+**When that holds.** The float64 Gram needs ``jax_enable_x64``; JAX disables
+it by default. With x64 enabled, float32 input: ``method="auto"`` is this path
+(relative error ``~5e-8`` on every ``sigma >= 1e-3 sigma_max``, against
+``~1e-5`` for the float32 SVD). With x64 disabled, ``"auto"`` is the float32
+SVD (absolute error ``~eps_32 sigma_max``, so relative ``~1e-5`` at
+``1e-3 sigma_max``), and ``"sturm"`` / ``"gram"`` on float32 input raise
+``ValueError``: their Gram would be float32, ``~100-1000x`` *less* accurate
+than the SVD. Enable x64 (``jax.config.update("jax_enable_x64", True)``) for
+the accurate path.
+
+Non-finite input: a matrix with any NaN or inf entry has all-NaN singular
+values and eigenvalues, whatever the method (a Sturm count would otherwise
+return plausible numbers); see :mod:`jrnn.diagnostics.finite`.
 """
 
 from __future__ import annotations
@@ -37,6 +51,8 @@ import math
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from jrnn.diagnostics.finite import finite, nan_unless
 
 __all__ = ["SINGULAR_VALUE_METHODS", "eigenvalues", "singular_values"]
 
@@ -201,8 +217,9 @@ def singular_values(J: jax.Array, *, method: str = "auto") -> jax.Array:
        \\sigma_i(J) = \\sqrt{\\lambda_i(J^\\top J)}, \\qquad
        \\sigma_1 \\ge \\sigma_2 \\ge \\dots \\ge \\sigma_{\\min(m,k)} \\ge 0.
 
-    Accuracy: float32 input, ``method="sturm"`` or ``"gram"`` (x64 enabled),
-    gives a relative error ``<= 1e-5`` on every ``sigma >= 1e-3 sigma_max``
+    Accuracy (needs x64): float32 input, ``method="sturm"`` or ``"gram"``
+    (x64 enabled, so also ``"auto"``), gives a relative error ``<= 1e-5`` on
+    every ``sigma >= 1e-3 sigma_max``
     (measured ``< 1e-7``: the float32 output rounding), because the Gram
     matrix and its eigenvalues are computed in float64 from the exact float32
     entries, and the Sturm bisection works on ``log lambda``. The error of a
@@ -210,7 +227,12 @@ def singular_values(J: jax.Array, *, method: str = "auto") -> jax.Array:
     float64 it is ``1e-10`` at ``10^-3 sigma_max`` and only values below
     ``~1e-6 sigma_max`` lose digits (those have absolute error
     ``~1e-8 sigma_max``, like any backward-stable method). Singular values
-    below ``2^-32 sigma_max``-ish are returned as zero.
+    below ``2^-32 sigma_max``-ish are returned as zero. With x64 disabled
+    (JAX's default) there is no wider type: ``"auto"`` is the float32 SVD
+    (relative error ``~eps_32 sigma_max / sigma``, measured ``~1e-5`` at
+    ``10^-3 sigma_max``) and ``"sturm"`` / ``"gram"`` raise for float32 input.
+    Non-finite input: every singular value of a matrix holding a NaN or inf
+    is NaN (all methods).
 
     Args:
       J: ``(..., m, k)`` real matrices (e.g. from :func:`step_jacobians`).
@@ -226,6 +248,12 @@ def singular_values(J: jax.Array, *, method: str = "auto") -> jax.Array:
         bisection of all eigenvalues in log space (no eigenvectors).
         ``"augmented"``: ``eigvalsh([[0, J], [J^T, 0]])`` (eigenvalues
         ``+-sigma``) in the input dtype: no squaring, SVD-like accuracy.
+
+    Raises:
+      ValueError: unknown ``method``; ``J`` not a (stack of) matrices;
+        ``"sturm"`` / ``"gram"`` / ``"augmented"`` on complex input;
+        ``"sturm"`` / ``"gram"`` on float32 (or narrower) input with x64
+        disabled.
 
     Returns:
       ``(..., min(m, k))`` in ``J``'s dtype. Differentiable (``d sigma_i =
@@ -247,13 +275,23 @@ def singular_values(J: jax.Array, *, method: str = "auto") -> jax.Array:
             method = "svd"
         else:
             method = "sturm" if jax.default_backend() == "cpu" else "gram"
-    if method == "svd":
-        return jnp.linalg.svd(J, compute_uv=False)
-    if complex_input:
+    if method != "svd" and complex_input:
         raise ValueError(f"method={method!r} needs real J, got dtype {J.dtype}; use 'svd'.")
-    if min(J.shape[-2:]) == 0:
+    narrow = jnp.dtype(J.dtype).itemsize < 8
+    if method in ("sturm", "gram") and narrow and not jax.config.read("jax_enable_x64"):
+        raise ValueError(
+            f"method={method!r} needs a float64 Gram matrix for {J.dtype} J, but "
+            "jax_enable_x64 is disabled (a float32 Gram squares the condition number: "
+            "~1e-3 relative error at 1e-3 sigma_max). Enable it with "
+            "jax.config.update('jax_enable_x64', True), or use method='svd' or 'auto'."
+        )
+    if method == "svd":
+        sv = jnp.linalg.svd(J, compute_uv=False)
+    elif min(J.shape[-2:]) == 0:
         return jnp.zeros(J.shape[:-2] + (0,), J.dtype)
-    return _sv_eig(J, method)
+    else:
+        sv = _sv_eig(J, method)
+    return nan_unless(finite(J, batch_dims=J.ndim - 2), sv)
 
 
 def eigenvalues(J: jax.Array) -> jax.Array:
@@ -271,7 +309,7 @@ def eigenvalues(J: jax.Array) -> jax.Array:
       J: ``(..., n, n)`` real or complex.
 
     Returns:
-      ``(..., n)`` complex.
+      ``(..., n)`` complex; all NaN for a matrix with a NaN or inf entry.
 
     Example::
 
@@ -282,4 +320,5 @@ def eigenvalues(J: jax.Array) -> jax.Array:
     J = _check_matrices(J, square=True)
     mu = jnp.linalg.eigvals(J)
     order = jnp.argsort(-jnp.abs(mu), axis=-1, stable=True)
-    return jnp.take_along_axis(mu, order, axis=-1)
+    mu = jnp.take_along_axis(mu, order, axis=-1)
+    return nan_unless(finite(J, batch_dims=J.ndim - 2), mu)

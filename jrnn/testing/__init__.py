@@ -401,7 +401,9 @@ def _check_activation(act, kinks, rtol, atol) -> dict[str, float]:
         special.append(float(act.dead_below))
     grid = np.union1d(np.linspace(-12.0, 12.0, 24_001), special)
     deriv = lambda x: np.asarray(act.derivative(jnp.asarray(x, jnp.float64)), np.float64)
-    grad = jax.jit(jax.vmap(jax.grad(lambda x: act.fn(x))))
+    # act.fn carries act.derivative as its custom_jvp rule: differentiate the implementation.
+    raw = getattr(act.fn, "_jrnn_raw", act.fn)
+    grad = jax.jit(jax.vmap(jax.grad(lambda x: raw(x))))
     auto = lambda x: np.asarray(grad(jnp.asarray(x, jnp.float64)), np.float64)
 
     d, g = deriv(grid), auto(grid)
