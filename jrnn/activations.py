@@ -56,6 +56,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jrnn import validation as _validation
+
 __all__ = [
     "Activation",
     "get",
@@ -321,6 +323,11 @@ def get(name: str | Activation | Callable[[Array], Array], **params: Any) -> Act
             derivative=deriv,
             grad_bound=_numerical_grad_bound(deriv),
         )
+    if not isinstance(name, str):
+        raise TypeError(
+            f"activation must be a registered name, an Activation or a callable, got {name!r} "
+            f"({type(name).__name__}). Registered: {', '.join(names())}."
+        )
     factory = _lookup(name)
     allowed = _PARAMETRIC[name]
     unknown = sorted(set(params) - set(allowed))
@@ -328,7 +335,7 @@ def get(name: str | Activation | Callable[[Array], Array], **params: Any) -> Act
         raise ValueError(
             f"params of activation {name!r} must be among {list(allowed)}, got {unknown}."
         )
-    return factory(**params)
+    return factory(**_validation.check_factory_args(factory, params, f"activation {name!r}"))
 
 
 # --------------------------------------------------------------------------- built-ins

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jrnn import fast
+from jrnn import fast, validation
 from jrnn.cells.base import Cell
 
 __all__ = ["Bidirectional", "bidirectional", "check_inputs", "match_carry_dtype", "unroll"]
@@ -48,14 +48,40 @@ def _shape_str(shape) -> str:
 
 
 def check_inputs(cell: Cell, params, xs, carry=None, lengths=None) -> tuple[int | None, int]:
-    """Validates ``xs``, ``carry`` and ``lengths`` for ``cell``; returns ``(B or None, T)``.
+    """Checks ``params``, ``xs``, ``carry``, ``lengths`` for ``cell``; returns ``(B or None, T)``.
+
+    ``params`` are checked against ``cell.param_spec`` (keys, shapes, dtype
+    kinds; see :func:`jrnn.validation.check_params`) with the input size taken
+    from ``xs``, so a transposed ``W_xh`` is blamed on the params, a wrong
+    feature size on ``xs``. ``xs`` may be real floating, integer or bool
+    (:func:`jrnn.unroll` casts the last two to the params' float dtype);
+    complex inputs are rejected. ``T = 0`` and ``B = 0`` are valid (empty
+    outputs). Concrete ``lengths`` must be integers in ``[0, T]``; traced
+    ``lengths`` (under ``jit``) cannot be checked and act clamped to
+    ``[0, T]`` (a negative length is 0, a length past ``T`` is ``T``).
 
     Raises:
       ValueError: naming the argument, the shape received and the shape expected.
+      TypeError: ``xs`` is complex or not numeric, a
+        param has the wrong dtype kind.
     """
     if not isinstance(cell, Cell):
         raise ValueError(f"cell must be a jrnn Cell, got {type(cell).__name__}.")
     shape = tuple(np.shape(xs))
+    validation.check_xs_dtype(xs)
+    d_xs = shape[-1] if len(shape) in (2, 3) else None
+    if d_xs is not None and d_xs >= 1 and cell.param_spec is not None:
+        try:
+            validation.check_params(cell, params, input_size=d_xs)
+        except (TypeError, ValueError) as err_xs:
+            # Params that are consistent on their own mean xs has the wrong feature size
+            # (reported below); otherwise the params are wrong for these inputs.
+            try:
+                validation.check_params(cell, params)
+            except (TypeError, ValueError):
+                raise err_xs from None
+    else:
+        validation.check_params(cell, params)
     d = int(cell.input_size(params))
     if len(shape) not in (2, 3):
         raise ValueError(
@@ -78,10 +104,11 @@ def check_inputs(cell: Cell, params, xs, carry=None, lengths=None) -> tuple[int 
                 f"lengths must have shape {_shape_str(expected)} (one length per sequence), "
                 f"got {_shape_str(l_shape)}."
             )
+        l_dtype = np.dtype(getattr(lengths, "dtype", None) or np.asarray(lengths).dtype)
+        if not np.issubdtype(l_dtype, np.integer):
+            raise ValueError(f"lengths must be integers, got dtype {l_dtype}.")
         if not isinstance(lengths, jax.core.Tracer):
             arr = np.asarray(lengths)
-            if not np.issubdtype(arr.dtype, np.integer):
-                raise ValueError(f"lengths must be integers, got dtype {arr.dtype}.")
             if arr.size and (arr.min() < 0 or arr.max() > T):
                 raise ValueError(
                     f"lengths must lie in [0, T] = [0, {T}], got values in "
@@ -107,6 +134,19 @@ def check_inputs(cell: Cell, params, xs, carry=None, lengths=None) -> tuple[int 
                     f"{_shape_str(np.shape(g))}."
                 )
     return batch, T
+
+
+def _empty_unroll(cell: Cell, params, xs, carry, batch):
+    """``T = 0``: the initial carry unchanged and ``hs`` of shape ``(0, n)`` / ``(B, 0, n)``."""
+    c0 = cell.initial_carry(params)
+    if carry is None:
+        carry = c0 if batch is None else jax.tree_util.tree_map(
+            lambda a: jnp.broadcast_to(a, (batch,) + a.shape), c0
+        )
+    u = jax.eval_shape(lambda x: cell.input_map(params, x), jnp.zeros(xs.shape[-1:], xs.dtype))
+    h = jax.eval_shape(lambda c, v: cell.recur(params, c, v)[1], c0, u)
+    prefix = (0,) if batch is None else (batch, 0)
+    return carry, jnp.zeros(prefix + h.shape, h.dtype)
 
 
 def match_carry_dtype(cell: Cell, params, carry, u):
@@ -291,6 +331,9 @@ def unroll(
         ((4, 10, 16), (4, 16))
     """
     batch, T = check_inputs(cell, params, xs, carry, lengths)
+    xs = validation.float_inputs(xs, params)  # integer / bool inputs: the params' float dtype
+    if T == 0:
+        return _empty_unroll(cell, params, xs, carry, batch)
     chunk = _remat_chunk(remat, T)
     if parallel not in (None, True, False):
         raise ValueError(f"parallel must be None, True or False, got {parallel!r}.")

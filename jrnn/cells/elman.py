@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from jrnn import activations as _activations
 from jrnn import initializers as inits
+from jrnn import validation as _validation
 from jrnn.cells.base import Cell, check_positive_int
 from jrnn.cells.fused import FusedRule
 
@@ -36,6 +37,7 @@ def _elman_family(
     config: tuple,
 ) -> Cell:
     n = check_positive_int(hidden_size, "hidden_size")
+    use_bias = _validation.check_bool(use_bias, "use_bias")
     act = _activations.get(activation)
     f, df = act.fn, act.derivative
 
@@ -83,6 +85,10 @@ def _elman_family(
             d = alpha * df(preactivation(params, h, u))
             return V + d[:, None] * (params["W_hh"] @ V)
 
+    def param_spec(d):
+        spec = {"W_xh": ((n, d), "f"), "W_hh": ((n, n), "f")}
+        return {**spec, "b_h": ((n,), "f")} if use_bias else spec
+
     return Cell(
         name=name,
         hidden_size=n,
@@ -97,6 +103,7 @@ def _elman_family(
         activation=act,
         preactivation=preactivation,
         recurrent_matrix=lambda params: params["W_hh"],
+        param_spec=param_spec,
         fused_rule=_fused_rule(act, alpha, use_bias),
         config=(("activation", act.name),) + config,
     )
@@ -198,6 +205,9 @@ def irnn(
     weights ``N(0, input_std^2)`` as in the paper.
     """
 
+    scale = _validation.check_number(scale, "scale")
+    input_std = _validation.check_number(input_std, "input_std", low=0.0)
+
     def small_normal(key, shape, dtype=jnp.float32):
         return input_std * jax.random.normal(key, shape, dtype)
 
@@ -231,14 +241,15 @@ def residual(
     shrinks geometrically (the seed's third remedy). Initialisers default as
     in :func:`elman`; a small ``alpha`` keeps the product of Jacobians near 1.
     """
+    alpha = _validation.check_number(alpha, "alpha")
     return _elman_family(
         "residual",
         hidden_size,
         activation,
-        alpha=float(alpha),
+        alpha=alpha,
         input_init=input_init or inits.glorot_uniform(),
         recurrent_init=recurrent_init or inits.orthogonal(),
         bias_init=bias_init,
         use_bias=use_bias,
-        config=(("alpha", float(alpha)),),
+        config=(("alpha", alpha),),
     )

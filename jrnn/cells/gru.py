@@ -132,6 +132,12 @@ def gru(
         input_size=lambda params: params["W_xh"].shape[1],
         jacobian=jacobian,
         tangent=tangent,
+        param_spec=lambda d: {
+            "W_xh": ((3 * n, d), "f"),
+            "W_hh": ((3 * n, n), "f"),
+            "b_xh": ((3 * n,), "f"),
+            "b_hh": ((3 * n,), "f"),
+        },
         fused_rule=_fused_rule(n),
     )
 

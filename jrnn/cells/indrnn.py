@@ -89,5 +89,6 @@ def indrnn(
         activation=act,
         preactivation=preactivation,
         recurrent_matrix=lambda params: jnp.diag(params["w_hh"]),
+        param_spec=lambda d: {"W_xh": ((n, d), "f"), "w_hh": ((n,), "f"), "b_h": ((n,), "f")},
         config=(("activation", act.name),),
     )

@@ -96,6 +96,15 @@ def _linear_init(d):
     return inits.uniform_pytorch(d)
 
 
+def _gate_spec(n: int, d: int, gates: str) -> dict:
+    """``W_k (n, d)``, ``b_k (n,)`` for each gate letter ``k`` (the cells' ``param_spec``)."""
+    spec = {}
+    for k in gates:
+        spec[f"W_{k}"] = ((n, d), "f")
+        spec[f"b_{k}"] = ((n,), "f")
+    return spec
+
+
 def _diag_jacobian(diag: jax.Array) -> jax.Array:
     return jnp.diag(diag)
 
@@ -174,6 +183,7 @@ def min_gru(hidden_size: int) -> Cell:
         input_map=input_map,
         recur=recur,
         input_size=lambda params: params["W_z"].shape[1],
+        param_spec=lambda d: _gate_spec(n, d, "zh"),
         jacobian=jacobian,
         tangent=tangent,
         linear_coeffs=linear_coeffs,
@@ -265,6 +275,7 @@ def min_lstm(hidden_size: int) -> Cell:
         input_map=input_map,
         recur=recur,
         input_size=lambda params: params["W_f"].shape[1],
+        param_spec=lambda d: _gate_spec(n, d, "fih"),
         jacobian=jacobian,
         tangent=tangent,
         linear_coeffs=linear_coeffs,
@@ -407,6 +418,11 @@ def lru(
         input_map=input_map,
         recur=recur,
         input_size=lambda params: params["B_re"].shape[1],
+        param_spec=lambda d: {
+            **{k: ((n,), "f") for k in ("nu_log", "theta_log", "gamma_log")},
+            **{k: ((n, d), "f") for k in ("B_re", "B_im", "D")},
+            **{k: ((n, n), "f") for k in ("C_re", "C_im")},
+        },
         jacobian=jacobian,
         tangent=tangent,
         linear_coeffs=linear_coeffs,

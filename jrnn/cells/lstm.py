@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jrnn import initializers as inits
+from jrnn import validation as _validation
 from jrnn.activations import sigmoid_prime, tanh_prime
 from jrnn.cells.base import Cell, check_positive_int
 from jrnn.cells.fused import FusedRule
@@ -56,6 +57,7 @@ def lstm(
         [(32, 3), (32, 8), (32,)]
     """
     n = check_positive_int(hidden_size, "hidden_size")
+    forget_bias = _validation.check_number(forget_bias, "forget_bias")
     input_init = input_init or inits.glorot_uniform()
     # Orthogonal per gate, the 4 gates drawn by one vmapped (batched) QR: the same values as
     # 4 separate calls, but a single LAPACK call (see jrnn.initializers.orthogonal_blocks).
@@ -149,6 +151,9 @@ def lstm(
         input_size=lambda params: params["W_xh"].shape[1],
         jacobian=jacobian,
         tangent=tangent,
+        param_spec=lambda d: {
+            "W_xh": ((4 * n, d), "f"), "W_hh": ((4 * n, n), "f"), "b_h": ((4 * n,), "f")
+        },
         fused_rule=_fused_rule(n),
         config=(("forget_bias", float(forget_bias)),),
     )

@@ -85,6 +85,14 @@ def stack(cells: Sequence[Cell], residual: bool = False) -> Cell:
         _, lin = jax.linearize(step, ravel_pytree(carry)[0])
         return jax.vmap(lin, in_axes=1, out_axes=1)(V)
 
+    def param_spec(d):
+        # One spec per layer; a layer without a spec is not checked (None).
+        specs = []
+        for cell in cells:
+            specs.append(None if cell.param_spec is None else cell.param_spec(d))
+            d = cell.hidden_size
+        return tuple(specs)
+
     return Cell(
         name="stack",
         hidden_size=cells[-1].hidden_size,
@@ -95,5 +103,6 @@ def stack(cells: Sequence[Cell], residual: bool = False) -> Cell:
         recur=recur,
         input_size=lambda params: cells[0].input_size(params[0]),
         tangent=tangent,
+        param_spec=param_spec,
         config=(("layers", tuple(c.describe() for c in cells)), ("residual", residual)),
     )
