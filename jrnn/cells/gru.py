@@ -132,12 +132,7 @@ def gru(
         input_size=lambda params: params["W_xh"].shape[1],
         jacobian=jacobian,
         tangent=tangent,
-        param_spec=lambda d: {
-            "W_xh": ((3 * n, d), "f"),
-            "W_hh": ((3 * n, n), "f"),
-            "b_xh": ((3 * n,), "f"),
-            "b_hh": ((3 * n,), "f"),
-        },
+        param_spec=_param_spec(n),
         fused_rule=_fused_rule(n),
     )
 
@@ -224,6 +219,7 @@ def _reset_before(n: int, init, initial_carry, input_map) -> Cell:
 
     return Cell(
         name="gru_reset_before",
+        param_spec=_param_spec(n),
         hidden_size=n,
         state_size=n,
         init=init,
@@ -234,3 +230,13 @@ def _reset_before(n: int, init, initial_carry, input_map) -> Cell:
         jacobian=jacobian,
         tangent=tangent,
     )
+
+
+def _param_spec(n: int):
+    """Both GRU variants: ``W_xh (3n, d)``, ``W_hh (3n, n)``, ``b_xh``, ``b_hh`` ``(3n,)``."""
+    return lambda d: {
+        "W_xh": ((3 * n, d), "f"),
+        "W_hh": ((3 * n, n), "f"),
+        "b_xh": ((3 * n,), "f"),
+        "b_hh": ((3 * n,), "f"),
+    }
