@@ -166,22 +166,25 @@ def critical_gain(activation: str, sigma_u2: float = 0.0) -> float:
 
 
 def _theory_critical_gain(activation: str, sigma_u2: float):
-    th = jrnn.theory
-    try:  # the driven mean field (sigma_u) where jrnn.theory has it
-        return th.critical_gain(activation, sigma_b=0.0, sigma_u=math.sqrt(sigma_u2))
-    except TypeError:  # older theory: a time-varying drive enters q like sigma_b^2
-        return th.critical_gain(activation, sigma_b=math.sqrt(sigma_u2))
+    return jrnn.theory.critical_gain(activation, sigma_u=math.sqrt(sigma_u2))
 
 
 def theory_for(activation: str, gain: float, sigma_u2: float) -> dict:
-    """Mean-field ``q*``, ``chi`` and ``lambda_max = 0.5 ln chi`` of the driven network."""
-    th = jrnn.theory
-    try:
-        mf = th.mean_field(activation, gain, 0.0, sigma_u=math.sqrt(sigma_u2))
-    except TypeError:
-        mf = th.mean_field(activation, gain, math.sqrt(max(sigma_u2, 0.0)))
+    """Driven mean field: ``q*``, ``chi``, ``lambda_max = 0.5 ln chi`` and the depth scale."""
+    mf = jrnn.theory.mean_field(activation, gain, sigma_u=math.sqrt(sigma_u2))
     return {"q_star": float(mf.q_star), "chi": float(mf.chi),
-            "lambda_max": float(mf.lambda_max)}
+            "lambda_max": float(mf.lambda_max), "log_growth": float(0.5 * math.log(mf.chi)),
+            "xi_c": float(mf.xi_c)}
+
+
+def gated_theory(family: str, cell: jrnn.Cell, cfg: dict, seed: int) -> dict | None:
+    """Gated mean field (Gilboa et al. 2019) for GRU / LSTM rows: ``0.5 ln chi`` per step."""
+    if cell.name not in ("gru", "lstm"):
+        return None
+    params = init_params(family, cell, jax.random.key(seed), 1.0)
+    xs = jax.random.normal(jax.random.key(seed + 1), (cfg["T"], INPUT_SIZE))
+    p = jrnn.theory.predict(cell, params, xs)
+    return {"chi": p["chi"], "log_growth": p["log_growth"]}
 
 
 # ------------------------------------------------------------------ at initialisation
@@ -249,6 +252,9 @@ def summarise_init(raw: dict, cfg: dict) -> dict:
     sv = np.asarray(raw["singular_values"], np.float64)
     sv_q = np.percentile(sv, [5, 25, 50, 75, 95])
     at_T = mean_stderr(spec[:, T] / math.log(10.0))
+    # Measured per-step gain 0.5 ln (||J_t||_F^2 / S), the quantity mean-field chi predicts.
+    chi_hat = np.mean(np.sum(sv**2, axis=-1) / sv.shape[-1], axis=-1)  # per seed
+    log_growth = mean_stderr(0.5 * np.log(chi_hat))
     # ln 0 = -inf is a measurement (an exactly zero gradient, e.g. every unit of a ReLU net
     # dead on the path), not a failure: it makes the mean -inf rather than dropping out.
     zero = int(np.sum(spec[:, T] == -np.inf))
@@ -270,6 +276,7 @@ def summarise_init(raw: dict, cfg: dict) -> dict:
         "rate_per_step": float(med[T] / T),
         "sv_percentiles_5_25_50_75_95": sv_q.tolist(),
         "sv_max_median": float(np.median(sv[..., 0])),
+        "log_growth": log_growth,  # measured 0.5 ln chi per step, mean +- stderr over seeds
         "lyapunov_max": lam,  # mean and standard error over seeds x trajectories
         "lyapunov_max_per_trajectory": lyap.tolist(),
         "diverged_trajectories": int(np.sum(~finite_state)),
@@ -702,6 +709,19 @@ def conclusions(init_results: dict, train_results: dict, lyap_rows: list[dict], 
             f"median of {np.median(errs):.3f} per step (max {np.max(errs):.3f}) over "
             f"{len(errs)} Elman configurations (finite networks, driven by input)."
         )
+    growth = [(n, r["log_growth"], r.get("mean_field", r.get("gated_theory", {}))
+               .get("log_growth")) for n, r in init_results.items()]
+    growth = [(n, m, t) for n, m, t in growth if t is not None and math.isfinite(t)
+              and math.isfinite(m["value"])]
+    if growth:
+        err = [abs(m["value"] - t) for _, m, t in growth]
+        gated = [f"{n}: {_fmt_pm(m, 3)} measured vs {t:.3f} predicted" for n, m, t in growth
+                 if n in ("gru", "lstm", "gru-gate-bias")]
+        lines.append(
+            "Per-step gain 0.5 ln(||J_t||_F^2 / S) at initialisation against mean-field theory: "
+            f"median |measured - predicted| {np.median(err):.3f} over {len(growth)} "
+            "configurations" + (f"; gated cells (Gilboa et al. 2019): {'; '.join(gated)}"
+                                if gated else "") + ".")
     must = [r["config"] for r in lyap_rows if (r.get("pascanu_bound") or 2.0) < 1.0 - 1e-6]
     if must:
         lines.append(
@@ -783,6 +803,10 @@ def main(argv=None) -> dict:
                 r["gain"] = gain
                 r["input_drive_variance"] = sigma_u2
                 r["mean_field"] = theory_for(act, gain, sigma_u2)
+            else:
+                gt = gated_theory(family, cell, cfg, args.seed)
+                if gt is not None:
+                    r["gated_theory"] = gt
             init_results[name] = r
             sv_samples[name] = _sv_sample(raw)
             lyap_rows.append({
@@ -841,7 +865,8 @@ def main(argv=None) -> dict:
 
 
 SUMMARY_HEADERS = ["config", "gain", "log10 norm at T", "lambda_max", "theory",
-                   "pascanu", "adding MSE / baseline", "solved", "dead before/after"]
+                   "0.5 ln chi", "theory chi", "pascanu", "adding MSE / baseline", "solved",
+                   "dead before/after"]
 
 
 def summary_rows(init_results: dict, train_results: dict) -> list[list]:
@@ -849,6 +874,7 @@ def summary_rows(init_results: dict, train_results: dict) -> list[list]:
     for name, r in init_results.items():
         tr = train_results.get(name, {})
         mf = r.get("mean_field", {}).get("lambda_max")
+        th_growth = r.get("mean_field", r.get("gated_theory", {})).get("log_growth")
         dead = ("-" if "dead_fraction_after" not in tr else
                 f"{100 * tr['dead_fraction_before']['value']:.0f}%/"
                 f"{100 * tr['dead_fraction_after']['value']:.0f}%")
@@ -858,6 +884,7 @@ def summary_rows(init_results: dict, train_results: dict) -> list[list]:
         rows.append([
             name, f"{r['gain']:.3f}" if "gain" in r else "-",
             _fmt_pm(r["log10_norm_at_T"], 1), lam, "-" if mf is None else f"{mf:.3f}",
+            _fmt_pm(r["log_growth"], 3), "-" if th_growth is None else f"{th_growth:.3f}",
             r.get("pascanu_bound_median", "-"),
             _fmt_pm(tr["final_over_baseline"], 3) if tr else "-",
             f"{tr['solved_seeds']}/{len(tr['final_loss_per_seed'])}" if tr else "-", dead,
@@ -898,7 +925,10 @@ def report(cfg, mode, rows, found, verdicts, figures, sigma_u2, remedies) -> str
         f"`gain`: W_hh scale; `log10 norm at T`: log10 of the spectral norm of d s_T / d s_0 at "
         f"lag {T}; `lambda_max`: measured largest Lyapunov exponent per step (T = "
         f"{cfg['lyap_T']}, warm-up {cfg['lyap_warmup']}, one trajectory per sequence from a "
-        "random state); `theory`: mean-field 0.5 ln chi of the driven network; `pascanu`: "
+        "random state); `theory`: mean-field 0.5 ln chi of the driven network; `0.5 ln chi`: "
+        "the measured per-step gain 0.5 ln(||J_t||_F^2 / S) and `theory chi` its prediction "
+        "(driven mean field for Elman rows, the gated mean field of Gilboa et al. 2019 for "
+        "GRU/LSTM rows); `pascanu`: "
         "sup|f'| sigma_max(W_hh) (< 1: must vanish); `adding MSE / baseline`: held-out MSE "
         f"after {cfg['train_steps']} Adam steps (lr {cfg['lr']:g}) on the adding problem with "
         f"T = {cfg['train_T']}, over the baseline {jrnn.tasks.ADDING_BASELINE:.4f}; `solved`: "

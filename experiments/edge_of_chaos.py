@@ -69,6 +69,11 @@ QUICK = dict(sizes=(64,), seeds=4, gains=9, span=2.0, T=300, warmup=100, theory_
 FULL = dict(sizes=(64, 256, 1024), seeds=8, gains=25, span=2.0, T=2000, warmup=500,
             theory_points=97)
 SMOKE = dict(sizes=(64,), seeds=4, gains=5, span=2.0, T=80, warmup=30, theory_points=9)
+# Driven nets at the input-aware g*(sigma_u) and gated cells at init (predictions vs measurements).
+DRIVEN = dict(sigma_u=(0.0, 0.5, 1.0, 1.5, 2.0), line_points=21, d=4, gated_size=256,
+              gated_T=160, gate_biases=(-1.0, 0.0, 1.0, 2.0, 3.0))
+DRIVEN_SMOKE = dict(sigma_u=(0.0, 1.0), line_points=5, d=4, gated_size=32, gated_T=40,
+                    gate_biases=(0.0, 2.0))
 
 
 # ------------------------------------------------------------------ networks
@@ -132,6 +137,116 @@ def theory(activation: str, sigma_b, measured_multipliers, line_multipliers):
     mf = jax.vmap(lambda g: jrnn.theory.mean_field(activation, g, sigma_b))(gains)
     lam = jnp.where(jnp.isfinite(mf.q_star), mf.lambda_max, jnp.nan)
     return g_star, gains, lam, mf.q_star
+
+
+# ------------------------------------------------------------------ driven and gated
+def driven_lambda(activation: str, size: int, T: int, warmup: int, d: int, gain, sigma_u, seed):
+    """lambda_max of ``h = phi(W h + W_xh x_t)``, ``W_xh x_t`` of rms ``sigma_u`` (Benettin)."""
+    act = jrnn.activations.get(activation)
+    k1, k2, k3, k4, k5 = jax.random.split(jax.random.key(seed), 5)
+    W = gain * jax.random.normal(k1, (size, size)) / math.sqrt(size)
+    Wx = sigma_u * jax.random.normal(k2, (size, d)) / math.sqrt(d)
+    xs = jax.random.normal(k3, (T, d))
+    h = jax.random.normal(k4, (size,))
+    v = jax.random.normal(k5, (size,))
+
+    def step(c, x):
+        h, v = c
+        a = W @ h + Wx @ x
+        v = act.derivative(a) * (W @ v)
+        n = jnp.linalg.norm(v)
+        return (act.fn(a), v / n), jnp.log(n)
+
+    _, logs = jax.lax.scan(step, (h, v / jnp.linalg.norm(v)), xs)
+    return jnp.mean(logs[warmup:])
+
+
+def gated_gain(kind: str, size: int, T: int, bias, seed, sigma_w=1.0, sigma_u=0.5, d=4):
+    """Measured mean squared gain per step ``||J_t||_F^2 / S`` of a GRU (update-gate bias
+    ``bias``) or LSTM (forget-gate bias ``bias``) at init."""
+    G = 3 if kind == "gru" else 4
+    cell = jrnn.cells.gru(size) if kind == "gru" else jrnn.cells.lstm(size)
+    k1, k2, k3, k4 = jax.random.split(jax.random.key(seed), 4)
+    W = sigma_w * jax.random.normal(k1, (G * size, size)) / math.sqrt(size)
+    Wx = sigma_u * jax.random.normal(k2, (G * size, d)) / math.sqrt(d)
+    b = jnp.zeros(G * size).at[size:2 * size].set(bias)  # z (GRU) / f (LSTM) slice
+    params = ({"W_xh": Wx, "W_hh": W, "b_xh": b, "b_hh": jnp.zeros(G * size)} if kind == "gru"
+              else {"W_xh": Wx, "W_hh": W, "b_h": b})
+    xs = jax.random.normal(k3, (T, d))
+    carry = jax.tree_util.tree_map(lambda a: 0.5 * jax.random.normal(k4, a.shape),
+                                   cell.initial_carry(params))
+    J = jrnn.diagnostics.step_jacobians(cell, params, xs, carry=carry)[T // 3:]
+    return float(jnp.mean(jnp.sum(J**2, axis=(1, 2)) / J.shape[-1]))
+
+
+def driven_and_gated(acts, cfg: dict, dcfg: dict, sigma_b: float, seed: int) -> dict:
+    """Input-aware critical lines g*(sigma_u) with lambda_max measured on them, and the gated
+    mean field's gain per step against GRU / LSTM measurements."""
+    size = cfg["sizes"][-1]
+    line_u = np.linspace(0.0, max(dcfg["sigma_u"]), dcfg["line_points"])
+    out = {"driven": {}, "gated": {}}
+    for act in acts:
+        line = np.asarray(jrnn.theory.critical_line(act, sigma_b * np.ones_like(line_u),
+                                                    sigma_u=line_u), np.float64)
+        pts = []
+        for i, su in enumerate(dcfg["sigma_u"]):
+            g = float(jrnn.theory.critical_gain(act, sigma_b, sigma_u=su))
+            lam = (float(driven_lambda(act, size, cfg["T"], cfg["warmup"], dcfg["d"], g, su,
+                                       seed + i)) if math.isfinite(g) else None)
+            blind = float(jrnn.theory.critical_gain(act, sigma_b))
+            pts.append({"sigma_u": su, "critical_gain": g if math.isfinite(g) else None,
+                        "lambda_max": lam if lam is not None and math.isfinite(lam) else None,
+                        "input_blind_gain": blind if math.isfinite(blind) else None})
+        out["driven"][act] = {"line_sigma_u": line_u.tolist(),
+                              "line_gain": [x if math.isfinite(x) else None for x in line],
+                              "points": pts}
+    biases = np.asarray(dcfg["gate_biases"], np.float64)
+    fine = np.linspace(biases.min(), biases.max(), 4 * len(biases))
+    for kind, key in (("gru", "bias_z"), ("lstm", "bias_f")):
+        fn = (jrnn.theory.gated.gru_mean_field if kind == "gru"
+              else jrnn.theory.gated.lstm_mean_field)
+        pred = [float(fn(1.0, sigma_u=0.5, **{key: float(b)}).chi) for b in fine]
+        meas = [gated_gain(kind, dcfg["gated_size"], dcfg["gated_T"], float(b), seed)
+                for b in biases]
+        out["gated"][kind] = {"bias": key, "theory_bias": fine.tolist(), "theory_chi": pred,
+                              "measured_bias": biases.tolist(), "measured_chi": meas,
+                              "sigma_w": 1.0, "sigma_u": 0.5, "N": dcfg["gated_size"]}
+    return out
+
+
+def plot_driven(extra: dict, out_dir: str) -> str:
+    """Critical lines g*(sigma_u), lambda_max measured on them, gated gain per step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+    for act, r in extra["driven"].items():
+        line = np.asarray([np.nan if g is None else g for g in r["line_gain"]], float)
+        (h,) = ax[0].plot(r["line_sigma_u"], line, label=act)
+        su = [p["sigma_u"] for p in r["points"]]
+        lam = [np.nan if p["lambda_max"] is None else p["lambda_max"] for p in r["points"]]
+        ax[1].plot(su, lam, "o-", color=h.get_color(), label=act)
+    ax[0].set(xlabel="input drive sigma_u", ylabel="critical gain g*(sigma_u)", yscale="log",
+              title="order-to-chaos line of driven nets")
+    ax[1].axhline(0.0, color="k", lw=0.8)
+    ax[1].set(xlabel="input drive sigma_u", ylabel="measured lambda_max at g*(sigma_u)",
+              title="measured at the input-aware g* (theory: 0)")
+    for kind, r in extra["gated"].items():
+        (h,) = ax[2].plot(r["theory_bias"], r["theory_chi"], label=f"{kind} theory")
+        ax[2].plot(r["measured_bias"], r["measured_chi"], "o", color=h.get_color(),
+                   label=f"{kind} measured (N={r['N']})")
+    ax[2].axhline(1.0, color="k", lw=0.8)
+    ax[2].set(xlabel="update (GRU) / forget (LSTM) gate bias",
+              ylabel="gain per step ||J||_F^2 / S", title="gated cells at init (sigma_w=1)")
+    for a in ax:
+        a.legend(fontsize=7)
+    fig.tight_layout()
+    name = "driven_and_gated.png"
+    fig.savefig(f"{out_dir}/{name}", dpi=110)
+    plt.close(fig)
+    return name
 
 
 # ------------------------------------------------------------------ analysis
@@ -392,7 +507,12 @@ def report(results, cfg, mode, sigma_b, figure, activations) -> str:
     lines += [f"- {s}" for s in conclusions(results, sizes)]
     lines += ["", f"![{figure}]({figure})", "",
               "Lines: median over seeds; bands: min-max over seeds; black: mean-field "
-              "0.5 ln chi; dashed: g*."]
+              "0.5 ln chi; dashed: g*.", "",
+              "![driven_and_gated.png](driven_and_gated.png)", "",
+              "Left: the input-aware critical gain g*(sigma_u) (`jrnn.theory.critical_line`); "
+              "middle: lambda_max measured at g*(sigma_u) with inputs of that scale (theory: 0); "
+              "right: gated mean-field gain per step vs measured ||J_t||_F^2 / S at init "
+              "(`jrnn.theory.gated`)."]
     return "\n".join(lines)
 
 
@@ -443,12 +563,15 @@ def main(argv=None) -> dict:
         results[act] = measure(act, cfg, sigma_b, args.seed, on_program=bar.update)
     bar.close()
     figure = plot(results, cfg["sizes"], args.out)
+    extra = driven_and_gated(acts, cfg, DRIVEN_SMOKE if args.smoke else DRIVEN, sigma_b, args.seed)
+    plot_driven(extra, args.out)
     metrics = {
         "mode": mode, "seed": args.seed, "sigma_b": sigma_b, "activations": list(acts),
         "dtype": str(jnp.zeros(()).dtype),
         "away_octaves": AWAY_OCTAVES,
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
         "results": results,
+        "driven_and_gated": extra,
         "conclusions": conclusions(results, cfg["sizes"]),
     }
     common.write_metrics(args.out, metrics)

@@ -19,6 +19,7 @@ from jrnn import (
     testing,
     theory,
     train,
+    validation,
 )
 from jrnn.cells import Cell, stack
 from jrnn.unroll import Bidirectional, bidirectional, unroll
@@ -45,4 +46,5 @@ __all__ = [
     "theory",
     "train",
     "unroll",
+    "validation",
 ]

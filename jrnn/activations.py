@@ -56,6 +56,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jrnn import validation as _validation
+
 __all__ = [
     "Activation",
     "get",
@@ -95,6 +97,9 @@ class Activation:
       saturation_threshold: ``|x|`` beyond which ``|f'(x)| < 1% * grad_bound``
         for saturating activations (tanh: 2.99, sigmoid: 5.99), else ``None``.
       params: the parameters the activation was built with, as sorted pairs.
+      kinks: points where ``f`` or ``f'`` is not analytic (a kink or a jump in
+        ``f'``: relu 0, hard_tanh +-1); mean-field quadrature integrates
+        piecewise between them (:func:`jrnn.theory.gaussian_expectation`).
     """
 
     name: str
@@ -106,6 +111,7 @@ class Activation:
     dead_below: float | None = None
     saturation_threshold: float | None = None
     params: tuple[tuple[str, Any], ...] = ()
+    kinks: tuple[float, ...] = ()
 
     def __post_init__(self):
         if getattr(self.fn, "_jrnn_derivative", None) is self.derivative:
@@ -206,6 +212,7 @@ def register(
     saturating: bool = False,
     dead_below: float | None = None,
     saturation_threshold: float | None = None,
+    kinks: tuple[float, ...] = (),
     overwrite: bool = False,
 ) -> Activation:
     """Registers an elementwise activation under ``name`` and returns its record.
@@ -215,7 +222,7 @@ def register(
       fn: elementwise function.
       derivative: closed-form ``f'``; default ``jax.grad(fn)`` elementwise.
       grad_bound: ``sup |f'|``; default estimated on a dense grid over [-30, 30].
-      output_range, saturating, dead_below, saturation_threshold: see
+      output_range, saturating, dead_below, saturation_threshold, kinks: see
         :class:`Activation`.
       overwrite: replace an existing entry instead of raising.
 
@@ -238,6 +245,7 @@ def register(
         saturating=bool(saturating),
         dead_below=dead_below,
         saturation_threshold=saturation_threshold,
+        kinks=tuple(float(k) for k in kinks),
     )
     _REGISTRY[name] = lambda: act
     _PARAMETRIC[name] = ()
@@ -318,8 +326,8 @@ def get(name: str | Activation | Callable[[Array], Array], **params: Any) -> Act
         )
     if not isinstance(name, str):
         raise TypeError(
-            f"activation must be a registered name, an Activation or a callable, got "
-            f"{type(name).__name__} {name!r}."
+            f"activation must be a registered name, an Activation or a callable, got {name!r} "
+            f"({type(name).__name__}). Registered: {', '.join(names())}."
         )
     factory = _lookup(name)
     allowed = _PARAMETRIC[name]
@@ -328,7 +336,7 @@ def get(name: str | Activation | Callable[[Array], Array], **params: Any) -> Act
         raise ValueError(
             f"params of activation {name!r} must be among {list(allowed)}, got {unknown}."
         )
-    return factory(**params)
+    return factory(**_validation.check_factory_args(factory, params, f"activation {name!r}"))
 
 
 # --------------------------------------------------------------------------- built-ins
@@ -440,6 +448,7 @@ def _register_builtins() -> None:
         output_range=(0.0, 1.0),
         saturating=True,
         saturation_threshold=3.0,
+        kinks=(-3.0, 3.0),
     )
     register(
         "tanh",
@@ -460,6 +469,7 @@ def _register_builtins() -> None:
         output_range=(-1.0, 1.0),
         saturating=True,
         saturation_threshold=1.0,
+        kinks=(-1.0, 1.0),
     )
     register(
         "relu",
@@ -468,6 +478,7 @@ def _register_builtins() -> None:
         grad_bound=1.0,
         output_range=(0.0, inf),
         dead_below=0.0,
+        kinks=(0.0,),
     )
 
     def leaky_relu(negative_slope: float = 0.01) -> Activation:
@@ -480,6 +491,7 @@ def _register_builtins() -> None:
             output_range=(-inf, inf) if a > 0 else (0.0, inf),
             dead_below=0.0 if a == 0 else None,
             params=(("negative_slope", a),),
+            kinks=(0.0,),
         )
 
     register_family("leaky_relu", leaky_relu, params=("negative_slope",))
@@ -493,6 +505,7 @@ def _register_builtins() -> None:
             grad_bound=max(1.0, abs(a)),
             output_range=(-abs(a), inf),
             params=(("alpha", a),),
+            kinks=(0.0,),
         )
 
     register_family("elu", elu, params=("alpha",))
@@ -503,6 +516,7 @@ def _register_builtins() -> None:
         * jnp.where(x > 0, 1.0, _SELU_ALPHA * jnp.exp(jnp.minimum(x, 0.0))),
         grad_bound=_SELU_SCALE * _SELU_ALPHA,  # the left limit at 0
         output_range=(-_SELU_SCALE * _SELU_ALPHA, inf),
+        kinks=(0.0,),
     )
 
     def gelu(approximate: bool = False) -> Activation:
@@ -554,6 +568,7 @@ def _register_builtins() -> None:
         output_range=(-1.0, 1.0),
         saturating=True,
         saturation_threshold=1.0 / math.sqrt(tol) - 1.0,
+        kinks=(0.0,),
     )
 
     def _mish(x):

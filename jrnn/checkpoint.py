@@ -13,31 +13,57 @@ Each checkpoint has three items:
   as their raw key data and re-wrapped on restore;
 * ``meta``: a JSON dict for everything else (metrics history so far, ...);
 * ``fingerprint``: the model's identity — tree structure, every leaf's path,
-  shape and dtype, and a user config dict (see :func:`fingerprint`).
+  shape and dtype, the model's description (cell family and static config
+  such as the activation, when known) and a user config dict (see
+  :func:`fingerprint`).
 
 :func:`save` and :func:`restore` compare fingerprints and raise ``ValueError``
 when a directory holds a different model, so a run never resumes from, nor
-writes over, someone else's checkpoints.
+writes over, someone else's checkpoints; :func:`save` compares before it
+touches anything in the directory (temporary leftovers included).
+
+A damaged checkpoint (a truncated array file, broken JSON, missing metadata:
+a disk that filled up, a copy cut short) is skipped: :func:`restore` without
+``step`` falls back to the newest intact checkpoint with a ``RuntimeWarning``
+naming the damaged one, and :func:`resume` with ``set_aside_corrupt=True`` (as
+:func:`jrnn.train.fit` uses it) renames it to ``<step>.corrupt`` so the run
+can write that step again. A fingerprint mismatch is never skipped.
 
 Example::
 
-    >>> ckpt = "/tmp/run/checkpoints"
-    >>> jrnn.checkpoint.save(ckpt, state, extra={"history": hist}, config={"task": "adding"})
+    >>> import tempfile, jax.numpy as jnp, jrnn
+    >>> ckpt = tempfile.mkdtemp()
+    >>> state = {"w": jnp.arange(3.0)}
+    >>> jrnn.checkpoint.save(ckpt, state, step=100, extra={"loss": [0.5]},
+    ...                      config={"task": "adding"})
+    100
     >>> jrnn.checkpoint.latest_step(ckpt)
     100
     >>> state, extra = jrnn.checkpoint.restore(ckpt, template=state, config={"task": "adding"})
+    >>> extra
+    {'loss': [0.5]}
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
+import warnings
 from typing import Any
 
 import jax
 import numpy as np
 
-__all__ = ["all_steps", "fingerprint", "latest_step", "restore", "resume", "save"]
+__all__ = [
+    "all_steps",
+    "check_writable",
+    "fingerprint",
+    "latest_step",
+    "restore",
+    "resume",
+    "save",
+]
 
 _ITEMS = ("state", "meta", "fingerprint")
 
@@ -65,8 +91,8 @@ def _canonical(config) -> Any:
         ) from None
 
 
-def fingerprint(tree: Any, config: dict | None = None) -> dict:
-    """The identity of a state pytree: structure, leaf paths / shapes / dtypes, config.
+def fingerprint(tree: Any, config: dict | None = None, model: str | None = None) -> dict:
+    """The identity of a state pytree: structure, leaf paths / shapes / dtypes, model, config.
 
     Two runs may share a checkpoint directory only if their fingerprints are
     equal. Values are not part of it (they are what a checkpoint stores).
@@ -75,19 +101,39 @@ def fingerprint(tree: Any, config: dict | None = None) -> dict:
       tree: the state pytree (arrays or ``jax.ShapeDtypeStruct``).
       config: optional JSON-serialisable dict of hyper-parameters that must
         also match (task, length, learning rate, ...).
+      model: optional description of the model's static config, e.g.
+        ``"Model(cell=elman(hidden_size=8, activation=tanh), ...)"``: two
+        models with the same shapes but another activation differ here.
+        :func:`jrnn.train.make_train_step` derives it from a
+        :class:`jrnn.models.Model`'s ``apply``.
 
     Returns:
-      ``{"treedef": str, "leaves": [[path, shape, dtype], ...], "config": ...}``.
+      ``{"treedef": str, "leaves": [[path, shape, dtype], ...], "model": ...,
+      "config": ...}``.
     """
     leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(tree)
     leaves = [
         [jax.tree_util.keystr(path), [int(s) for s in np.shape(x)], str(x.dtype)]
         for path, x in leaves_with_path
     ]
-    return {"treedef": str(treedef), "leaves": leaves, "config": _canonical(config)}
+    if model is not None and not isinstance(model, str):
+        raise TypeError(f"model must be a string description or None, got {type(model).__name__}.")
+    return {
+        "treedef": str(treedef),
+        "leaves": leaves,
+        "model": model,
+        "config": _canonical(config),
+    }
+
+
+def _normalised(fp: dict) -> dict:
+    """A stored fingerprint with the fields older versions did not write."""
+    return {"model": None, **fp}
 
 
 def _describe_mismatch(stored: dict, current: dict) -> str:
+    if stored.get("model") != current.get("model"):
+        return f"model differs: stored {stored.get('model')!r}, this run {current.get('model')!r}"
     if stored.get("config") != current.get("config"):
         return (
             f"config differs: stored {stored.get('config')!r}, this run {current.get('config')!r}"
@@ -114,13 +160,51 @@ def _manager(directory, max_to_keep: int | None = None, *, write: bool = False):
                                  item_names=_ITEMS)
 
 
-def _check_directory(directory) -> str:
+def _check_directory(directory, argument: str = "directory") -> str:
     if directory is None or not isinstance(directory, str | os.PathLike):
-        raise ValueError(f"directory must be a path, got {directory!r}.")
+        raise TypeError(
+            f"{argument} must be a path, got {directory!r} ({type(directory).__name__})."
+        )
     path = os.path.abspath(os.fspath(directory))
     if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"directory must be a directory, but {path!r} is a file.")
+        raise ValueError(f"{argument} must be a directory, but {path!r} is a file.")
     return path
+
+
+def check_writable(directory, argument: str = "directory") -> str:
+    """Creates ``directory`` if needed and proves a file can be written there.
+
+    :func:`jrnn.train.fit` calls it before the first step, so a read-only or
+    unreachable checkpoint directory fails at once, not at the first save
+    after the training time is spent.
+
+    Returns:
+      The absolute path.
+
+    Raises:
+      ValueError: naming ``argument`` and the OS error, if the directory
+        cannot be created or written.
+    """
+    path = _check_directory(directory, argument)
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".jrnn-write-probe-", dir=path)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(
+            f"{argument} {path!r} is not writable ({type(e).__name__}: {e}); checkpoints "
+            "could not be saved. Pass another directory."
+        ) from None
+    return path
+
+
+def _check_max_to_keep(max_to_keep) -> int | None:
+    if max_to_keep is None:
+        return None
+    from jrnn import validation
+
+    return validation.check_int(max_to_keep, "max_to_keep", minimum=1)
 
 
 def all_steps(directory) -> list[int]:
@@ -144,11 +228,35 @@ def latest_step(directory) -> int | None:
 def _stored_fingerprint(mgr, step: int) -> dict:
     ocp = _ocp()
     out = mgr.restore(step, args=ocp.args.Composite(fingerprint=ocp.args.JsonRestore()))
-    return out["fingerprint"]
+    fp = out["fingerprint"]
+    if not isinstance(fp, dict) or "leaves" not in fp:
+        raise ValueError(f"fingerprint of step {step} is not a fingerprint: {fp!r}")
+    return fp
+
+
+class _Corrupt(Exception):
+    """A checkpoint step that cannot be read (damaged files); carries the cause."""
+
+
+def _read_fingerprint(mgr, step: int) -> dict:
+    try:
+        return _normalised(_stored_fingerprint(mgr, step))
+    except Exception as e:  # orbax / tensorstore / JSON errors of a damaged step
+        raise _Corrupt(f"{type(e).__name__}: {e}") from e
+
+
+def _newest_fingerprint(mgr, steps) -> dict | None:
+    """The fingerprint of the newest step whose fingerprint can be read."""
+    for step in sorted(steps, reverse=True):
+        try:
+            return _read_fingerprint(mgr, step)
+        except _Corrupt:
+            continue
+    return None
 
 
 def _check_fingerprint(path: str, stored: dict, current: dict, action: str) -> None:
-    if stored != current:
+    if _normalised(stored) != current:
         raise ValueError(
             f"checkpoint directory {path!r} holds a different model or config "
             f"({_describe_mismatch(stored, current)}); refusing to {action}. Use another "
@@ -163,6 +271,7 @@ def save(
     step: int | None = None,
     extra: dict | None = None,
     config: dict | None = None,
+    model: str | None = None,
     max_to_keep: int | None = 2,
 ) -> int:
     """Atomically writes ``state`` (and the JSON ``extra``) as checkpoint ``step``.
@@ -173,40 +282,53 @@ def save(
       step: the checkpoint's step number (an int >= 0).
       extra: JSON-serialisable dict stored beside the arrays (metrics history).
       config: user config that is part of the fingerprint.
-      max_to_keep: keep only the newest this many checkpoints (None keeps all).
+      model: model description that is part of the fingerprint (see
+        :func:`fingerprint`).
+      max_to_keep: keep only the newest this many checkpoints, an int >= 1
+        (None keeps all). 0 is rejected: it would delete every checkpoint.
 
     Returns:
       The step saved.
 
     Raises:
       ValueError: if ``directory`` already holds checkpoints of a different
-        fingerprint (nothing is written), or checkpoint ``step`` already exists.
+        fingerprint (nothing in it is touched, temporary leftovers included),
+        checkpoint ``step`` already exists, or ``max_to_keep`` is below 1.
     """
     path = _check_directory(directory)
+    max_to_keep = _check_max_to_keep(max_to_keep)
     if step is None:
         if not hasattr(state, "step"):
             raise ValueError("step must be given when state has no .step field.")
         step = int(np.asarray(state.step).reshape(-1)[0])
-    if int(step) != step or step < 0:
+    if isinstance(step, bool) or int(step) != step or step < 0:
         raise ValueError(f"step must be an integer >= 0, got {step!r}.")
     step = int(step)
-    fp = fingerprint(state, config)
+    fp = fingerprint(state, config, model)
     meta = {} if extra is None else extra
     try:
         json.dumps(meta)
     except (TypeError, ValueError) as e:
         raise ValueError(f"extra must be JSON-serialisable, got an error: {e}") from None
     ocp = _ocp()
+    # Compare with a read-only manager first: the writing one cleans temporary
+    # leftovers when it opens, which must not happen in someone else's directory.
+    existing = all_steps(path)
+    if existing:
+        reader = _manager(path)
+        try:
+            stored = _newest_fingerprint(reader, existing)
+        finally:
+            reader.close()
+        if stored is not None:
+            _check_fingerprint(path, stored, fp, "overwrite it")
+    if step in existing:
+        raise ValueError(
+            f"step {step} already exists in checkpoint directory {path!r}; refusing to "
+            "overwrite it."
+        )
     mgr = _manager(path, max_to_keep, write=True)
     try:
-        existing = sorted(mgr.all_steps())
-        if existing:
-            _check_fingerprint(path, _stored_fingerprint(mgr, existing[-1]), fp, "overwrite it")
-        if step in existing:
-            raise ValueError(
-                f"step {step} already exists in checkpoint directory {path!r}; refusing to "
-                "overwrite it."
-            )
         leaves = jax.tree_util.tree_leaves(state)
         arrays = {
             f"{i:05d}": np.asarray(jax.random.key_data(x) if _is_key(x) else x)
@@ -226,35 +348,7 @@ def save(
     return step
 
 
-def restore(
-    directory, template: Any, *, step: int | None = None, config: dict | None = None
-) -> tuple[Any, dict]:
-    """Reads checkpoint ``step`` (default: the latest) into the structure of ``template``.
-
-    Args:
-      directory: the checkpoint directory.
-      template: a pytree with the structure, shapes and dtypes of the saved
-        state (e.g. the freshly initialised state); its values are not used.
-      step: which checkpoint; None for the latest.
-      config: must equal the config the checkpoint was saved with.
-
-    Returns:
-      ``(state, extra)``: arrays exactly as saved, and the ``extra`` dict.
-
-    Raises:
-      ValueError: no checkpoint, or the stored fingerprint differs from
-        ``fingerprint(template, config)``.
-    """
-    path = _check_directory(directory)
-    steps = all_steps(path)
-    if not steps:
-        raise ValueError(f"directory {path!r} holds no checkpoint to restore.")
-    if step is None:
-        step = steps[-1]
-    elif step not in steps:
-        raise ValueError(f"step must be one of the saved steps {steps}, got {step!r}.")
-    fp = fingerprint(template, config)
-    ocp = _ocp()
+def _abstract_leaves(template):
     leaves, treedef = jax.tree_util.tree_flatten(template)
     abstract = {
         f"{i:05d}": jax.ShapeDtypeStruct(
@@ -263,9 +357,13 @@ def restore(
         )
         for i, x in enumerate(leaves)
     }
-    mgr = _manager(path)
+    return leaves, treedef, abstract
+
+
+def _read_step(mgr, step: int, leaves, treedef, abstract):
+    """``(state, extra)`` of ``step``; _Corrupt if its files cannot be read."""
+    ocp = _ocp()
     try:
-        _check_fingerprint(path, _stored_fingerprint(mgr, step), fp, "restore from it")
         out = mgr.restore(
             step,
             args=ocp.args.Composite(
@@ -273,29 +371,142 @@ def restore(
                 meta=ocp.args.JsonRestore(),
             ),
         )
+        arrays = out["state"]["leaves"]
+        restored = []
+        for i, x in enumerate(leaves):
+            a = np.asarray(arrays[f"{i:05d}"])
+            if a.shape != tuple(abstract[f"{i:05d}"].shape):
+                raise ValueError(f"leaf {i} has shape {a.shape}, expected {abstract[f'{i:05d}']}")
+            if _is_key(x):
+                restored.append(jax.random.wrap_key_data(a, impl=jax.random.key_impl(x)))
+            else:
+                restored.append(jax.numpy.asarray(a, dtype=x.dtype))
+        meta = out["meta"]
+        if meta is not None and not isinstance(meta, dict):
+            raise ValueError(f"meta is not a dict: {meta!r}")
+    except Exception as e:  # orbax / tensorstore / JSON errors of a damaged step
+        raise _Corrupt(f"{type(e).__name__}: {e}") from e
+    return jax.tree_util.tree_unflatten(treedef, restored), dict(meta or {})
+
+
+def _restore(path, template, step, config, model):
+    """``(state, extra, step, corrupt)``: ``corrupt`` lists ``(step, reason)`` skipped."""
+    steps = all_steps(path)
+    if not steps:
+        raise ValueError(f"directory {path!r} holds no checkpoint to restore.")
+    if step is not None and step not in steps:
+        raise ValueError(f"step must be one of the saved steps {steps}, got {step!r}.")
+    fp = fingerprint(template, config, model)
+    leaves, treedef, abstract = _abstract_leaves(template)
+    candidates = [step] if step is not None else sorted(steps, reverse=True)
+    corrupt = []
+    mgr = _manager(path)
+    try:
+        for s in candidates:
+            try:
+                stored = _read_fingerprint(mgr, s)
+            except _Corrupt as e:
+                corrupt.append((s, str(e)))
+                continue
+            # A different model is never skipped over: it is someone else's directory.
+            _check_fingerprint(path, stored, fp, "restore from it")
+            try:
+                state, extra = _read_step(mgr, s, leaves, treedef, abstract)
+            except _Corrupt as e:
+                corrupt.append((s, str(e)))
+                continue
+            return state, extra, s, corrupt
     finally:
         mgr.close()
-    arrays = out["state"]["leaves"]
-    restored = []
-    for i, x in enumerate(leaves):
-        a = np.asarray(arrays[f"{i:05d}"])
-        if _is_key(x):
-            restored.append(jax.random.wrap_key_data(a, impl=jax.random.key_impl(x)))
-        else:
-            restored.append(jax.numpy.asarray(a, dtype=x.dtype))
-    return jax.tree_util.tree_unflatten(treedef, restored), dict(out["meta"] or {})
+    bad = "; ".join(f"step {s}: {why[:300]}" for s, why in corrupt)
+    raise ValueError(f"checkpoint directory {path!r} holds no intact checkpoint ({bad}).")
 
 
-def resume(directory, template: Any, *, config: dict | None = None):
-    """Restores the latest checkpoint if there is one.
+def _warn_corrupt(path: str, corrupt, restored_step: int, set_aside: bool) -> None:
+    for s, why in corrupt:
+        what = f"; renamed it to {s}.corrupt" if set_aside else ""
+        warnings.warn(
+            f"checkpoint step {s} in {path!r} is damaged and was skipped ({why[:300]}); "
+            f"restored step {restored_step} instead{what}.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def _set_aside(path: str, step: int) -> None:
+    """Renames the damaged step directory so the step can be written again."""
+    src = os.path.join(path, str(step))
+    if not os.path.isdir(src):
+        return
+    dst, i = f"{src}.corrupt", 1
+    while os.path.exists(dst):
+        dst, i = f"{src}.corrupt{i}", i + 1
+    os.rename(src, dst)
+
+
+def restore(
+    directory,
+    template: Any,
+    *,
+    step: int | None = None,
+    config: dict | None = None,
+    model: str | None = None,
+) -> tuple[Any, dict]:
+    """Reads checkpoint ``step`` (default: the newest intact one) into ``template``'s structure.
+
+    Args:
+      directory: the checkpoint directory.
+      template: a pytree with the structure, shapes and dtypes of the saved
+        state (e.g. the freshly initialised state); its values are not used.
+      step: which checkpoint; None for the newest intact one (damaged newer
+        ones are skipped with a ``RuntimeWarning`` naming them).
+      config: must equal the config the checkpoint was saved with.
+      model: must equal the model description it was saved with.
+
+    Returns:
+      ``(state, extra)``: arrays exactly as saved, and the ``extra`` dict.
+
+    Raises:
+      ValueError: no (intact) checkpoint, a damaged ``step`` asked for by
+        number, or the stored fingerprint differs from
+        ``fingerprint(template, config, model)``.
+    """
+    path = _check_directory(directory)
+    state, extra, s, corrupt = _restore(path, template, step, config, model)
+    _warn_corrupt(path, corrupt, s, set_aside=False)
+    return state, extra
+
+
+def resume(
+    directory,
+    template: Any,
+    *,
+    config: dict | None = None,
+    model: str | None = None,
+    set_aside_corrupt: bool = False,
+):
+    """Restores the newest intact checkpoint if there is one.
+
+    Args:
+      directory, template, config, model: as for :func:`restore`.
+      set_aside_corrupt: rename damaged checkpoints newer than the one
+        restored to ``<step>.corrupt`` (for a writer that will save those
+        steps again, as :func:`jrnn.train.fit` does).
 
     Returns:
       ``(state, extra)`` from :func:`restore`, or None when ``directory`` holds
       no checkpoint yet (a fresh run).
 
     Raises:
-      ValueError: the directory holds a different model (see :func:`restore`).
+      ValueError: the directory holds a different model (see :func:`restore`),
+        or only damaged checkpoints.
     """
-    if latest_step(directory) is None:
+    path = _check_directory(directory)
+    if latest_step(path) is None:
         return None
-    return restore(directory, template, config=config)
+    state, extra, s, corrupt = _restore(path, template, None, config, model)
+    if set_aside_corrupt:
+        for bad, _ in corrupt:
+            _set_aside(path, bad)
+    _warn_corrupt(path, corrupt, s, set_aside=set_aside_corrupt)
+    return state, extra

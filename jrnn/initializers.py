@@ -19,6 +19,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from jrnn import validation as _validation
+
 __all__ = [
     "Initializer",
     "constant",
@@ -51,6 +53,7 @@ def zeros(key, shape, dtype=jnp.float32):
 
 def constant(value: float) -> Initializer:
     """All entries equal to ``value``."""
+    value = _validation.check_number(value, "value", traced_ok=True)
 
     def init(key, shape, dtype=jnp.float32):
         del key
@@ -65,6 +68,7 @@ def orthogonal(gain: float = 1.0) -> Initializer:
     For square ``W`` every singular value equals ``|gain|``, so a linear RNN
     with this ``W_hh`` has every Lyapunov exponent equal to ``log|gain|``.
     """
+    gain = _validation.check_number(gain, "gain", traced_ok=True)
     base = jax.nn.initializers.orthogonal(scale=gain, column_axis=-1)
 
     def init(key, shape, dtype=jnp.float32):
@@ -82,6 +86,7 @@ def orthogonal_blocks(blocks: int, gain: float = 1.0) -> Initializer:
     deadlock XLA's thread pool when several batched LAPACK calls run concurrently
     (see ``README.md``, Known issues).
     """
+    blocks = _validation.check_int(blocks, "blocks", minimum=1)
     base = orthogonal(gain)
 
     def init(key, shape, dtype=jnp.float32):
@@ -99,6 +104,7 @@ def orthogonal_blocks(blocks: int, gain: float = 1.0) -> Initializer:
 
 def identity(scale: float = 1.0) -> Initializer:
     """``scale * I`` (IRNN, Le, Jaitly & Hinton 2015); rectangular shapes get ``eye``."""
+    scale = _validation.check_number(scale, "scale", traced_ok=True)
 
     def init(key, shape, dtype=jnp.float32):
         del key
@@ -118,6 +124,7 @@ def scaled_normal(gain: float = 1.0) -> Initializer:
     With ``gain = sigma_w`` a recurrent matrix drawn this way is the ``W`` of
     :func:`jrnn.theory.mean_field`; ``gain = 1`` is LeCun normal.
     """
+    gain = _validation.check_number(gain, "gain", traced_ok=True)
 
     def init(key, shape, dtype=jnp.float32):
         shape = _shape(shape)
@@ -128,7 +135,15 @@ def scaled_normal(gain: float = 1.0) -> Initializer:
 
 
 def uniform(low: float, high: float) -> Initializer:
-    """``U[low, high)``."""
+    """``U[low, high)``.
+
+    Raises:
+      ValueError: ``low >= high`` or a bound that is not finite.
+    """
+    low = _validation.check_number(low, "low", traced_ok=True)
+    high = _validation.check_number(high, "high", traced_ok=True)
+    if isinstance(low, float) and isinstance(high, float) and not low < high:  # concrete
+        raise ValueError(f"uniform needs low < high, got low={low}, high={high}.")
 
     def init(key, shape, dtype=jnp.float32):
         return jax.random.uniform(key, _shape(shape), dtype, minval=low, maxval=high)
@@ -138,12 +153,14 @@ def uniform(low: float, high: float) -> Initializer:
 
 def uniform_pytorch(hidden_size: int) -> Initializer:
     """PyTorch's RNN default: ``U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))``."""
+    hidden_size = _validation.check_int(hidden_size, "hidden_size", minimum=1)
     bound = 1.0 / math.sqrt(hidden_size)
     return uniform(-bound, bound)
 
 
 def glorot_uniform(gain: float = 1.0) -> Initializer:
     """Glorot/Xavier uniform (Keras' default kernel initialiser), fan-in = ``shape[-1]``."""
+    gain = _validation.check_number(gain, "gain", traced_ok=True)
 
     def init(key, shape, dtype=jnp.float32):
         shape = _shape(shape)
@@ -154,14 +171,40 @@ def glorot_uniform(gain: float = 1.0) -> Initializer:
     return init
 
 
-def critical(activation, sigma_b: float = 0.0) -> Initializer:
-    """``N(0, g*^2 / fan_in)`` at the mean-field critical gain ``g*`` of ``activation``.
+def critical(
+    activation, sigma_b: float = 0.0, *, sigma_u: float = 0.0, **gate_biases
+) -> Initializer:
+    """``N(0, g*^2 / fan_in)`` at the mean-field critical gain ``g*``.
 
-    ``g*`` solves ``chi(g) = g^2 E[f'(sqrt(q*) z)^2] = 1`` (Poole et al. 2016;
-    see :func:`jrnn.theory.critical_gain`): the edge of chaos, where a random
-    network neither forgets nor amplifies perturbations exponentially.
+    For an activation (Elman cells), ``g*`` solves ``chi(g) = g^2 E[f'(sqrt(q*)
+    z)^2] = 1`` with ``q*`` including the bias and input drive (``sigma_u``,
+    :func:`jrnn.theory.drive_scale`; Poole et al. 2016; see
+    :func:`jrnn.theory.critical_gain`): the edge of chaos, where a random
+    network neither forgets nor amplifies perturbations exponentially. For
+    ``"gru"`` / ``"lstm"`` it is the recurrent scale (all gates) at which the
+    gated mean field's mean squared gain per step is 1
+    (:func:`jrnn.theory.gated.critical_scale`; ``gate_biases`` such as
+    ``bias_z=1.0`` or ``bias_f=1.0`` as in :func:`jrnn.theory.gated.gru_mean_field`).
+    With the defaults it is the previous behaviour.
+
+    Raises:
+      ValueError: unknown activation / cell, or no critical scale on the bracket.
     """
-    from jrnn import theory  # theory depends on activations only
+    from jrnn import theory  # theory's mean field depends on activations only
 
-    gain = float(theory.critical_gain(activation, sigma_b=sigma_b))
+    if activation in ("gru", "lstm"):
+        gain = float(theory.gated.critical_scale(
+            activation, sigma_u=sigma_u, sigma_b=sigma_b, **gate_biases))
+    else:
+        if gate_biases:
+            raise ValueError(
+                f"gate biases {sorted(gate_biases)} apply to 'gru' / 'lstm' only, got "
+                f"activation {activation!r}."
+            )
+        gain = float(theory.critical_gain(activation, sigma_b=sigma_b, sigma_u=sigma_u))
+    if not math.isfinite(gain):
+        raise ValueError(
+            f"no critical gain for {activation!r} with sigma_b={sigma_b}, sigma_u={sigma_u} "
+            f"{gate_biases or ''} on the search bracket."
+        )
     return scaled_normal(gain)

@@ -39,6 +39,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jrnn import validation
+
 __all__ = [
     "add_distributed_flags",
     "initialize_distributed",
@@ -104,6 +106,8 @@ def initialize_distributed(
     coordinator_address: str | None = None,
     num_processes: int | None = None,
     process_id: int | None = None,
+    *,
+    timeout_s: int = 60,
 ) -> bool:
     """Joins a multi-process JAX job (``jax.distributed.initialize``).
 
@@ -116,10 +120,17 @@ def initialize_distributed(
       coordinator_address: ``"host:port"`` of process 0.
       num_processes: number of processes in the job.
       process_id: this process's index in ``[0, num_processes)``.
+      timeout_s: seconds to wait for the coordinator and the other processes
+        (JAX's own default is 300 s of silent blocking); then a RuntimeError
+        says what to check.
 
     Returns:
       True if this call initialised the distributed runtime, False if it did
       nothing (all arguments None, or already initialised).
+
+    Raises:
+      ValueError / TypeError: a bad argument; RuntimeError: no coordinator
+        answered within ``timeout_s``.
 
     Example::
 
@@ -127,8 +138,16 @@ def initialize_distributed(
         >>> jrnn.parallel.initialize_distributed()   # single process: no-op
         False
     """
+    timeout_s = validation.check_int(timeout_s, "timeout_s", minimum=1)
     if coordinator_address is None and num_processes is None and process_id is None:
         return False
+    if coordinator_address is not None and (
+        not isinstance(coordinator_address, str) or ":" not in coordinator_address
+    ):
+        raise ValueError(
+            f"coordinator_address must be 'host:port' (process 0's address), got "
+            f"{coordinator_address!r}."
+        )
     if num_processes is not None and (
         isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1
     ):
@@ -143,11 +162,21 @@ def initialize_distributed(
             )
     if jax.distributed.is_initialized():
         return False
-    jax.distributed.initialize(
-        coordinator_address=coordinator_address,
-        num_processes=num_processes,
-        process_id=process_id,
-    )
+    try:
+        jax.distributed.initialize(
+            coordinator_address=coordinator_address,
+            num_processes=num_processes,
+            process_id=process_id,
+            initialization_timeout=timeout_s,
+        )
+    except Exception as err:  # JAX raises XlaRuntimeError (DEADLINE_EXCEEDED, UNAVAILABLE)
+        raise RuntimeError(
+            f"initialize_distributed: could not join the job at coordinator_address="
+            f"{coordinator_address!r} (num_processes={num_processes}, process_id={process_id}) "
+            f"within timeout_s={timeout_s}: {type(err).__name__}: {str(err)[:300]}. Check that "
+            "process 0 runs with the same address and port, that the port is reachable, and "
+            "that every process was started."
+        ) from err
     return True
 
 
@@ -203,8 +232,17 @@ def _grid_axes(axes: dict[str, Any]) -> tuple[tuple[str, ...], tuple[np.ndarray,
             )
         if arr.shape[0] == 0:
             raise ValueError(f"grid axis {name!r} is empty (shape (0,)): the grid has no points.")
+        canon = arr.astype(jax.dtypes.canonicalize_dtype(arr.dtype))
+        if arr.dtype.kind in "iu" and not np.array_equal(canon.astype(arr.dtype), arr):
+            bad = arr[canon.astype(arr.dtype) != arr]
+            raise ValueError(
+                f"grid axis {name!r} holds values that do not fit {canon.dtype} (64-bit "
+                f"integers need jax_enable_x64), e.g. {bad[0]} would become "
+                f"{bad[0].astype(canon.dtype)}, so distinct seeds would collide. Use values "
+                f"below 2**31, or jax.config.update('jax_enable_x64', True)."
+            )
         names.append(name)
-        values.append(arr.astype(jax.dtypes.canonicalize_dtype(arr.dtype)))
+        values.append(canon)
     return tuple(names), tuple(values)
 
 

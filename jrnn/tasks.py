@@ -363,6 +363,11 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     Args:
       logits: ``(..., C)``.
       labels: integer ``(...)`` in ``[0, C)``, the leading shape of ``logits``.
+
+    Raises:
+      ValueError: shapes that do not match, non-integer labels, or concrete
+        labels outside ``[0, C)`` (``-1`` would silently score the last
+        class). Traced labels (under ``jit``) out of range give NaN.
     """
     ls, ys = tuple(np.shape(logits)), tuple(np.shape(labels))
     if len(ls) < 1 or ls[:-1] != ys:
@@ -371,8 +376,16 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
         )
     if not jnp.issubdtype(jnp.asarray(labels).dtype, jnp.integer):
         raise ValueError(f"labels must be integers, got dtype {jnp.asarray(labels).dtype}.")
+    C = ls[-1]
+    if not isinstance(labels, jax.core.Tracer):
+        arr = np.asarray(labels)
+        if arr.size and (arr.min() < 0 or arr.max() >= C):
+            raise ValueError(
+                f"labels must lie in [0, C) = [0, {C}), got values in [{arr.min()}, {arr.max()}]."
+            )
     logp = jax.nn.log_softmax(logits, axis=-1)
     picked = jnp.take_along_axis(logp, jnp.expand_dims(labels, -1), axis=-1)[..., 0]
+    picked = jnp.where((labels >= 0) & (labels < C), picked, jnp.nan)
     return -jnp.mean(picked)
 
 

@@ -25,18 +25,22 @@ times are kept apart from the history (:attr:`FitResult.step_times`).
 
 Example::
 
-    >>> model = jrnn.models.rnn(jrnn.cells.lstm(32), 1)
+    >>> import jax, optax, jrnn
+    >>> model = jrnn.models.rnn(jrnn.cells.lstm(8), 1)
     >>> opt = optax.adam(1e-3)
     >>> step = jrnn.train.make_train_step(model.apply, jrnn.tasks.mse, opt, clip_norm=1.0)
     >>> state = jrnn.train.init_state(model.init(jax.random.key(0), 2), opt, jax.random.key(1))
-    >>> batch_fn = lambda key, t: jrnn.tasks.adding(key, 32, 100)
-    >>> result = jrnn.train.fit(step, state, batch_fn, steps=1000, checkpoint_dir="ckpt",
-    ...                         checkpoint_every=100)
+    >>> batch_fn = lambda key, t: jrnn.tasks.adding(key, 4, 10)
+    >>> result = jrnn.train.fit(step, state, batch_fn, steps=3)
+    >>> result.history["step"], int(result.state.step), result.diverged
+    ([1, 2, 3], 3, False)
+
+    With ``checkpoint_dir="ckpt", checkpoint_every=100`` the same call saves
+    every 100 steps and, run again after a crash, resumes where it stopped.
 """
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -48,6 +52,7 @@ import numpy as np
 import optax
 
 from jrnn import checkpoint as _ckpt
+from jrnn import validation
 from jrnn.flossing import (
     FlossingSchedule,
     Penalty,
@@ -131,11 +136,28 @@ def make_train_step(
       ``step(state, batch)``; ``metrics`` has ``loss``, ``grad_norm`` (global
       norm before clipping) and ``finite`` (bool: the update was finite).
 
+    The returned function carries ``jrnn_model``: a description of the model
+    (cell family and static config, readout) when ``apply_fn`` is a
+    :class:`jrnn.models.Model`'s ``apply``, else None. :func:`fit` puts it in
+    the checkpoint fingerprint, so a checkpoint of a tanh Elman model is never
+    resumed by a relu one of the same shapes.
+
     Raises:
-      ValueError: (when first traced) if the loss is not a scalar.
+      ValueError: (when first traced) if the loss is not a scalar; a
+        non-positive or non-finite ``clip_norm``.
+      TypeError: ``clip_norm`` not a number, ``skip_nonfinite`` not a bool,
+        ``apply_fn`` / ``loss`` not callable.
     """
-    if clip_norm is not None and not (clip_norm > 0 and math.isfinite(clip_norm)):
-        raise ValueError(f"clip_norm must be a positive finite number or None, got {clip_norm!r}.")
+    for name, fn in (("apply_fn", apply_fn), ("loss", loss)):
+        if not callable(fn):
+            raise TypeError(f"{name} must be callable, got {fn!r} ({type(fn).__name__}).")
+    if not hasattr(optimizer, "update") or not hasattr(optimizer, "init"):
+        raise TypeError(
+            f"optimizer must be an optax GradientTransformation, got {type(optimizer).__name__}."
+        )
+    if clip_norm is not None:
+        clip_norm = validation.check_number(clip_norm, "clip_norm", low=0.0, low_open=True)
+    skip_nonfinite = validation.check_bool(skip_nonfinite, "skip_nonfinite")
     clip = optax.clip_by_global_norm(clip_norm) if clip_norm is not None else None
 
     def loss_of_params(params, x, y):
@@ -165,7 +187,25 @@ def make_train_step(
         new_state = TrainState(params, opt_state, state.step + 1, state.rng)
         return new_state, {"loss": value, "grad_norm": grad_norm, "finite": finite}
 
-    return jax.jit(step)
+    jitted = jax.jit(step)
+    jitted.jrnn_model = model_description(apply_fn)
+    return jitted
+
+
+def model_description(apply_fn) -> str | None:
+    """``"Model(cell=elman(hidden_size=8, activation=tanh), output_size=1, ...)"`` for a
+    bound :meth:`jrnn.models.Model.apply` (any object with a ``cell``), else None."""
+    model = getattr(apply_fn, "__self__", None)
+    cell = getattr(model, "cell", None)
+    if cell is None or not hasattr(cell, "describe"):
+        return None
+    parts = [f"cell={cell.describe()}"]
+    for field in getattr(model, "_fields", ()):
+        if field == "cell":
+            continue
+        value = getattr(model, field)
+        parts.append(f"{field}={getattr(value, 'name', value)}")
+    return f"{type(model).__name__}({', '.join(parts)})"
 
 
 class FitResult(NamedTuple):
@@ -257,12 +297,19 @@ def fit(
     ``time`` and ``eval_*`` entries); if ``checkpoint_every`` divides ``s`` or
     ``s`` is the last step, a checkpoint is written atomically.
 
-    With ``checkpoint_dir``, ``fit`` first resumes from the newest checkpoint
-    there (params, optimizer state, step, rng and the histories), so rerunning
-    the same call after a crash continues where it stopped and ends exactly as
-    an uninterrupted run. A directory holding a different model (fingerprint:
-    state structure, shapes, dtypes and ``config``) raises ``ValueError`` and is
-    left untouched.
+    With ``checkpoint_dir``, ``fit`` first checks the directory can be written
+    (a read-only one fails here, before any training), then resumes from the
+    newest intact checkpoint there (params, optimizer state, step, rng and the
+    histories), so rerunning the same call after a crash continues where it
+    stopped and ends exactly as an uninterrupted run; a crash loses at most
+    ``checkpoint_every`` steps. A directory holding a different model
+    (fingerprint: state structure, shapes, dtypes, the model description of
+    ``step_fn.jrnn_model`` — cell family, activation and other static config —
+    and ``config``) raises ``ValueError`` and is left untouched. A damaged
+    newest checkpoint is skipped with a ``RuntimeWarning`` naming it and set
+    aside as ``<step>.corrupt`` (see :mod:`jrnn.checkpoint`). A directory
+    already past ``steps`` (newest step 6, ``steps=4``) raises ``ValueError``
+    rather than returning a state trained longer than asked.
 
     NaN/Inf guard (``nan_guard=True``): if a step's loss, gradient norm or new
     parameters are not finite, training stops, a ``RuntimeWarning`` names the
@@ -281,31 +328,55 @@ def fit(
       checkpoint_dir: where checkpoints live; None disables them.
       checkpoint_every: save every this many steps (0: only at the end).
       config: JSON dict included in the checkpoint fingerprint.
-      max_to_keep: checkpoints kept on disk.
+      max_to_keep: checkpoints kept on disk, an int >= 1 (None keeps all).
       nan_guard: stop on a non-finite step (see above).
 
     Returns:
       A :class:`FitResult`.
+
+    Raises:
+      ValueError / TypeError: a bad argument (naming it), checked before the
+        first step: ``state.rng`` not a PRNG key, ``steps`` not an integer,
+        ``nan_guard='no'``, ``max_to_keep=0``, an unwritable
+        ``checkpoint_dir``, a checkpoint of another model or past ``steps``.
     """
     if not isinstance(state, TrainState):
         raise ValueError(f"state must be a jrnn.train.TrainState, got {type(state).__name__}.")
-    for name, v in (("eval_every", eval_every), ("checkpoint_every", checkpoint_every)):
-        if int(v) != v or v < 0:
-            raise ValueError(f"{name} must be an integer >= 0, got {v!r}.")
+    if not callable(step_fn):
+        raise TypeError(f"step_fn must be callable, got {type(step_fn).__name__}.")
+    validation.check_key(state.rng, "state.rng", batched=None)
+    eval_every = validation.check_int(eval_every, "eval_every", minimum=0)
+    checkpoint_every = validation.check_int(checkpoint_every, "checkpoint_every", minimum=0)
+    nan_guard = validation.check_bool(nan_guard, "nan_guard")
+    for name, fn in (("eval_fn", eval_fn), ("callback", callback)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be callable or None, got {type(fn).__name__}.")
+    if max_to_keep is not None:
+        max_to_keep = validation.check_int(max_to_keep, "max_to_keep", minimum=1)
     batch_fn, total = _data_source(data, state, steps, epochs, batch_size)
+    model = getattr(step_fn, "jrnn_model", None)
 
     history: dict[str, list] = {"step": []}
     eval_history: dict[str, list] = {"step": []}
     step_times: list[float] = []
     resumed_from = None
     if checkpoint_dir is not None:
-        restored = _ckpt.resume(checkpoint_dir, state, config=config)
+        _ckpt.check_writable(checkpoint_dir, "checkpoint_dir")
+        restored = _ckpt.resume(
+            checkpoint_dir, state, config=config, model=model, set_aside_corrupt=True
+        )
         if restored is not None:
             state, extra = restored
             history = extra.get("history", history)
             eval_history = extra.get("eval_history", eval_history)
             step_times = extra.get("step_times", step_times)
             resumed_from = _first(state.step)
+            if resumed_from > total:
+                raise ValueError(
+                    f"checkpoint_dir {checkpoint_dir!r} holds a run already at step "
+                    f"{resumed_from}, past steps={total}: resuming cannot give a {total}-step "
+                    f"state. Ask for steps >= {resumed_from}, or use another directory."
+                )
 
     def save():
         _ckpt.save(
@@ -313,6 +384,7 @@ def fit(
             state,
             extra={"history": history, "eval_history": eval_history, "step_times": step_times},
             config=config,
+            model=model,
             max_to_keep=max_to_keep,
         )
 
@@ -361,10 +433,10 @@ def fit(
 
 def _data_source(data, state, steps, epochs, batch_size):
     """Returns ``(batch_fn(rng, t), total_steps)``."""
-    if steps is not None and (int(steps) != steps or steps < 0):
-        raise ValueError(f"steps must be an integer >= 0, got {steps!r}.")
-    if epochs is not None and (int(epochs) != epochs or epochs < 0):
-        raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}.")
+    if steps is not None:
+        steps = validation.check_int(steps, "steps", minimum=0)
+    if epochs is not None:
+        epochs = validation.check_int(epochs, "epochs", minimum=0)
     if callable(data):
         if steps is None:
             raise ValueError("steps must be given when data is a batch function.")
@@ -385,8 +457,9 @@ def _data_source(data, state, steps, epochs, batch_size):
             f"{[tuple(np.shape(a)) for a in leaves]}."
         )
     N = sizes.pop()
-    if batch_size is None or int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1 for a dataset, got {batch_size!r}.")
+    if batch_size is None:
+        raise ValueError("batch_size must be an integer >= 1 for a dataset, got None.")
+    batch_size = validation.check_int(batch_size, "batch_size", minimum=1)
     if batch_size > N:
         raise ValueError(f"batch_size must be <= the dataset size {N}, got {batch_size}.")
     if np.ndim(state.rng) != (0 if _is_typed_key(state.rng) else 1):

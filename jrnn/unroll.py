@@ -16,8 +16,16 @@ Two faster paths compute the same function:
   recurrence is ``s_t = a_t * s_{t-1} + b_t`` elementwise, can be run with
   ``jax.lax.associative_scan`` (``parallel``; by default on accelerators):
   ``O(log T)`` depth instead of ``T`` sequential steps;
-* elman / irnn / residual / lstm / gru can use the fused training path of
-  :mod:`jrnn.fast` (``fused=True``): a hand-written batched backward pass.
+* cells with a ``fused_rule`` (elman / irnn / residual / lstm / gru) run
+  batch-major by default (:func:`jrnn.fast.batched_unroll`: one
+  ``(B, n) x (n, G)`` product per step, a custom JVP with a linear tangent
+  scan, so forward and reverse mode both work); ``fused=True`` uses the
+  hand-written reverse pass instead (reverse mode only); ``fused=False`` the
+  readable per-example scan (the reference the tests compare against).
+
+With ``lengths``, padded inputs are replaced by zeros before any arithmetic,
+so whatever the padding holds (NaN, inf) influences neither values nor
+gradients.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jrnn import fast
+from jrnn import fast, validation
 from jrnn.cells.base import Cell
 
 __all__ = ["Bidirectional", "bidirectional", "check_inputs", "match_carry_dtype", "unroll"]
@@ -40,14 +48,40 @@ def _shape_str(shape) -> str:
 
 
 def check_inputs(cell: Cell, params, xs, carry=None, lengths=None) -> tuple[int | None, int]:
-    """Validates ``xs``, ``carry`` and ``lengths`` for ``cell``; returns ``(B or None, T)``.
+    """Checks ``params``, ``xs``, ``carry``, ``lengths`` for ``cell``; returns ``(B or None, T)``.
+
+    ``params`` are checked against ``cell.param_spec`` (keys, shapes, dtype
+    kinds; see :func:`jrnn.validation.check_params`) with the input size taken
+    from ``xs``, so a transposed ``W_xh`` is blamed on the params, a wrong
+    feature size on ``xs``. ``xs`` may be real floating, integer or bool
+    (:func:`jrnn.unroll` casts the last two to the params' float dtype);
+    complex inputs are rejected. ``T = 0`` and ``B = 0`` are valid (empty
+    outputs). Concrete ``lengths`` must be integers in ``[0, T]``; traced
+    ``lengths`` (under ``jit``) cannot be checked and act clamped to
+    ``[0, T]`` (a negative length is 0, a length past ``T`` is ``T``).
 
     Raises:
       ValueError: naming the argument, the shape received and the shape expected.
+      TypeError: ``xs`` is complex or not numeric, a
+        param has the wrong dtype kind.
     """
     if not isinstance(cell, Cell):
         raise ValueError(f"cell must be a jrnn Cell, got {type(cell).__name__}.")
     shape = tuple(np.shape(xs))
+    validation.check_xs_dtype(xs)
+    d_xs = shape[-1] if len(shape) in (2, 3) else None
+    if d_xs is not None and d_xs >= 1 and cell.param_spec is not None:
+        try:
+            validation.check_params(cell, params, input_size=d_xs)
+        except (TypeError, ValueError) as err_xs:
+            # Params that are consistent on their own mean xs has the wrong feature size
+            # (reported below); otherwise the params are wrong for these inputs.
+            try:
+                validation.check_params(cell, params)
+            except (TypeError, ValueError):
+                raise err_xs from None
+    else:
+        validation.check_params(cell, params)
     d = int(cell.input_size(params))
     if len(shape) not in (2, 3):
         raise ValueError(
@@ -70,10 +104,11 @@ def check_inputs(cell: Cell, params, xs, carry=None, lengths=None) -> tuple[int 
                 f"lengths must have shape {_shape_str(expected)} (one length per sequence), "
                 f"got {_shape_str(l_shape)}."
             )
+        l_dtype = np.dtype(getattr(lengths, "dtype", None) or np.asarray(lengths).dtype)
+        if not np.issubdtype(l_dtype, np.integer):
+            raise ValueError(f"lengths must be integers, got dtype {l_dtype}.")
         if not isinstance(lengths, jax.core.Tracer):
             arr = np.asarray(lengths)
-            if not np.issubdtype(arr.dtype, np.integer):
-                raise ValueError(f"lengths must be integers, got dtype {arr.dtype}.")
             if arr.size and (arr.min() < 0 or arr.max() > T):
                 raise ValueError(
                     f"lengths must lie in [0, T] = [0, {T}], got values in "
@@ -99,6 +134,19 @@ def check_inputs(cell: Cell, params, xs, carry=None, lengths=None) -> tuple[int 
                     f"{_shape_str(np.shape(g))}."
                 )
     return batch, T
+
+
+def _empty_unroll(cell: Cell, params, xs, carry, batch):
+    """``T = 0``: the initial carry unchanged and ``hs`` of shape ``(0, n)`` / ``(B, 0, n)``."""
+    c0 = cell.initial_carry(params)
+    if carry is None:
+        carry = c0 if batch is None else jax.tree_util.tree_map(
+            lambda a: jnp.broadcast_to(a, (batch,) + a.shape), c0
+        )
+    u = jax.eval_shape(lambda x: cell.input_map(params, x), jnp.zeros(xs.shape[-1:], xs.dtype))
+    h = jax.eval_shape(lambda c, v: cell.recur(params, c, v)[1], c0, u)
+    prefix = (0,) if batch is None else (batch, 0)
+    return carry, jnp.zeros(prefix + h.shape, h.dtype)
 
 
 def match_carry_dtype(cell: Cell, params, carry, u):
@@ -166,6 +214,13 @@ def _scan_one(cell, params, xs, carry, length, reverse, unroll, chunk):
     return carry, hs
 
 
+def _zero_padding(xs, lengths):
+    """``xs`` with every step at or past its sequence's length set to 0 (any padding value)."""
+    T = xs.shape[-2]
+    valid = jnp.arange(T).reshape((1,) * lengths.ndim + (T,)) < lengths[..., None]  # (B, T)/(T,)
+    return jnp.where(valid[..., None], xs, jnp.zeros((), xs.dtype))
+
+
 def _combine(left, right):
     """Composition of affine maps ``s -> a s + b``: ``right`` after ``left``."""
     a_l, b_l = left
@@ -231,7 +286,7 @@ def unroll(
     unroll: int = 1,
     remat: bool | int = False,
     parallel: bool | None = None,
-    fused: bool = False,
+    fused: bool | None = None,
 ) -> tuple[Any, jax.Array]:
     """Runs ``cell`` over ``xs`` and returns ``(final_carry, hs)``.
 
@@ -253,10 +308,14 @@ def unroll(
         CPU (where the sequential scan measured faster); ``False``: the
         sequential scan (the reference); ``True``: require it. ``carry``,
         ``lengths`` and ``reverse`` are supported; ``unroll`` is ignored.
-      fused: use the fused training path of :mod:`jrnn.fast` (elman, irnn,
-        residual, lstm, gru; not with ``remat``): same values and gradients,
-        a hand-written backward pass with one large matmul per weight. It
-        supports reverse-mode autodiff only (no ``jax.jvp`` / ``jacfwd``).
+      fused: ``None`` (default): cells with a ``fused_rule`` (elman, irnn,
+        residual, lstm, gru) run batch-major through
+        :func:`jrnn.fast.batched_unroll` unless ``remat`` is set (every
+        differentiation mode works); other cells, and ``remat``, use the
+        per-example scan. ``True``: :func:`jrnn.fast.fused_unroll`, the
+        hand-written backward pass (reverse mode only, no ``jax.jvp`` /
+        ``jacfwd``; not with ``remat``). ``False``: the readable per-example
+        scan, vmapped over the batch (the reference).
 
     Returns:
       ``final_carry`` and ``hs`` of shape ``(T, n)`` or ``(B, T, n)``.
@@ -272,6 +331,9 @@ def unroll(
         ((4, 10, 16), (4, 16))
     """
     batch, T = check_inputs(cell, params, xs, carry, lengths)
+    xs = validation.float_inputs(xs, params)  # integer / bool inputs: the params' float dtype
+    if T == 0:
+        return _empty_unroll(cell, params, xs, carry, batch)
     chunk = _remat_chunk(remat, T)
     if parallel not in (None, True, False):
         raise ValueError(f"parallel must be None, True or False, got {parallel!r}.")
@@ -288,18 +350,27 @@ def unroll(
         # on, and measured 1.5-2.5x slower (BENCHMARKS.md).
         parallel = cell.linear_coeffs is not None and not chunk and jax.default_backend() != "cpu"
     use_parallel = parallel
+    if fused not in (None, True, False):
+        raise ValueError(f"fused must be None, True or False, got {fused!r}.")
     if fused:
         if chunk:
             raise ValueError("fused=True does not combine with remat; pass remat=False.")
         if not fast.supports(cell):
             raise ValueError(
-                f"fused=True supports the cells {fast.FUSED_CELLS}, got {cell.describe()}."
+                "fused=True needs a cell with a fused_rule (elman, irnn, residual, lstm, gru), "
+                f"got {cell.describe()}."
             )
         return fast.fused_unroll(
             cell, params, xs, carry=carry, lengths=lengths, reverse=reverse, unroll=unroll
         )
+    if fused is None and not chunk and not use_parallel and fast.supports(cell):
+        return fast.batched_unroll(
+            cell, params, xs, carry=carry, lengths=lengths, reverse=reverse, unroll=unroll
+        )
     xs = jnp.asarray(xs)
     lengths = None if lengths is None else jnp.asarray(lengths)
+    if lengths is not None:
+        xs = _zero_padding(xs, lengths)
 
     def one(x, c, length):
         c = cell.initial_carry(params) if c is None else c

@@ -185,3 +185,109 @@ def test_sigkill_then_rerun_equals_uninterrupted_run(tmp_path):
     assert a.files == b.files
     for k in a.files:
         np.testing.assert_array_equal(a[k], b[k])
+
+
+# ----------------------------------------------------------------- reliability (issue 16)
+
+
+def _fit(model, tmp_path, steps, seed=0, **kw):
+    opt = optax.sgd(0.05)
+    step = train.make_train_step(model.apply, tasks.mse, opt)
+    state = train.init_state(model.init(jax.random.key(seed), 2), opt, jax.random.key(seed + 1))
+    data = lambda k, t: tasks.adding(k, 4, 5)
+    return train.fit(step, state, data, steps=steps, checkpoint_dir=tmp_path, **kw)
+
+
+def test_model_description_is_part_of_the_fingerprint(tmp_path):
+    tanh = jrnn.models.rnn(jrnn.cells.elman(3, "tanh"), 1)
+    relu = jrnn.models.rnn(jrnn.cells.elman(3, "relu"), 1)
+    assert train.make_train_step(tanh.apply, tasks.mse, optax.sgd(0.1)).jrnn_model == (
+        "Model(cell=elman(hidden_size=3, activation=tanh), output_size=1, "
+        "output_activation=identity, return_sequences=False)"
+    )
+    _fit(tanh, tmp_path, 2, checkpoint_every=1, max_to_keep=None)
+    before = _tree_snapshot(tmp_path)
+    with pytest.raises(ValueError, match="model differs.*activation=tanh.*activation=relu"):
+        _fit(relu, tmp_path, 4)
+    assert _tree_snapshot(tmp_path) == before
+    # The same model resumes.
+    assert _fit(tanh, tmp_path, 3).resumed_from == 2
+
+
+@pytest.mark.parametrize("damage", ["truncated_array", "broken_json", "no_fingerprint"])
+def test_damaged_newest_checkpoint_falls_back_with_a_warning(tmp_path, damage):
+    import shutil
+
+    model = jrnn.models.rnn(jrnn.cells.elman(3), 1)
+    _fit(model, tmp_path, 2, checkpoint_every=1)
+    newest = tmp_path / "2"
+    if damage == "truncated_array":
+        for root, _, files in os.walk(newest / "state"):
+            for f in files:
+                if os.path.basename(root) == "d":
+                    open(os.path.join(root, f), "r+b").truncate(5)
+    elif damage == "broken_json":
+        (newest / "meta" / "metadata").write_text("{broken")
+    else:
+        shutil.rmtree(newest / "fingerprint")
+    with pytest.warns(RuntimeWarning, match="step 2 .* damaged"):
+        res = _fit(model, tmp_path, 3)
+    assert res.resumed_from == 1 and int(res.state.step) == 3
+    assert (tmp_path / "2.corrupt").is_dir() and checkpoint.latest_step(tmp_path) == 3
+    # A resumed run equals an uninterrupted one: the damaged step is redone exactly.
+    ref = _fit(model, tmp_path / "ref", 3)
+    assert res.history == ref.history
+    chex.assert_trees_all_equal(res.state.params, ref.state.params)
+
+
+def test_only_damaged_checkpoints_raise_clearly(tmp_path):
+    state = make_state()
+    checkpoint.save(tmp_path, state, step=1)
+    (tmp_path / "1" / "meta" / "metadata").write_text("{broken")
+    with pytest.raises(ValueError, match="no intact checkpoint.*step 1"):
+        checkpoint.restore(tmp_path, state)
+
+
+def test_max_to_keep_zero_is_rejected_and_deletes_nothing(tmp_path):
+    state = make_state()
+    checkpoint.save(tmp_path, state, step=1)
+    with pytest.raises(ValueError, match="max_to_keep"):
+        checkpoint.save(tmp_path, state, step=2, max_to_keep=0)
+    assert checkpoint.all_steps(tmp_path) == [1]
+
+
+def test_directory_past_the_requested_steps_raises(tmp_path):
+    model = jrnn.models.rnn(jrnn.cells.elman(3), 1)
+    _fit(model, tmp_path, 3)
+    with pytest.raises(ValueError, match="already at step 3, past steps=2"):
+        _fit(model, tmp_path, 2)
+    assert _fit(model, tmp_path, 3).resumed_from == 3  # asking for as many steps is fine
+
+
+def test_unwritable_directory_fails_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    calls = []
+    model = jrnn.models.rnn(jrnn.cells.elman(3), 1)
+    with pytest.raises(ValueError, match="checkpoint_dir .* is not writable"):
+        _fit(model, blocker / "ckpt", 2, callback=lambda s, m: calls.append(s))
+    assert calls == []
+    if os.geteuid() != 0:  # root writes through read-only permissions
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        with pytest.raises(ValueError, match="not writable"):
+            _fit(model, ro, 2, callback=lambda s, m: calls.append(s))
+        assert calls == []
+
+
+def test_save_leaves_a_foreign_directory_untouched_temporaries_included(tmp_path):
+    state = make_state(hidden=3)
+    checkpoint.save(tmp_path, state, step=1)
+    leftover = tmp_path / "2.orbax-checkpoint-tmp-1234"
+    leftover.mkdir()
+    (leftover / "partial").write_text("someone's half-written save")
+    before = _tree_snapshot(tmp_path)
+    with pytest.raises(ValueError, match="different model"):
+        checkpoint.save(tmp_path, make_state(hidden=4), step=3)
+    assert _tree_snapshot(tmp_path) == before and leftover.is_dir()

@@ -1,5 +1,6 @@
 """The fused training path (jrnn.fast) == jax.grad of the reference scan."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -187,3 +188,173 @@ def test_keep_host_buffers_in_a_subprocess():
     assert same == "True"
     if glibc == "True" and sys.platform.startswith("linux"):
         assert ok == "True"
+
+
+# --------------------------------------------------------------------------- default path
+
+
+def _default_vs_reference(name, lengths=None, reverse=False, weight_grads=None):
+    cell, p, xs, c0 = _setup(name)
+
+    def f(p, xs, c0, ref):
+        if ref:
+            c, hs = jrnn.unroll(
+                cell, p, xs, carry=c0, lengths=lengths, reverse=reverse, fused=False
+            )
+        else:
+            c, hs = fast.batched_unroll(
+                cell, p, xs, carry=c0, lengths=lengths, reverse=reverse, weight_grads=weight_grads
+            )
+        return c, hs
+
+    def loss(p, xs, c0, ref):
+        c, hs = f(p, xs, c0, ref)
+        leaves = jax.tree_util.tree_leaves(c)
+        return jnp.sum(jnp.sin(hs) * jnp.cos(3 * hs)) + sum(jnp.sum(l**2) for l in leaves), hs
+
+    vg = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True), static_argnums=3)
+    _assert_same(vg(p, xs, c0, False), vg(p, xs, c0, True), rtol=1e-10, atol=1e-10)
+    tangents = jax.tree_util.tree_map(
+        lambda a: jax.random.normal(jax.random.key(7), a.shape, a.dtype), (p, xs, c0)
+    )
+    jv = jax.jit(
+        lambda ref: jax.jvp(lambda *a: f(*a, ref), (p, xs, c0), tangents), static_argnums=0
+    )
+    chex.assert_trees_all_close(jv(False), jv(True), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "name", ["elman-tanh", "elman-sigmoid-nobias", "residual-softsign", "lstm", "gru"]
+)
+def test_default_equals_reference_float64(name):
+    """Values, grad and jvp of the default batch-major path == the per-example scan."""
+    _default_vs_reference(name)
+
+
+@pytest.mark.parametrize(
+    "name, weight_grads",
+    [("elman-tanh", "in_loop"), ("residual-softsign", "after"), ("lstm", None), ("gru", "after")],
+)
+def test_default_lengths_and_reverse(name, weight_grads):
+    _default_vs_reference(name, jnp.array([7, 3, 0]), True, weight_grads)
+
+
+def test_unroll_default_uses_the_batched_path():
+    cell, p, xs, _ = _setup("gru")
+    jaxpr = str(jax.make_jaxpr(lambda p: jrnn.unroll(cell, p, xs))(p))
+    assert "custom_jvp_call" in jaxpr
+    assert "custom_jvp_call" not in str(
+        jax.make_jaxpr(lambda p: jrnn.unroll(cell, p, xs, fused=False))(p)
+    )
+
+
+@pytest.mark.parametrize("name", ["lstm"])
+def test_default_jacfwd_vmap_hessian(name):
+    cell, p, xs, _ = _setup(name)
+    xs = xs[:2, :4]
+
+    def out(xs, fused):
+        return jrnn.unroll(cell, p, xs, fused=fused)[1]
+
+    np.testing.assert_allclose(
+        jax.jacfwd(out)(xs, None), jax.jacfwd(out)(xs, False), rtol=1e-10, atol=1e-12
+    )
+
+    def loss(s, fused):
+        q = {**p, "W_hh": s * p["W_hh"]}
+        return jnp.sum(jnp.tanh(jrnn.unroll(cell, q, xs, fused=fused)[1]))
+
+    np.testing.assert_allclose(jax.hessian(loss)(1.0, None), jax.hessian(loss)(1.0, False), 1e-10)
+    per_ex = lambda fused: jax.vmap(jax.grad(lambda s, x: loss(s, fused)), (None, 0))(1.0, xs)
+    np.testing.assert_allclose(per_ex(None), per_ex(False), rtol=1e-10)
+
+
+def test_default_no_retracing():
+    cell, p, xs, _ = _setup("lstm")
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def g(p, xs):
+        return jax.grad(lambda p: jnp.sum(jrnn.unroll(cell, p, xs)[1] ** 2))(p)
+
+    for s in (1.0, 0.5, 2.0):
+        g(jax.tree_util.tree_map(lambda a: s * a, p), xs * s)
+
+
+@pytest.mark.parametrize("name", ["elman-tanh", "lstm", "gru"])
+def test_rule_tangent_and_backward_are_transposes(name):
+    """<dnew', tangent(dprev, du, dhh)> == <backward(dnew'), (dprev, du, dhh)> on random data."""
+    rule = CELLS[name].fused_rule
+    k = iter(jax.random.split(jax.random.key(4), 16))
+    rnd = lambda shape: jax.random.normal(next(k), shape, jnp.float64)
+    G = rule.gates * N
+    n_carry = 2 if name == "lstm" else 1
+    carry = tuple(rnd((B, N)) for _ in range(n_carry))
+    _, res = rule.forward(carry, rnd((B, G)), rnd((B, G)), True)
+    dprev, du, dhh = tuple(rnd((B, N)) for _ in range(n_carry)), rnd((B, G)), rnd((B, G))
+    ct = tuple(rnd((B, N)) for _ in range(n_carry))
+    out = rule.tangent(res, dprev, du, dhh)
+    direct, ct_du, ct_dhh = rule.backward(res, ct)
+    lhs = sum(jnp.vdot(a, b) for a, b in zip(ct, out))
+    rhs = sum(jnp.vdot(a, b) for a, b in zip(direct, dprev))
+    rhs = rhs + jnp.vdot(ct_du, du) + jnp.vdot(ct_dhh, dhh)
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-12)
+
+
+@pytest.mark.parametrize("fused", [None, True])
+def test_saturated_derivatives_do_not_underflow_float32(fused):
+    """a = 12: tanh'(a) = 1.5e-10 is representable in float32, 1 - tanh(a)^2 rounds to 0."""
+    cell = jrnn.cells.elman(1)
+    p = {"W_xh": jnp.ones((1, 1)), "W_hh": jnp.zeros((1, 1)), "b_h": jnp.zeros((1,))}
+    xs = jnp.full((1, 1, 1), 12.0, jnp.float32)
+    g = jax.grad(lambda p: jrnn.unroll(cell, p, xs, fused=fused)[1].sum())(p)
+    expected = 4 * np.exp(-24.0) / (1 + np.exp(-24.0)) ** 2
+    np.testing.assert_allclose(g["b_h"], [expected], rtol=1e-5)
+
+
+PADDING_CELLS = {
+    "gru": lambda: jrnn.cells.gru(N),
+    "lstm": lambda: jrnn.cells.lstm(N),
+    "elman": lambda: jrnn.cells.elman(N),
+    "min_gru": lambda: jrnn.cells.min_gru(N),
+}
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("elman", {}),
+        ("lstm", {"fused": True}),
+        ("gru", {"fused": False}),
+        ("gru", {"remat": 2}),
+        ("lstm", {"reverse": True}),
+        ("min_gru", {"parallel": True}),
+    ],
+)
+def test_padding_never_leaks_into_values_or_gradients(name, kwargs):
+    """NaN / inf in padded steps: finite gradients equal to those of clean padding (issue 16)."""
+    cell = PADDING_CELLS[name]()
+    p = cell.init(jax.random.key(0), D)
+    xs = jax.random.normal(jax.random.key(1), (3, T, D))
+    lengths = jnp.array([T, 3, 0])
+    bad = xs.at[1, 3:].set(jnp.nan).at[2, :].set(jnp.inf).at[0, 0, 0].set(xs[0, 0, 0])
+    clean = xs.at[1, 3:].set(0.0).at[2, :].set(0.0)
+
+    def loss(p, xs):
+        c, hs = jrnn.unroll(cell, p, xs, lengths=lengths, **kwargs)
+        return jnp.sum(hs**2) + sum(jnp.sum(l) for l in jax.tree_util.tree_leaves(c))
+
+    vg = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+    got, want = vg(p, bad), vg(p, clean)
+    assert all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree_util.tree_leaves(got))
+    chex.assert_trees_all_close(got, want, rtol=1e-6, atol=1e-6)
+    assert float(jnp.abs(got[1][1][1][3:]).max()) == 0.0  # no gradient reaches the padding
+
+
+def test_model_apply_padding_is_inert():
+    model = jrnn.models.rnn(jrnn.cells.lstm(N), 1)
+    p = model.init(jax.random.key(0), D)
+    xs = jax.random.normal(jax.random.key(1), (2, T, D)).at[1, 4:].set(jnp.nan)
+    lengths = jnp.array([T, 4])
+    g = jax.grad(lambda p: jnp.sum(model.apply(p, xs, lengths=lengths) ** 2))(p)
+    assert all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree_util.tree_leaves(g))

@@ -9,12 +9,29 @@ Errors are max ``|lambda_i - lambda_i^ref|`` against a float64 Householder run.
 blocks pass their error check at this spectrum width; in float32 (``auto``) they fail it
 and are redone step by step (slower, same accuracy).
 
-Run: ``python -m experiments.benchmarks.lyapunov [--T 512 --n 128 --repeats 5]``.
+Suites (``--suite``):
+  * ``qr`` (the above): ``python -m experiments.benchmarks.lyapunov --suite qr``;
+  * ``peer`` (issue 11): a PyTorch loop in the style of research code (carry ``h`` and
+    ``Q``, ``Q, R = qr(diag(f') (W Q))``), jrnn stacked and jrnn streaming, on a random
+    tanh net (g = 2), full spectrum; each run in its own subprocess reporting its peak
+    RSS (``ru_maxrss``) and ms per step (second call, so compile time is excluded for
+    jax; the torch loop has none);
+  * ``scale``: N=512 full spectrum float64 T=1500 (streamed) and N=4096, k=64, T=1000
+    float32 (tangent mode), one run each, time including compilation;
+  * ``gpu``: full spectrum N=4096 float64 per-step time on the default device (the best
+    published figure is ~47 ms/step on an H100 PCIe). Never run in CI.
+
+Run: ``python -m experiments.benchmarks.lyapunov --suite peer [--T 1000 --n 512]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
 
 import jax
 
@@ -54,14 +71,7 @@ def _qr_chain(Js):
     return -jnp.sort(-jnp.mean(logs, axis=0))
 
 
-def main(argv=None) -> dict[str, float]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--T", type=int, default=T)
-    ap.add_argument("--n", type=int, default=N)
-    ap.add_argument("--gain", type=float, default=GAIN)
-    ap.add_argument("--repeats", type=int, default=REPEATS)
-    ap.add_argument("--warmup", type=int, default=1)
-    args = ap.parse_args(argv)
+def qr_suite(args) -> dict[str, float]:
 
     cell = jrnn.cells.elman(
         args.n, "tanh", recurrent_init=jrnn.initializers.scaled_normal(args.gain)
@@ -106,6 +116,171 @@ def main(argv=None) -> dict[str, float]:
     )
     print(table(["method", "median ms", "speed vs baseline", "max |err|"], rows))
     return times
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _net(n, gain, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    W = (gain / np.sqrt(n) * rng.standard_normal((n, n))).astype(dtype)
+    us = (0.1 * rng.standard_normal((1, n))).astype(dtype)
+    return W, us
+
+
+def child(impl: str, dtype: str, n: int, k: int, T: int, gain: float, repeat: int) -> dict:
+    """One measurement in this (fresh) process; prints one JSON line."""
+    W, u = _net(n, gain, dtype)
+    base = _peak_mb()
+    if impl == "torch":
+        import torch
+
+        Wt = torch.from_numpy(W)
+        ut = torch.from_numpy(u[0])
+
+        def run():
+            h = torch.zeros(n, dtype=Wt.dtype)
+            Q = torch.eye(n, k, dtype=Wt.dtype)
+            logs = torch.zeros(k, dtype=Wt.dtype)
+            for _ in range(T):
+                h = torch.tanh(Wt @ h + ut)
+                Q, R = torch.linalg.qr((1 - h * h)[:, None] * (Wt @ Q))
+                logs += torch.log(torch.abs(torch.diagonal(R)))
+            return (logs / T).numpy()
+
+    else:
+        mode = {"stacked": "stacked", "streaming": "auto", "tangent": "tangent"}[impl]
+        cell = jrnn.cells.elman(n, "tanh")  # the same constant drive as b_h
+        params = {
+            "W_xh": jnp.zeros((n, 1), dtype),
+            "W_hh": jnp.asarray(W),
+            "b_h": jnp.asarray(u[0]),
+        }
+        xs = jnp.zeros((T, 1), dtype)
+        f = jax.jit(
+            lambda p, x: jrnn.diagnostics.lyapunov_spectrum(cell, p, x, k=k, mode=mode).exponents
+        )
+
+        def run():
+            return np.asarray(f(params, xs))
+
+    t0 = time.perf_counter()
+    ex = run()
+    first = time.perf_counter() - t0
+    secs = first
+    if repeat:
+        t0 = time.perf_counter()
+        ex = run()
+        secs = time.perf_counter() - t0
+    out = {
+        "impl": impl, "dtype": dtype, "n": n, "k": k, "T": T,
+        "ms_per_step": 1e3 * secs / T, "first_call_s": first,
+        "peak_rss_mb": _peak_mb(), "baseline_rss_mb": base,
+        "lambda_1": float(np.max(ex)), "lambda_k": float(np.min(ex)),
+    }  # fmt: skip
+    print(json.dumps(out))
+    return out
+
+
+def _spawn(*args) -> dict:
+    cmd = [sys.executable, "-m", "experiments.benchmarks.lyapunov", "--child", *map(str, args)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    if res.returncode or not lines:
+        return {"error": (res.stderr or res.stdout)[-400:]}
+    return json.loads(lines[-1])
+
+
+def _have_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _report(rows, title):
+    print(title)
+    print(f"# {machine()}")
+    body = []
+    for r in rows:
+        if "error" in r:
+            body.append([r.get("label", "?"), "error", "", "", r["error"][-80:]])
+            continue
+        body.append(
+            [r["label"], f"{r['ms_per_step']:.1f}", f"{r['peak_rss_mb']:.0f}",
+             f"{r['first_call_s']:.1f}", f"{r['lambda_1']:.4f} / {r['lambda_k']:.4f}"]
+        )  # fmt: skip
+    print(table(["run", "ms/step", "peak RSS MB", "first call s", "lambda_1 / lambda_k"], body))
+
+
+def peer_suite(args):
+    rows = []
+    for dtype in ("float32", "float64"):
+        impls = (["torch"] if _have_torch() else []) + ["stacked", "streaming"]
+        for impl in impls:
+            r = _spawn(impl, dtype, args.n, args.n, args.T, args.gain, 1)
+            r["label"] = f"{impl} {dtype}"
+            rows.append(r)
+            print(json.dumps(r), flush=True)
+    _report(rows, f"# Lyapunov peer: tanh g={args.gain}, N={args.n}, k=N, T={args.T}")
+    by = {r["label"]: r for r in rows if "error" not in r}
+    for dtype in ("float32", "float64"):
+        t = by.get(f"torch {dtype}")
+        s = by.get(f"streaming {dtype}")
+        if t and s:
+            print(
+                f"# {dtype}: streaming vs torch speed {t['ms_per_step'] / s['ms_per_step']:.2f}x,"
+                f" memory {s['peak_rss_mb'] / t['peak_rss_mb']:.2f}x"
+            )
+    return rows
+
+
+def scale_suite(args):
+    rows = []
+    for impl, dtype, n, k, T_ in (
+        ("streaming", "float64", 512, 512, args.T_mid),
+        ("tangent", "float32", 4096, 64, args.T_large),
+    ):
+        r = _spawn(impl, dtype, n, k, T_, args.gain, 0)
+        r["label"] = f"{impl} {dtype} N={n} k={k} T={T_}"
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+    _report(rows, "# Lyapunov scale rows (one run each; time includes compilation)")
+    return rows
+
+
+def gpu_suite(args):
+    n = args.n if args.n != N else 4096
+    r = _spawn("streaming", "float64", n, n, args.T, args.gain, 1)
+    r["label"] = f"streaming float64 N={n} k=N T={args.T} on {jax.devices()[0].device_kind}"
+    _report([r], "# Lyapunov full spectrum on the default device (published: ~47 ms/step, H100)")
+    return [r]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--suite", choices=("qr", "peer", "scale", "gpu"), default="peer")
+    ap.add_argument("--T", type=int, default=None)
+    ap.add_argument("--n", type=int, default=None)
+    ap.add_argument("--gain", type=float, default=None)
+    ap.add_argument("--repeats", type=int, default=REPEATS)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--T-mid", type=int, default=1500, help="scale: T of the N=512 row")
+    ap.add_argument("--T-large", type=int, default=1000, help="scale: T of the N=4096 row")
+    ap.add_argument("--child", nargs=7, default=None)
+    args = ap.parse_args(argv)
+    if args.child:
+        impl, dtype, n, k, T_, gain, rep = args.child
+        return child(impl, dtype, int(n), int(k), int(T_), float(gain), int(rep))
+    defaults = {"qr": (T, N, GAIN), "peer": (1000, 512, 2.0), "scale": (1000, 512, 2.0),
+                "gpu": (200, 4096, 2.0)}[args.suite]  # fmt: skip
+    args.T = args.T or defaults[0]
+    args.n = args.n or defaults[1]
+    args.gain = args.gain or defaults[2]
+    suite = {"qr": qr_suite, "peer": peer_suite, "scale": scale_suite, "gpu": gpu_suite}
+    return suite[args.suite](args)
 
 
 if __name__ == "__main__":

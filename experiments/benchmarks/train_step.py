@@ -6,10 +6,13 @@ parameters for:
 
 * ``flax``: ``flax.linen.RNN`` with ``SimpleCell`` / ``OptimizedLSTMCell`` / ``GRUCell``;
 * ``plain scan``: a hand-written batch-major ``jax.lax.scan``;
-* ``jrnn``: :func:`jrnn.unroll`, the readable reference path (vmapped cell);
-* ``jrnn fused (in_loop|after)``: :func:`jrnn.unroll` with ``fused=True`` (:mod:`jrnn.fast`)
+* ``jrnn default``: ``jax.grad`` over :func:`jrnn.unroll` as a user calls it (batch-major,
+  custom JVP whose linear tangent scan JAX transposes; :func:`jrnn.fast.batched_unroll`);
+* ``jrnn reference``: ``fused=False``, the readable per-example scan (vmapped cell);
+* ``jrnn fused (in_loop|after)``: ``fused=True`` (hand-written custom VJP, :mod:`jrnn.fast`)
   with both weight-gradient schedules (the default one first);
-* ``torch``: ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``, only if ``import torch`` works.
+* ``torch``: ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` (cuDNN on a GPU), only if ``import torch``
+  works.
 
 Configurations: ``small`` B=64, T=256, d=1, n=128 (CPU and GPU) and
 ``large`` B=256, T=1024, d=32, n=512 (GPU). Prints medians (ms) and the
@@ -31,7 +34,7 @@ import jax
 import jax.numpy as jnp
 
 import jrnn
-from experiments.benchmarks._common import compare, machine, median_time, table
+from experiments.benchmarks._common import compare, machine, table
 from jrnn.fast import default_weight_grads, fused_unroll
 
 CONFIGS = {
@@ -128,7 +131,7 @@ def jrnn_step(kind, n, key, xs, *, fused, unroll=1, weight_grads=None):
     }
 
     def loss(p, xs, y):
-        if weight_grads is None:
+        if weight_grads is None or not fused:
             _, hs = jrnn.unroll(cell, p["cell"], xs, fused=fused, unroll=unroll)
         else:
             _, hs = fused_unroll(cell, p["cell"], xs, unroll=unroll, weight_grads=weight_grads)
@@ -140,12 +143,14 @@ def jrnn_step(kind, n, key, xs, *, fused, unroll=1, weight_grads=None):
 # ----------------------------------------------------------------------------- torch
 
 
-def torch_time(kind, cfg, repeats, warmup):
-    """Median fwd+bwd time of ``torch.nn.{RNN,LSTM,GRU}``, or None without torch."""
+def torch_fn(kind, cfg, threads=None):
+    """A callable running one fwd+bwd of ``torch.nn.{RNN,LSTM,GRU}``, or None without torch."""
     try:
         import torch
     except ImportError:
         return None
+    if threads:
+        torch.set_num_threads(threads)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     cls = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[kind]
     rnn = cls(cfg["d"], cfg["n"], batch_first=True).to(dev)
@@ -162,14 +167,14 @@ def torch_time(kind, cfg, repeats, warmup):
         if dev == "cuda":
             torch.cuda.synchronize()
 
-    return median_time(run, repeats, warmup)
+    return run
 
 
 # ----------------------------------------------------------------------------- main
 
 
-def run(config="small", cells=CELLS, repeats=10, warmup=2, unroll=1, seed=0):
-    """Times every implementation; returns rows ``(cell, impl, ms, speed-up vs flax)``."""
+def run(config="small", cells=CELLS, repeats=10, warmup=2, unroll=1, seed=0, torch_threads=None):
+    """Times every implementation; rows ``(cell, impl, ms, speed-up vs flax, vs torch)``."""
     cfg = CONFIGS[config]
     key = jax.random.key(seed)
     kx, ky, kp = jax.random.split(key, 3)
@@ -180,7 +185,8 @@ def run(config="small", cells=CELLS, repeats=10, warmup=2, unroll=1, seed=0):
         entries = {
             "flax": flax_step(kind, cfg["n"], kp, xs),
             "plain scan": plain_step(kind, cfg["n"], kp, xs),
-            "jrnn": jrnn_step(kind, cfg["n"], kp, xs, fused=False),
+            "jrnn default": jrnn_step(kind, cfg["n"], kp, xs, fused=None),
+            "jrnn reference": jrnn_step(kind, cfg["n"], kp, xs, fused=False),
             f"jrnn fused ({default_weight_grads()})": jrnn_step(kind, cfg["n"], kp, xs, fused=True),
         }
         other = "after" if default_weight_grads() == "in_loop" else "in_loop"
@@ -191,16 +197,14 @@ def run(config="small", cells=CELLS, repeats=10, warmup=2, unroll=1, seed=0):
             entries[f"jrnn fused unroll={unroll}"] = jrnn_step(
                 kind, cfg["n"], kp, xs, fused=True, unroll=unroll
             )
-        times = compare(
-            {name: (lambda f=f, p=p: f(p, xs, y)) for name, (f, p) in entries.items()},
-            repeats,
-            warmup,
-        )
-        t_torch = torch_time(kind, cfg, repeats, warmup)
-        if t_torch is not None:
-            times["torch"] = t_torch
+        fns = {name: (lambda f=f, p=p: f(p, xs, y)) for name, (f, p) in entries.items()}
+        t_fn = torch_fn(kind, cfg, torch_threads)
+        if t_fn is not None:
+            fns["torch"] = t_fn  # timed round-robin with the others, in the same process
+        times = compare(fns, repeats, warmup)
         for name, t in times.items():
-            rows.append((kind, name, 1e3 * t, times["flax"] / t))
+            vs_torch = times["torch"] / t if "torch" in times else float("nan")
+            rows.append((kind, name, 1e3 * t, times["flax"] / t, vs_torch))
     return rows
 
 
@@ -211,6 +215,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--unroll", type=int, default=1, help="also time fused with this unroll")
+    parser.add_argument(
+        "--torch-threads", type=int, default=None, help="torch.set_num_threads (default: torch's)"
+    )
     parser.add_argument(
         "--keep-host-buffers",
         action="store_true",
@@ -224,11 +231,18 @@ def main(argv=None):
     cfg = CONFIGS[args.config]
     print(f"# train step (fwd+bwd, MSE on last output), config {args.config}: {cfg}")
     print(f"# {machine()}; medians of {args.repeats} after {args.warmup} warmup")
-    rows = run(args.config, args.cells, args.repeats, args.warmup, args.unroll)
+    rows = run(
+        args.config,
+        args.cells,
+        args.repeats,
+        args.warmup,
+        args.unroll,
+        torch_threads=args.torch_threads,
+    )
     print(
         table(
-            ["cell", "implementation", "median ms", "speed-up vs flax"],
-            [(c, i, f"{ms:.2f}", f"{r:.2f}x") for c, i, ms, r in rows],
+            ["cell", "implementation", "median ms", "speed-up vs flax", "vs torch"],
+            [(c, i, f"{ms:.2f}", f"{r:.2f}x", f"{rt:.2f}x") for c, i, ms, r, rt in rows],
         )
     )
     return rows

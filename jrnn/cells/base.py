@@ -52,7 +52,9 @@ class Cell(NamedTuple):
         module, read by :mod:`jrnn.fast`.
       param_spec: optional ``input_size -> {name: (shape, kind)}``: the
         params the cell expects (``kind`` a ``numpy`` dtype kind such as
-        ``"f"``), for eager validation with a message naming the key.
+        ``"f"``), for eager validation with a message naming the key
+        (:func:`jrnn.validation.check_params`); a ``stack`` returns the tuple
+        of its layers' specs.
       activation: the :class:`~jrnn.activations.Activation` the cell applies to
         its pre-activation (None for gated cells).
       preactivation: optional ``(params, carry, u_t) -> a_t (n,)``, the argument

@@ -17,7 +17,9 @@ import jax.numpy as jnp
 
 from jrnn import activations as _activations
 from jrnn import initializers as inits
+from jrnn import validation as _validation
 from jrnn.cells.base import Cell, check_positive_int
+from jrnn.cells.fused import FusedRule
 
 __all__ = ["elman", "irnn", "residual"]
 
@@ -35,6 +37,7 @@ def _elman_family(
     config: tuple,
 ) -> Cell:
     n = check_positive_int(hidden_size, "hidden_size")
+    use_bias = _validation.check_bool(use_bias, "use_bias")
     act = _activations.get(activation)
     f, df = act.fn, act.derivative
 
@@ -65,6 +68,9 @@ def _elman_family(
         def jacobian(params, h, u):
             return df(preactivation(params, h, u))[:, None] * params["W_hh"]
 
+        def tangent(params, h, u, V):
+            return df(preactivation(params, h, u))[:, None] * (params["W_hh"] @ V)
+
     else:
 
         def recur(params, h, u):
@@ -74,6 +80,14 @@ def _elman_family(
         def jacobian(params, h, u):
             d = alpha * df(preactivation(params, h, u))
             return jnp.eye(n, dtype=d.dtype) + d[:, None] * params["W_hh"]
+
+        def tangent(params, h, u, V):
+            d = alpha * df(preactivation(params, h, u))
+            return V + d[:, None] * (params["W_hh"] @ V)
+
+    def param_spec(d):
+        spec = {"W_xh": ((n, d), "f"), "W_hh": ((n, n), "f")}
+        return {**spec, "b_h": ((n,), "f")} if use_bias else spec
 
     return Cell(
         name=name,
@@ -85,11 +99,51 @@ def _elman_family(
         recur=recur,
         input_size=lambda params: params["W_xh"].shape[1],
         jacobian=jacobian,
+        tangent=tangent,
         activation=act,
         preactivation=preactivation,
         recurrent_matrix=lambda params: params["W_hh"],
+        param_spec=param_spec,
+        fused_rule=_fused_rule(act, alpha, use_bias),
         config=(("activation", act.name),) + config,
     )
+
+
+def _fused_rule(act, alpha: float | None, use_bias: bool) -> FusedRule:
+    """Batch-major step of ``h' = f(a)`` or ``h + alpha f(a)``, ``a = u + hh``.
+
+    Residual: ``D = f'(a)`` (times ``alpha``), from the pre-activation with the
+    activation's own derivative (full relative accuracy for tanh and sigmoid).
+    Tangent ``dh' = D (du + dhh) (+ dh)``; backward ``delta = D dh'``.
+    """
+    f, df = act.fn, act.derivative
+
+    def weights(params):
+        W_xh, W_hh = params["W_xh"], params["W_hh"]
+        b = params["b_h"] if use_bias else jnp.zeros(W_xh.shape[0], W_xh.dtype)
+        return W_xh, b, W_hh, None
+
+    def forward(carry, u, hh, with_res):
+        (h,) = carry
+        a = u + hh
+        y = f(a)
+        h_new = y if alpha is None else h + alpha * y
+        if not with_res:
+            return (h_new,), ()
+        D = df(a) if alpha is None else alpha * df(a)
+        return (h_new,), (D,)
+
+    def tangent(res, dprev, du, dhh):
+        dh = res[0] * (du + dhh)
+        return (dh,) if alpha is None else (dprev[0] + dh,)
+
+    def backward(res, dnew):
+        (dh,) = dnew
+        delta = res[0] * dh
+        direct = jnp.zeros_like(dh) if alpha is None else dh
+        return (direct,), delta, delta
+
+    return FusedRule(1, weights, forward, tangent, backward)
 
 
 def elman(
@@ -151,6 +205,9 @@ def irnn(
     weights ``N(0, input_std^2)`` as in the paper.
     """
 
+    scale = _validation.check_number(scale, "scale")
+    input_std = _validation.check_number(input_std, "input_std", low=0.0)
+
     def small_normal(key, shape, dtype=jnp.float32):
         return input_std * jax.random.normal(key, shape, dtype)
 
@@ -184,14 +241,15 @@ def residual(
     shrinks geometrically (the seed's third remedy). Initialisers default as
     in :func:`elman`; a small ``alpha`` keeps the product of Jacobians near 1.
     """
+    alpha = _validation.check_number(alpha, "alpha")
     return _elman_family(
         "residual",
         hidden_size,
         activation,
-        alpha=float(alpha),
+        alpha=alpha,
         input_init=input_init or inits.glorot_uniform(),
         recurrent_init=recurrent_init or inits.orthogonal(),
         bias_init=bias_init,
         use_bias=use_bias,
-        config=(("alpha", float(alpha)),),
+        config=(("alpha", alpha),),
     )

@@ -72,6 +72,9 @@ def indrnn(
     def jacobian(params, h, u):
         return jnp.diag(df(preactivation(params, h, u)) * params["w_hh"])
 
+    def tangent(params, h, u, V):
+        return (df(preactivation(params, h, u)) * params["w_hh"])[:, None] * V
+
     return Cell(
         name="indrnn",
         hidden_size=n,
@@ -82,8 +85,10 @@ def indrnn(
         recur=recur,
         input_size=lambda params: params["W_xh"].shape[1],
         jacobian=jacobian,
+        tangent=tangent,
         activation=act,
         preactivation=preactivation,
         recurrent_matrix=lambda params: jnp.diag(params["w_hh"]),
+        param_spec=lambda d: {"W_xh": ((n, d), "f"), "w_hh": ((n,), "f"), "b_h": ((n,), "f")},
         config=(("activation", act.name),),
     )

@@ -96,6 +96,15 @@ def _linear_init(d):
     return inits.uniform_pytorch(d)
 
 
+def _gate_spec(n: int, d: int, gates: str) -> dict:
+    """``W_k (n, d)``, ``b_k (n,)`` for each gate letter ``k`` (the cells' ``param_spec``)."""
+    spec = {}
+    for k in gates:
+        spec[f"W_{k}"] = ((n, d), "f")
+        spec[f"b_{k}"] = ((n,), "f")
+    return spec
+
+
 def _diag_jacobian(diag: jax.Array) -> jax.Array:
     return jnp.diag(diag)
 
@@ -162,6 +171,9 @@ def min_gru(hidden_size: int) -> Cell:
     def jacobian(params, h, u):
         return _diag_jacobian(jax.nn.sigmoid(-u[:n]))  # 1 - z, without rounding to 0
 
+    def tangent(params, h, u, V):
+        return jax.nn.sigmoid(-u[:n])[:, None] * V  # 1 - sigmoid(z) without cancellation
+
     return Cell(
         name="min_gru",
         hidden_size=n,
@@ -171,7 +183,9 @@ def min_gru(hidden_size: int) -> Cell:
         input_map=input_map,
         recur=recur,
         input_size=lambda params: params["W_z"].shape[1],
+        param_spec=lambda d: _gate_spec(n, d, "zh"),
         jacobian=jacobian,
+        tangent=tangent,
         linear_coeffs=linear_coeffs,
     )
 
@@ -249,6 +263,9 @@ def min_lstm(hidden_size: int) -> Cell:
         diff = jax.nn.softplus(-u[:n]) - jax.nn.softplus(-u[n : 2 * n])
         return _diag_jacobian(jax.nn.sigmoid(-diff))
 
+    def tangent(params, h, u, V):
+        return _gates(u)[0][:, None] * V
+
     return Cell(
         name="min_lstm",
         hidden_size=n,
@@ -258,7 +275,9 @@ def min_lstm(hidden_size: int) -> Cell:
         input_map=input_map,
         recur=recur,
         input_size=lambda params: params["W_f"].shape[1],
+        param_spec=lambda d: _gate_spec(n, d, "fih"),
         jacobian=jacobian,
+        tangent=tangent,
         linear_coeffs=linear_coeffs,
     )
 
@@ -383,6 +402,13 @@ def lru(
         lr, li = _lambda(params)
         return jnp.block([[jnp.diag(lr), -jnp.diag(li)], [jnp.diag(li), jnp.diag(lr)]])
 
+    def tangent(params, s, u, V):
+        lr, li = _lambda(params)
+        V_r, V_i = V[:n], V[n:]
+        return jnp.concatenate(
+            [lr[:, None] * V_r - li[:, None] * V_i, li[:, None] * V_r + lr[:, None] * V_i]
+        )
+
     return Cell(
         name="lru",
         hidden_size=n,
@@ -392,7 +418,13 @@ def lru(
         input_map=input_map,
         recur=recur,
         input_size=lambda params: params["B_re"].shape[1],
+        param_spec=lambda d: {
+            **{k: ((n,), "f") for k in ("nu_log", "theta_log", "gamma_log")},
+            **{k: ((n, d), "f") for k in ("B_re", "B_im", "D")},
+            **{k: ((n, n), "f") for k in ("C_re", "C_im")},
+        },
         jacobian=jacobian,
+        tangent=tangent,
         linear_coeffs=linear_coeffs,
         config=(("r_min", r_min), ("r_max", r_max), ("max_phase", max_phase)),
     )

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jrnn import initializers as inits
+from jrnn import validation as _validation
 from jrnn.activations import sigmoid_prime, tanh_prime
 from jrnn.cells.base import Cell, check_positive_int
+from jrnn.cells.fused import FusedRule
 
 __all__ = ["lstm"]
 
@@ -54,6 +57,7 @@ def lstm(
         [(32, 3), (32, 8), (32,)]
     """
     n = check_positive_int(hidden_size, "hidden_size")
+    forget_bias = _validation.check_number(forget_bias, "forget_bias")
     input_init = input_init or inits.glorot_uniform()
     # Orthogonal per gate, the 4 gates drawn by one vmapped (batched) QR: the same values as
     # 4 separate calls, but a single LAPACK call (see jrnn.initializers.orthogonal_blocks).
@@ -115,6 +119,27 @@ def lstm(
         dh_dc = jnp.diag(dtanh * f)
         return jnp.block([[dh_dh, dh_dc], [dc_dh, dc_dc]])
 
+    def tangent(params, carry, u, V):
+        # J V without J: one (4n, n) x (n, k) product, then elementwise gate derivatives.
+        h, c = carry
+        a = params["W_hh"] @ h + u
+        a_i, a_f, a_g, a_o = a[:n], a[n : 2 * n], a[2 * n : 3 * n], a[3 * n :]
+        i, f, o = jax.nn.sigmoid(a_i), jax.nn.sigmoid(a_f), jax.nn.sigmoid(a_o)
+        g = jnp.tanh(a_g)
+        c_new = f * c + i * g
+        V_h, V_c = V[:n], V[n:]
+        dA = params["W_hh"] @ V_h  # (4n, k)
+        dA_i, dA_f, dA_g, dA_o = dA[:n], dA[n : 2 * n], dA[2 * n : 3 * n], dA[3 * n :]
+        col = lambda v: v[:, None]
+        dc = (
+            col(c * sigmoid_prime(a_f)) * dA_f
+            + col(f) * V_c
+            + col(g * sigmoid_prime(a_i)) * dA_i
+            + col(i * tanh_prime(a_g)) * dA_g
+        )
+        dh = col(jnp.tanh(c_new) * sigmoid_prime(a_o)) * dA_o + col(o * tanh_prime(c_new)) * dc
+        return jnp.concatenate([dh, dc], axis=0)
+
     return Cell(
         name="lstm",
         hidden_size=n,
@@ -125,5 +150,59 @@ def lstm(
         recur=recur,
         input_size=lambda params: params["W_xh"].shape[1],
         jacobian=jacobian,
+        tangent=tangent,
+        param_spec=lambda d: {
+            "W_xh": ((4 * n, d), "f"), "W_hh": ((4 * n, n), "f"), "b_h": ((4 * n,), "f")
+        },
+        fused_rule=_fused_rule(n),
         config=(("forget_bias", float(forget_bias)),),
     )
+
+
+def _fused_rule(n: int) -> FusedRule:
+    """Batch-major LSTM step, its tangent and its transpose.
+
+    All four gates are one vectorised ``tanh``: ``sigmoid(a) = 0.5 tanh(a/2) + 0.5``, so
+    ``act(a) = alpha tanh(alpha a) + beta`` with per-column constants (alpha = 1/2, beta = 1/2
+    for i, f, o; 1, 0 for g) and ``act'(a) = alpha^2 tanh_prime(alpha a)`` (full relative
+    accuracy). Residuals: ``K = act'(a) * [g, c_{t-1}, i, tanh(c_t)]`` (B, 4n), ``f`` and
+    ``q = o tanh'(c_t)``; then ``dc' = f dc + K_i da_i + K_f da_f + K_g da_g`` and
+    ``dh' = q dc' + K_o da_o`` with ``da = du + dhh``.
+    """
+    is_g = np.zeros(4 * n, bool)
+    is_g[2 * n : 3 * n] = True
+    alpha_np, beta_np = np.where(is_g, 1.0, 0.5), np.where(is_g, 0.0, 0.5)
+
+    def weights(params):
+        return params["W_xh"], params["b_h"], params["W_hh"], None
+
+    def forward(carry, u, hh, with_res):
+        h, c = carry
+        a = u + hh
+        alpha = jnp.asarray(alpha_np, a.dtype)[None, :]
+        beta = jnp.asarray(beta_np, a.dtype)[None, :]
+        acts = alpha * jnp.tanh(alpha * a) + beta  # sigmoid(i, f, o), tanh(g)
+        i, f, g, o = (acts[:, k * n : (k + 1) * n] for k in range(4))
+        c_new = f * c + i * g
+        tc = jnp.tanh(c_new)
+        h_new = o * tc
+        if not with_res:
+            return (h_new, c_new), ()
+        dacts = alpha * alpha * tanh_prime(alpha * a)
+        K = dacts * jnp.concatenate([g, c, i, tc], axis=-1)
+        return (h_new, c_new), (K, f, o * tanh_prime(c_new))
+
+    def tangent(res, dprev, du, dhh):
+        K, f, q = res
+        kda = K * (du + dhh)
+        dc = f * dprev[1] + kda[:, :n] + kda[:, n : 2 * n] + kda[:, 2 * n : 3 * n]
+        return (q * dc + kda[:, 3 * n :], dc)
+
+    def backward(res, dnew):
+        K, f, q = res
+        dh, dc = dnew
+        dct = dc + q * dh
+        da = K * jnp.concatenate([dct, dct, dct, dh], axis=-1)
+        return (jnp.zeros_like(dh), f * dct), da, da
+
+    return FusedRule(4, weights, forward, tangent, backward)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax
+from jax.flatten_util import ravel_pytree
 
 from jrnn.cells.base import Cell
 
@@ -76,6 +77,22 @@ def stack(cells: Sequence[Cell], residual: bool = False) -> Cell:
             h = out + h if residual else out
         return tuple(new), h
 
+    def tangent(params, carry, u, V):
+        # J V by forward-mode through the whole step (the layers couple through their
+        # outputs, which the per-layer state tangents do not carry); primal computed once.
+        _, unravel = ravel_pytree(carry)
+        step = lambda s: ravel_pytree(recur(params, unravel(s), u)[0])[0]
+        _, lin = jax.linearize(step, ravel_pytree(carry)[0])
+        return jax.vmap(lin, in_axes=1, out_axes=1)(V)
+
+    def param_spec(d):
+        # One spec per layer; a layer without a spec is not checked (None).
+        specs = []
+        for cell in cells:
+            specs.append(None if cell.param_spec is None else cell.param_spec(d))
+            d = cell.hidden_size
+        return tuple(specs)
+
     return Cell(
         name="stack",
         hidden_size=cells[-1].hidden_size,
@@ -85,5 +102,7 @@ def stack(cells: Sequence[Cell], residual: bool = False) -> Cell:
         input_map=input_map,
         recur=recur,
         input_size=lambda params: cells[0].input_size(params[0]),
+        tangent=tangent,
+        param_spec=param_spec,
         config=(("layers", tuple(c.describe() for c in cells)), ("residual", residual)),
     )

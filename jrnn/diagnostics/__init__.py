@@ -5,11 +5,14 @@ Every function takes a cell, its params and inputs ``(T, d)`` or ``(B, T, d)``
 ``[h; c]``, a stack's is all layers), and is pure and jit-able.
 """
 
+from jrnn.diagnostics.clv import CovariantVectors, covariant_lyapunov_vectors
 from jrnn.diagnostics.health import PascanuBound, UnitHealth, pascanu_bound, unit_health
 from jrnn.diagnostics.jacobians import JACOBIAN_METHODS, step_jacobians
 from jrnn.diagnostics.lyapunov import (
     QR_METHODS,
+    FiniteTimeExponents,
     LyapunovSpectrum,
+    finite_time_exponents,
     kaplan_yorke_dimension,
     lyapunov_spectrum,
 )
@@ -21,8 +24,13 @@ from jrnn.diagnostics.propagation import (
     propagation,
 )
 from jrnn.diagnostics.spectra import SINGULAR_VALUE_METHODS, eigenvalues, singular_values
+from jrnn.diagnostics.tangent import DEFAULT_MEMORY_BUDGET, STREAM_MODES, tangent_map
 
 __all__ = [
+    "DEFAULT_MEMORY_BUDGET",
+    "STREAM_MODES",
+    "CovariantVectors",
+    "FiniteTimeExponents",
     "GradientNorms",
     "JACOBIAN_METHODS",
     "LyapunovSpectrum",
@@ -32,6 +40,8 @@ __all__ = [
     "SINGULAR_VALUE_METHODS",
     "UnitHealth",
     "after",
+    "covariant_lyapunov_vectors",
+    "finite_time_exponents",
     "eigenvalues",
     "gradient_norms",
     "kaplan_yorke_dimension",
@@ -40,5 +50,6 @@ __all__ = [
     "propagation",
     "singular_values",
     "step_jacobians",
+    "tangent_map",
     "unit_health",
 ]

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jrnn import validation as _validation
 from jrnn.cells.base import Cell
 from jrnn.diagnostics import jacobians as _jac
 from jrnn.diagnostics.finite import finite, nan_unless
@@ -187,6 +188,7 @@ def pascanu_bound(cell: Cell, params) -> PascanuBound:
         >>> pb.verdict  # orthogonal W_hh: 0.25 * 1 < 1
         'must vanish'
     """
+    _validation.check_params(cell, params)
     _require_activation(cell, "recurrent_matrix", "pascanu_bound")
     W = cell.recurrent_matrix(params)
     sigma = jnp.linalg.svd(W, compute_uv=False)[0]

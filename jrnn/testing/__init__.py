@@ -28,6 +28,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jrnn import activations as _activations
+from jrnn import validation as _validation
 from jrnn.cells.base import Cell, flatten_carry
 from jrnn.unroll import unroll
 
@@ -111,16 +112,14 @@ def _check_contract(chk: _Checker, cell: Cell, params, carry, input_size: int, d
     chk.true("input_size", got_d == input_size, "", f"input_size(params)={got_d}, "
              f"expected {input_size}")  # fmt: skip
     if cell.param_spec is not None:
-        expected = cell.param_spec(input_size)
-        got = params if isinstance(params, dict) else None
-        chk.true("param_spec", got is not None and set(got) == set(expected), "",
-                 f"params keys {sorted(got) if got is not None else type(params)}, "
-                 f"expected {sorted(expected)}")  # fmt: skip
-        for name, (shape, kind) in expected.items():
-            leaf = jnp.asarray(got[name])
-            chk.true("param_spec", tuple(leaf.shape) == tuple(shape) and leaf.dtype.kind == kind,
-                     f"params[{name!r}]", f"shape {leaf.shape} dtype {leaf.dtype}, "
-                     f"expected {tuple(shape)} kind {kind!r}")  # fmt: skip
+        # jrnn.validation is the one place params meet param_spec (a stack's spec is a
+        # tuple with one spec per layer).
+        try:
+            _validation.check_params(cell, params, input_size)
+            problem = ""
+        except (TypeError, ValueError) as err:
+            problem = str(err)
+        chk.true("param_spec", not problem, "params", problem)
     s = flatten_carry(carry)
     chk.true("initial_carry", s.shape == (cell.state_size,), "",
              f"flattened shape {s.shape}, expected ({cell.state_size},)")  # fmt: skip

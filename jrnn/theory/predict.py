@@ -1,0 +1,153 @@
+"""Predict-then-measure: the theory that applies to a given cell, in one call.
+
+This module sits above the cells it inspects, so :mod:`jrnn.theory` imports it
+lazily (``jrnn.theory.predict`` on first access). The module object is itself
+callable (``jrnn.theory.predict(cell, ...)`` calls :func:`predict`), so the name
+means the function whichever way the submodule was imported first.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import types
+
+import jax.numpy as jnp
+import numpy as np
+
+from jrnn.theory import gated as _gated
+from jrnn.theory import spectra as _spectra
+from jrnn.theory.mean_field import drive_scale, mean_field
+
+__all__ = ["COVERED", "predict", "scales_from_params"]
+
+#: Cell families :func:`predict` covers.
+COVERED = ("elman", "gru", "lstm")
+
+_GATES = {"gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
+
+
+def _rms(a) -> float:
+    return float(jnp.sqrt(jnp.mean(jnp.asarray(a, jnp.float64 if _x64() else jnp.float32) ** 2)))
+
+
+def _x64() -> bool:
+    return bool(jnp.zeros(()).astype(float).dtype == jnp.float64)
+
+
+def scales_from_params(cell, params, input_sample=None) -> dict:
+    """The mean-field scales of a concrete network.
+
+    ``sigma_w = sqrt(n mean(W_hh^2))`` per gate (the scale of
+    ``N(0, sigma_w^2 / n)``; for ``gain * orthogonal`` it is ``gain``), biases as
+    the gate's mean bias, and ``sigma_u`` per gate from ``input_sample``
+    (:func:`~jrnn.theory.drive_scale`; 0 without a sample).
+
+    Raises:
+      ValueError: cell family not in :data:`COVERED`.
+    """
+    name = cell.name
+    if name not in COVERED:
+        raise ValueError(f"predict covers cells {list(COVERED)}, got a {name!r} cell.")
+    n = cell.hidden_size
+    W = np.asarray(params["W_hh"], np.float64)
+    Wx = params["W_xh"]
+    if name == "elman":
+        b = params.get("b_h")
+        out = {
+            "sigma_w": math.sqrt(n * float(np.mean(W**2))),
+            "sigma_b": _rms(b) if b is not None else 0.0,
+            "sigma_u": float(drive_scale(Wx, input_sample)) if input_sample is not None else 0.0,
+        }
+        return out
+    gates = _GATES[name]
+    G = len(gates)
+    sw = {g: math.sqrt(n * float(np.mean(W[k * n:(k + 1) * n] ** 2))) for k, g in enumerate(gates)}
+    su = {
+        g: (float(drive_scale(Wx[k * n:(k + 1) * n], input_sample))
+            if input_sample is not None else 0.0)
+        for k, g in enumerate(gates)
+    }
+    if name == "gru":
+        bx = np.asarray(params["b_xh"], np.float64).reshape(G, n).mean(1)
+        bh = np.asarray(params["b_hh"], np.float64).reshape(G, n).mean(1)
+        biases = {"bias_r": bx[0] + bh[0], "bias_z": bx[1] + bh[1],
+                  "bias_in": bx[2], "bias_hn": bh[2]}
+    else:
+        b = np.asarray(params["b_h"], np.float64).reshape(G, n).mean(1)
+        biases = {f"bias_{g}": b[k] for k, g in enumerate(gates)}
+    return {"sigma_w": sw, "sigma_u": su, **{k: float(v) for k, v in biases.items()}}
+
+
+def predict(cell, params_or_init_spec, input_sample=None, *, spectrum: bool = True) -> dict:
+    """The predictions that apply to ``cell``, to set next to its measurements.
+
+    Elman cells (any registered activation): the driven mean field
+    (:func:`~jrnn.theory.mean_field`: ``q*``, ``chi``, ``lambda_max = 0.5 ln chi``,
+    ``c*``, ``chi_c``, ``xi_q``, ``xi_c``) and, with ``spectrum=True``, the
+    annealed Lyapunov spectrum with its Kaplan-Yorke dimension and entropy rate
+    (:func:`~jrnn.theory.spectra.annealed_spectrum`). GRU / LSTM: the gated
+    mean field (:mod:`jrnn.theory.gated`: ``q_h``, ``chi``, ``log_growth``,
+    ``memory``).
+
+    Args:
+      cell: a :class:`~jrnn.cells.Cell` of a family in :data:`COVERED`.
+      params_or_init_spec: the cell's params (scales are read off them:
+        :func:`scales_from_params`), or a dict of scales: Elman
+        ``{"sigma_w", "sigma_b", "sigma_u"}``; gated ``{"sigma_w", "sigma_u",
+        "sigma_b", "bias_<gate>"...}`` as in :func:`~jrnn.theory.gated.gru_mean_field`.
+      input_sample: ``(T, d)`` or ``(B, T, d)`` inputs giving ``sigma_u`` when
+        params are passed.
+      spectrum: include the annealed spectrum for Elman cells (``n`` exponents).
+
+    Returns:
+      dict with ``"family"``, ``"scales"`` and the applicable predictions as
+      floats (``"spectrum"``: an :class:`~jrnn.theory.spectra.AnnealedSpectrum`).
+
+    Raises:
+      ValueError: a cell family not covered (the message lists :data:`COVERED`).
+
+    Example::
+
+        >>> import jrnn
+        >>> p = jrnn.theory.predict(jrnn.cells.elman(8, "relu"), {"sigma_w": 1.0})
+        >>> round(p["chi"], 6), p["lambda_max"] < 0
+        (0.5, True)
+    """
+    name = getattr(cell, "name", None)
+    if name not in COVERED:
+        raise ValueError(f"predict covers cells {list(COVERED)}, got a {name!r} cell.")
+    spec = dict(params_or_init_spec)
+    is_params = "W_hh" in spec
+    scales = scales_from_params(cell, spec, input_sample) if is_params else spec
+    if name == "elman":
+        known = {"sigma_w", "sigma_b", "sigma_u"}
+        unknown = sorted(set(scales) - known)
+        if unknown:
+            raise ValueError(f"an Elman init spec takes keys {sorted(known)}, got {unknown}.")
+        sw, sb, su = (scales.get(k, 0.0) for k in ("sigma_w", "sigma_b", "sigma_u"))
+        if "sigma_w" not in scales:
+            raise ValueError("an Elman init spec needs 'sigma_w'.")
+        mf = mean_field(cell.activation, sw, sb, sigma_u=su)
+        out = {"family": name, "scales": {"sigma_w": sw, "sigma_b": sb, "sigma_u": su}}
+        out.update({k: float(v) for k, v in mf._asdict().items()})
+        if spectrum:
+            out["spectrum"] = _spectra.annealed_spectrum(
+                cell.activation, sw, cell.hidden_size, sb, sigma_u=su
+            )
+        return out
+    fn = _gated.gru_mean_field if name == "gru" else _gated.lstm_mean_field
+    g = fn(**scales)
+    out = {"family": name, "scales": scales}
+    out.update({k: float(v) for k, v in g._asdict().items()})
+    return out
+
+
+class _CallableModule(types.ModuleType):
+    """``jrnn.theory.predict`` is this module; calling it calls :func:`predict`."""
+
+    def __call__(self, *args, **kwargs):
+        return predict(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

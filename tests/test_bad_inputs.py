@@ -1,0 +1,259 @@
+"""Bad inputs across the public API: each gives ValueError or TypeError naming the
+argument (issue 16), raised before tracing; degenerate but valid inputs give the
+documented result.
+
+One table, one assertion per row: the exception type and a fragment of the
+message that names the argument (and, for params, the key and the shapes).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jrnn
+from jrnn import activations, initializers, parallel, tasks, train, validation
+
+KEY = jax.random.key(0)
+ELMAN = jrnn.cells.elman(4)
+P = ELMAN.init(KEY, 3)
+XS = jnp.ones((5, 3))
+LSTM = jrnn.cells.lstm(2)
+LP = LSTM.init(KEY, 3)
+STACK = jrnn.stack([jrnn.cells.elman(4), jrnn.cells.gru(2)])
+SP = STACK.init(KEY, 3)
+MODEL = jrnn.models.rnn(ELMAN, 1)
+MP = MODEL.init(KEY, 3)
+
+
+def _drop(d, k):
+    return {n: v for n, v in d.items() if n != k}
+
+
+def _state(rng=None):
+    opt = optax.sgd(0.1)
+    s = train.init_state(MP, opt, KEY)
+    return s if rng is None else s._replace(rng=rng)
+
+
+def _step():
+    return train.make_train_step(MODEL.apply, tasks.mse, optax.sgd(0.1))
+
+
+def _batch(key, t):
+    return jnp.ones((2, 5, 3)), jnp.ones((2, 1))
+
+
+# (id, thunk, exception type, fragments the message must contain)
+CASES = [
+    # 1. params against the cell's param_spec
+    ("missing key", lambda: jrnn.unroll(ELMAN, _drop(P, "W_hh"), XS), ValueError,
+     ["params", "'W_hh'"]),
+    ("extra key", lambda: jrnn.unroll(ELMAN, {**P, "W_x": P["W_xh"]}, XS), ValueError,
+     ["params", "'W_x'"]),
+    ("transposed W_xh", lambda: jrnn.unroll(ELMAN, {**P, "W_xh": P["W_xh"].T}, XS), ValueError,
+     ["params['W_xh']", "(4, 3)", "(3, 4)", "transposed"]),
+    ("b_h (1,)", lambda: jrnn.unroll(ELMAN, {**P, "b_h": jnp.zeros(1)}, XS), ValueError,
+     ["params['b_h']", "(4,)", "(1,)"]),
+    ("b_h scalar", lambda: jrnn.unroll(ELMAN, {**P, "b_h": jnp.float32(0)}, XS), ValueError,
+     ["params['b_h']", "()"]),
+    ("b_h fused", lambda: jrnn.unroll(ELMAN, {**P, "b_h": jnp.zeros(1)}, XS, fused=True),
+     ValueError, ["params['b_h']"]),
+    ("int params", lambda: jrnn.unroll(ELMAN, {**P, "W_hh": jnp.zeros((4, 4), int)}, XS),
+     TypeError, ["params['W_hh']", "int"]),
+    ("model params to cell", lambda: jrnn.unroll(ELMAN, MP, XS), ValueError,
+     ["'cell'", "params['cell']"]),
+    ("lstm W_hh", lambda: jrnn.unroll(LSTM, {**LP, "W_hh": jnp.zeros((8, 3))}, XS), ValueError,
+     ["params['W_hh']", "(8, 2)", "(8, 3)"]),
+    ("stack layer", lambda: jrnn.unroll(STACK, (SP[0], _drop(SP[1], "b_hh")), XS), ValueError,
+     ["params[1]", "'b_hh'"]),
+    ("stack not tuple", lambda: jrnn.unroll(STACK, SP[0], XS), ValueError, ["params", "tuple"]),
+    ("jacobians", lambda: jrnn.diagnostics.step_jacobians(ELMAN, _drop(P, "b_h"), XS),
+     ValueError, ["'b_h'"]),
+    ("pascanu", lambda: jrnn.diagnostics.pascanu_bound(ELMAN, _drop(P, "W_hh")), ValueError,
+     ["'W_hh'"]),
+    ("model apply", lambda: MODEL.apply({**MP, "cell": _drop(P, "W_hh")}, XS), ValueError,
+     ["'W_hh'"]),
+    ("xs feature size", lambda: jrnn.unroll(ELMAN, P, jnp.ones((5, 2))), ValueError,
+     ["xs", "(5, 2)", "(T, 3)"]),
+    # 5. degenerate sizes and dtypes
+    ("complex xs", lambda: jrnn.unroll(ELMAN, P, XS.astype(jnp.complex64)), TypeError,
+     ["xs", "complex"]),
+    ("complex xs diag", lambda: jrnn.diagnostics.step_jacobians(ELMAN, P, XS + 0j), TypeError,
+     ["xs", "complex"]),
+    ("string xs", lambda: jrnn.unroll(ELMAN, P, np.array([["a", "b", "c"]])), TypeError,
+     ["xs"]),
+    ("lengths > T", lambda: jrnn.unroll(ELMAN, P, XS[None], lengths=jnp.array([9])), ValueError,
+     ["lengths", "[0, 5]"]),
+    ("lengths float", lambda: jrnn.unroll(ELMAN, P, XS[None], lengths=jnp.array([2.0])),
+     ValueError, ["lengths", "float"]),
+    # 6. argument types
+    ("activation None", lambda: jrnn.cells.elman(4, None), TypeError, ["activation", "None"]),
+    ("activation typo", lambda: jrnn.cells.elman(4, "tnah"), ValueError, ["activation", "tanh"]),
+    ("negative_slope nan", lambda: activations.get("leaky_relu", negative_slope=float("nan")),
+     ValueError, ["negative_slope", "finite"]),
+    ("negative_slope str", lambda: activations.get("leaky_relu", negative_slope="0.1"),
+     TypeError, ["negative_slope", "'0.1'"]),
+    ("elu alpha inf", lambda: activations.get("elu", alpha=float("inf")), ValueError,
+     ["alpha", "finite"]),
+    ("gelu approximate 'no'", lambda: activations.get("gelu", approximate="no"), TypeError,
+     ["approximate", "'no'"]),
+    ("residual alpha nan", lambda: jrnn.cells.residual(4, alpha=float("nan")), ValueError,
+     ["alpha"]),
+    ("residual alpha str", lambda: jrnn.cells.residual(4, alpha="big"), TypeError, ["alpha"]),
+    ("forget_bias nan", lambda: jrnn.cells.lstm(4, forget_bias=float("nan")), ValueError,
+     ["forget_bias"]),
+    ("forget_bias str", lambda: jrnn.cells.lstm(4, forget_bias="1"), TypeError,
+     ["forget_bias"]),
+    ("use_bias 'no'", lambda: jrnn.cells.elman(4, use_bias="no"), TypeError,
+     ["use_bias", "'no'"]),
+    ("irnn scale inf", lambda: jrnn.cells.irnn(4, scale=float("inf")), ValueError, ["scale"]),
+    ("gain nan", lambda: initializers.orthogonal(float("nan")), ValueError, ["gain"]),
+    ("glorot gain str", lambda: initializers.glorot_uniform("1"), TypeError, ["gain"]),
+    ("scaled_normal gain inf", lambda: initializers.scaled_normal(float("inf")), ValueError,
+     ["gain"]),
+    ("uniform(1, 0)", lambda: initializers.uniform(1, 0), ValueError, ["low", "high"]),
+    ("uniform nan", lambda: initializers.uniform(0, float("nan")), ValueError, ["high"]),
+    ("constant nan", lambda: initializers.constant(float("nan")), ValueError, ["value"]),
+    ("cross_entropy -1", lambda: tasks.cross_entropy(jnp.zeros((2, 3)), jnp.array([0, -1])),
+     ValueError, ["labels", "[0, 3)"]),
+    ("cross_entropy C", lambda: tasks.cross_entropy(jnp.zeros((2, 3)), jnp.array([0, 3])),
+     ValueError, ["labels"]),
+    ("distributed timeout", lambda: parallel.initialize_distributed("h:1", 2, 0, timeout_s=0),
+     ValueError, ["timeout_s"]),
+    ("distributed address", lambda: parallel.initialize_distributed("nohost", 2, 0),
+     ValueError, ["coordinator_address", "host:port"]),
+    ("clip_norm str", lambda: train.make_train_step(MODEL.apply, tasks.mse, optax.sgd(0.1),
+                                                    clip_norm="1"), TypeError, ["clip_norm"]),
+    ("clip_norm nan", lambda: train.make_train_step(MODEL.apply, tasks.mse, optax.sgd(0.1),
+                                                    clip_norm=float("nan")), ValueError,
+     ["clip_norm"]),
+    ("skip_nonfinite 'no'", lambda: train.make_train_step(MODEL.apply, tasks.mse,
+                                                          optax.sgd(0.1), skip_nonfinite="no"),
+     TypeError, ["skip_nonfinite"]),
+    ("fit int key", lambda: train.fit(_step(), _state(rng=0), _batch, steps=1), TypeError,
+     ["state.rng"]),
+    ("fit float key", lambda: train.fit(_step(), _state(rng=jnp.zeros(2)), _batch, steps=1),
+     TypeError, ["state.rng"]),
+    ("fit key batch 2-D", lambda: train.fit(
+        _step(), _state(rng=jax.random.split(KEY, (2, 2))), _batch, steps=1), ValueError,
+     ["state.rng"]),
+    ("fit steps str", lambda: train.fit(_step(), _state(), _batch, steps="4"), TypeError,
+     ["steps"]),
+    ("fit steps float", lambda: train.fit(_step(), _state(), _batch, steps=2.5), TypeError,
+     ["steps"]),
+    ("fit nan_guard 'no'", lambda: train.fit(_step(), _state(), _batch, steps=1, nan_guard="no"),
+     TypeError, ["nan_guard"]),
+    ("fit max_to_keep 0", lambda: train.fit(_step(), _state(), _batch, steps=1, max_to_keep=0),
+     ValueError, ["max_to_keep"]),
+    ("fit eval_every str", lambda: train.fit(_step(), _state(), _batch, steps=1,
+                                             eval_every="2"), TypeError, ["eval_every"]),
+    ("fit callback", lambda: train.fit(_step(), _state(), _batch, steps=1, callback=3),
+     TypeError, ["callback"]),
+    ("save max_to_keep 0", lambda: jrnn.checkpoint.save("/nonexistent-jrnn", {"a": XS}, step=1,
+                                                        max_to_keep=0), ValueError,
+     ["max_to_keep"]),
+    ("save directory None", lambda: jrnn.checkpoint.save(None, {"a": XS}, step=1), TypeError,
+     ["directory"]),
+    ("check_key None", lambda: validation.check_key(None, "key"), TypeError, ["key"]),
+    ("check_int bool", lambda: validation.check_int(True, "n"), TypeError, ["n"]),
+    ("check_number array", lambda: validation.check_number(jnp.ones(2), "x"), TypeError, ["x"]),
+]
+
+
+@pytest.mark.parametrize("thunk, exc, fragments", [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_bad_input_raises_naming_the_argument(thunk, exc, fragments):
+    with pytest.raises(exc) as info:
+        thunk()
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_every_cell_declares_a_spec_that_its_init_satisfies():
+    cells = [jrnn.cells.elman(3), jrnn.cells.elman(3, use_bias=False), jrnn.cells.irnn(3),
+             jrnn.cells.residual(3), jrnn.cells.indrnn(3), jrnn.cells.lstm(3), jrnn.cells.gru(3),
+             jrnn.cells.min_gru(3), jrnn.cells.min_lstm(3), jrnn.cells.lru(3), STACK,
+             jrnn.cells.leaky(3), jrnn.cells.mgu(3), jrnn.cells.antisymmetric(3),
+             jrnn.cells.cornn(3), jrnn.cells.lem(3), jrnn.cells.orthogonal(3),
+             jrnn.cells.exprnn(3), jrnn.cells.lipschitz(3)]
+    for cell in cells:
+        assert cell.param_spec is not None, cell.describe()
+        # Abstract init (no compile), materialised as zeros: shapes and dtypes only.
+        abstract = jax.eval_shape(lambda k, c=cell: c.init(k, 2), KEY)
+        params = jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), abstract)
+        spec = cell.param_spec(2)
+        validation.check_params(cell, params, 2)
+        validation.check_params(cell, params)
+        # The spec's names and shapes are exactly the init's.
+        got = jax.tree_util.tree_map(np.shape, params)
+        want = spec if isinstance(spec, dict) else tuple(spec)
+        flat = lambda s: {k: v[0] for k, v in s.items()}  # noqa: E731
+        if isinstance(want, dict):
+            assert got == flat(want), cell.describe()
+        else:
+            assert list(got) == [flat(w) for w in want]
+
+
+def test_degenerate_sizes_and_integer_inputs():
+    # T = 0: the carry unchanged and empty outputs, on every path.
+    for kw in ({}, {"fused": True}, {"remat": True}):
+        carry, hs = jrnn.unroll(ELMAN, P, jnp.ones((2, 0, 3)), **kw)
+        assert hs.shape == (2, 0, 4) and carry.shape == (2, 4)
+        np.testing.assert_array_equal(carry, 0.0)
+    c0 = jnp.full((4,), 0.5)
+    carry, hs = jrnn.unroll(ELMAN, P, jnp.ones((0, 3)), carry=c0)
+    assert hs.shape == (0, 4)
+    np.testing.assert_array_equal(carry, c0)
+    (h, c), hs = jrnn.unroll(LSTM, LP, jnp.ones((0, 3)))
+    assert hs.shape == (0, 2) and h.shape == c.shape == (2,)
+    # B = 0.
+    carry, hs = jrnn.unroll(ELMAN, P, jnp.ones((0, 5, 3)))
+    assert hs.shape == (0, 5, 4) and carry.shape == (0, 4)
+    # Integer and bool inputs are cast to the params' float dtype: same as float inputs.
+    ints = jnp.array([[1, 0, 2], [0, 1, 1]], jnp.int32)
+    ref = jrnn.unroll(ELMAN, P, ints.astype(jnp.float32))[1]
+    out = jrnn.unroll(ELMAN, P, ints)[1]
+    assert out.dtype == jnp.float32
+    np.testing.assert_array_equal(out, ref)
+    out = jrnn.unroll(ELMAN, P, ints > 0)[1]
+    np.testing.assert_array_equal(out, jrnn.unroll(ELMAN, P, (ints > 0).astype(jnp.float32))[1])
+
+
+def test_traced_lengths_act_clamped():
+    xs = jax.random.normal(KEY, (3, 5, 3))
+    run = jax.jit(lambda lengths: jrnn.unroll(ELMAN, P, xs, lengths=lengths))
+    got = run(jnp.array([-1, 99, 2]))
+    want = run(jnp.array([0, 5, 2]))
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_cross_entropy_traced_bad_label_is_nan_not_a_plausible_loss():
+    f = jax.jit(tasks.cross_entropy)
+    assert np.isnan(f(jnp.zeros((2, 3)), jnp.array([0, -1])))
+    np.testing.assert_allclose(f(jnp.zeros((2, 3)), jnp.array([0, 2])), np.log(3), rtol=1e-6)
+
+
+def test_valid_values_pass_through_the_checks():
+    assert validation.check_number(np.float32(0.5), "x", low=0.0, high=1.0) == 0.5
+    assert validation.check_int(np.int64(3), "n", minimum=1) == 3
+    assert validation.check_bool(np.bool_(False), "flag") is False
+    validation.check_key(jax.random.PRNGKey(0))
+    validation.check_key(jax.random.split(KEY, 3), batched=True)
+    assert activations.get("leaky_relu", negative_slope=0).fn(jnp.float32(-1.0)) == 0.0
+    assert activations.get("gelu", approximate=True).name == "gelu(approximate=True)"
+    # Small int64 sweep values are fine with x64 off or on.
+    out = parallel.sweep(lambda seed: seed * 2, seed=np.array([1, 2, 3], np.int64))
+    np.testing.assert_array_equal(np.asarray(out), [2, 4, 6])
+
+
+def test_int64_sweep_values_that_would_collide_without_x64_are_rejected():
+    seeds = np.array([1, 2**40 + 1], np.int64)
+    with jax.enable_x64(False):
+        with pytest.raises(ValueError, match="'seed'.*collide"):
+            parallel.sweep(lambda seed: seed, seed=seeds)
+    # With x64 on (this suite's default) they are distinct and kept.
+    np.testing.assert_array_equal(np.asarray(parallel.sweep(lambda seed: seed, seed=seeds)), seeds)
