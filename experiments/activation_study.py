@@ -307,10 +307,11 @@ def gate_values_at_init(family: str, cell: jrnn.Cell, cfg: dict, seed: int) -> d
     n = cell.hidden_size
     h_prev = jnp.concatenate([jnp.zeros((1, n), hs.dtype), hs[:-1]])
     if cell.name == "gru":
-        a = xs @ params["W_xh"].T + params["b_xh"] + h_prev @ params["W_hh"].T + params["b_hh"]
+        a = (xs @ params["W_xh"].T + params["b_xh"][None] + h_prev @ params["W_hh"].T
+             + params["b_hh"][None])
         return {"reset_r": float(jnp.mean(jax.nn.sigmoid(a[:, :n]))),
                 "update_z": float(jnp.mean(jax.nn.sigmoid(a[:, n:2 * n])))}
-    a = xs @ params["W_xh"].T + h_prev @ params["W_hh"].T + params["b_h"]
+    a = xs @ params["W_xh"].T + h_prev @ params["W_hh"].T + params["b_h"][None]
     return {"forget_f": float(jnp.mean(jax.nn.sigmoid(a[:, n:2 * n])))}
 
 
