@@ -304,7 +304,7 @@ def test_singular_values_accuracy_claim_states_when_it_holds():
 
 def _logdet_closed_form(cell, p, h0, xs):
     """mean_t log|det J_t| = mean_t sum_i log sech^2(a_ti) + log|det W|, float64 numpy."""
-    _, hs = jrnn.unroll(cell, p, xs, carry=h0)
+    _, hs = jrnn.unroll(cell, p, xs, carry=h0, fused=False)  # the diagnostics' own scan
     prev = np.concatenate([np.asarray(h0)[None], np.asarray(hs)[:-1]]).astype(np.float64)
     W = np.asarray(p["W_hh"], np.float64)
     a = np.abs(prev @ W.T)
@@ -351,7 +351,7 @@ def test_saturated_orthogonal_net_keeps_every_jacobian_entry():
         p["W_hh"] = 3.0 * p["W_hh"]
         h0 = jax.random.normal(jax.random.key(5), (n,), jnp.float32)
         xs = jnp.zeros((T, 1), jnp.float32)
-        _, hs = jrnn.unroll(cell, p, xs, carry=h0)
+        _, hs = jrnn.unroll(cell, p, xs, carry=h0, fused=False)
         prev = np.concatenate([np.asarray(h0)[None], np.asarray(hs)[:-1]])
         a = (prev @ np.asarray(p["W_hh"]).T).astype(np.float64)  # float32 pre-activations
         assert np.abs(a).max() > 9  # past 1 - tanh^2 == 0 in float32 (|a| >~ 8.7)
