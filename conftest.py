@@ -3,6 +3,8 @@ every ``>>>`` example may use without importing them, and the user's default JAX
 config (float32: ``jax_enable_x64`` off; rank promotion allowed), whatever tests/conftest.py
 sets for the tests."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,3 +26,17 @@ def _doctest_default_config(request):
         return
     with jax.enable_x64(False), jax.numpy_rank_promotion("allow"):
         yield
+
+
+# Tests measured at >= 6 s on the 2-core CI machine (tests/slow_tests.txt, one node id per
+# line) carry the `slow` marker: the README's `python -m pytest -n 2 -q` deselects them
+# (pyproject's addopts), `python -m pytest -n 2 -q -m slow` runs them, `-m ""` runs all.
+_SLOW_FILE = os.path.join(os.path.dirname(__file__), "tests", "slow_tests.txt")
+
+
+def pytest_collection_modifyitems(config, items):
+    with open(_SLOW_FILE) as f:
+        slow = {line.strip() for line in f if line.strip() and not line.startswith("#")}
+    for item in items:
+        if item.nodeid in slow:
+            item.add_marker(pytest.mark.slow)
