@@ -248,7 +248,8 @@ def summarise_init(raw: dict, cfg: dict) -> dict:
     spec = np.asarray(raw["log_spectral"], np.float64).reshape(-1, T + 1)[:, ::-1]  # by lag
     frob = np.asarray(raw["log_frobenius"], np.float64).reshape(-1, T + 1)[:, ::-1]
     spec = np.where(np.isnan(spec) | (spec == np.inf), np.nan, spec)
-    q25, med, q75 = np.nanpercentile(spec, [25, 50, 75], axis=0)
+    with np.errstate(invalid="ignore"):  # -inf (an exactly zero gradient) is a valid sample
+        q25, med, q75 = np.nanpercentile(spec, [25, 50, 75], axis=0)
     sv = np.asarray(raw["singular_values"], np.float64)
     sv_q = np.percentile(sv, [5, 25, 50, 75, 95])
     at_T = mean_stderr(spec[:, T] / math.log(10.0))
