@@ -664,9 +664,12 @@ def claims(init_results: dict, train_results: dict, gates: dict, T: int) -> list
                    f"bias of +{GRU_GATE_BIAS:g} (z ~ 0.95) is the remedy (row gru-gate-bias).")
         tanh_solved = tanh_tr is not None and tanh_tr["solved_seeds"] > 0
         if solved and not tanh_solved:
+            lagging = [f for f in gated if f not in better_prop]
             verdict = ("confirmed: gated cells solve the adding problem where elman-tanh does not"
-                       + (" and propagate gradients further" if better_prop else
-                          ", although at initialisation not every gated cell propagates "
+                       + (" and propagate gradients further" if not lagging else
+                          f"; {', '.join(better_prop)} also propagate gradients further at "
+                          f"initialisation, {', '.join(lagging)} not (see why)" if better_prop
+                          else ", although at initialisation they do not propagate gradients "
                           "further than elman-tanh (see why)"))
         elif better_prop:
             verdict = "confirmed for propagation at initialisation"
