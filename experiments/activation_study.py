@@ -51,8 +51,8 @@ SIGNIFICANCE = 2.0  # a difference is stated as a finding only beyond this many 
 
 DEFAULT = dict(
     hidden=64, T=100, sequences=4, seeds=3, lyap_T=300, lyap_warmup=100,
-    train_hidden=32, train_T=30, train_batch=32, train_steps=1200, lr=1e-2, clip=1.0,
-    eval_size=256, checkpoint_every=600,
+    train_hidden=32, train_T=30, train_batch=32, train_steps=1000, lr=1e-2, clip=1.0,
+    eval_size=256, checkpoint_every=500,
 )
 FULL = dict(
     hidden=256, T=500, sequences=16, seeds=8, lyap_T=2000, lyap_warmup=500,
