@@ -396,7 +396,7 @@ def _panel_of(r: dict) -> str:
     act = jrnn.activations.get(r["activation"])
     if act.saturating:
         return "saturating activations"
-    if act.output_range[1] == math.inf:
+    if act.output_range[1] == math.inf and act.name != "identity":
         return "unbounded (ReLU family)"
     return "other activations"
 
@@ -411,7 +411,7 @@ def plot_propagation(init_results: dict, out: str, T: int) -> str:
     present = [p for p in PANELS if any(_panel_of(r) == p for r in init_results.values())]
     fig, axes = plt.subplots(1, len(present), figsize=(4.6 * len(present), 4.4), sharey=True,
                              constrained_layout=True, squeeze=False)
-    cmap = plt.get_cmap("tab10")
+    cmap = plt.get_cmap("tab20")
     for ax, panel in zip(axes[0], present):
         labels = []
         for r in init_results.values():
@@ -420,7 +420,7 @@ def plot_propagation(init_results: dict, out: str, T: int) -> str:
             label = r["activation"] if r["family"] == "elman" else r["family"]
             if label not in labels:
                 labels.append(label)
-            c = cmap(labels.index(label) % 10)
+            c = cmap(labels.index(label) % 20)
             lag = np.asarray(r["lag"])
             ls = "--" if r["init"] == "critical" else "-"
             ax.plot(lag, np.asarray(r["log_norm_median"]) / math.log(10), ls=ls, color=c,
