@@ -129,6 +129,22 @@ def _grid(n, dtype, dims):
     return [g.ravel() for g in grids], weights.ravel()
 
 
+def _checked_gate_scales(sigma_w, sigma_u, sigma_b, names):
+    """Per-gate ``(sigma_w, sigma_u)`` dicts, every scale checked non-negative and finite."""
+    sw, su = _gates(sigma_w, names), _gates(sigma_u, names)
+    _check_scales(sigma_b=sigma_b, **{f"sigma_w[{k}]": v for k, v in sw.items()},
+                  **{f"sigma_u[{k}]": v for k, v in su.items()})
+    return sw, su
+
+
+def _squared_scales(sw, su, sigma_b, *biases):
+    """The working dtype and the squared scales ``sigma_b^2``, ``sigma_w^2``, ``sigma_u^2``."""
+    dtype = _float_dtype(*sw.values(), *su.values(), sigma_b, *biases)
+    square = lambda v: jnp.asarray(v, dtype) ** 2
+    return (dtype, square(sigma_b), {k: square(v) for k, v in sw.items()},
+            {k: square(v) for k, v in su.items()})
+
+
 def gru_mean_field(
     sigma_w=1.0,
     *,
@@ -166,19 +182,13 @@ def gru_mean_field(
         >>> bool(mf.chi > 0.999)  # update gate shut: h is copied, chi -> 1
         True
     """
-    sw = _gates(sigma_w, ("r", "z", "n"))
-    su = _gates(sigma_u, ("r", "z", "n"))
-    _check_scales(sigma_b=sigma_b, **{f"sigma_w[{k}]": v for k, v in sw.items()},
-                  **{f"sigma_u[{k}]": v for k, v in su.items()})
+    sw, su = _checked_gate_scales(sigma_w, sigma_u, sigma_b, ("r", "z", "n"))
     return _gru(sw, su, sigma_b, bias_r, bias_z, bias_in, bias_hn, int(iterations))
 
 
 @functools.partial(jax.jit, static_argnums=(7,))
 def _gru(sw, su, sigma_b, b_r, b_z, b_in, b_hn, iterations):
-    dtype = _float_dtype(*sw.values(), *su.values(), sigma_b, b_r, b_z, b_in, b_hn)
-    sb2 = jnp.asarray(sigma_b, dtype) ** 2
-    sw2 = {k: jnp.asarray(v, dtype) ** 2 for k, v in sw.items()}
-    su2 = {k: jnp.asarray(v, dtype) ** 2 for k, v in su.items()}
+    dtype, sb2, sw2, su2 = _squared_scales(sw, su, sigma_b, b_r, b_z, b_in, b_hn)
     (zr, zh, zi), w3 = _grid(24, dtype, 3)
     z1, w1 = (jnp.asarray(a, dtype) for a in _hermite(48))
 
@@ -252,19 +262,13 @@ def lstm_mean_field(
         >>> bool(mf.memory > 0.999)  # forget gate open: c is kept
         True
     """
-    sw = _gates(sigma_w, ("i", "f", "g", "o"))
-    su = _gates(sigma_u, ("i", "f", "g", "o"))
-    _check_scales(sigma_b=sigma_b, **{f"sigma_w[{k}]": v for k, v in sw.items()},
-                  **{f"sigma_u[{k}]": v for k, v in su.items()})
+    sw, su = _checked_gate_scales(sigma_w, sigma_u, sigma_b, ("i", "f", "g", "o"))
     return _lstm(sw, su, sigma_b, bias_i, bias_f, bias_g, bias_o, int(iterations))
 
 
 @functools.partial(jax.jit, static_argnums=(7,))
 def _lstm(sw, su, sigma_b, b_i, b_f, b_g, b_o, iterations):
-    dtype = _float_dtype(*sw.values(), *su.values(), sigma_b, b_i, b_f, b_g, b_o)
-    sb2 = jnp.asarray(sigma_b, dtype) ** 2
-    sw2 = {k: jnp.asarray(v, dtype) ** 2 for k, v in sw.items()}
-    su2 = {k: jnp.asarray(v, dtype) ** 2 for k, v in su.items()}
+    dtype, sb2, sw2, su2 = _squared_scales(sw, su, sigma_b, b_i, b_f, b_g, b_o)
     (zi, zf, zg), w3 = _grid(20, dtype, 3)
     zc, wc = (jnp.asarray(a, dtype) for a in _hermite(16))
     z1, w1 = (jnp.asarray(a, dtype) for a in _hermite(48))
