@@ -221,7 +221,7 @@ def check_key(key: Any, argument: str = "key", *, batched: bool | None = False) 
         want = {False: "one key", True: "a batch of keys (K,)", None: "one key or (K,) keys"}
         raise ValueError(
             f"{argument} must be {want[batched]}, got a key array of shape "
-            f"{_shape_str(np.shape(key)[: ndim])}."
+            f"{_shape_str(np.shape(key)[:ndim])}."
         )
     return key
 
@@ -254,7 +254,8 @@ def float_inputs(xs: Any, params: Any) -> jax.Array:
     xs = jnp.asarray(xs)
     if xs.dtype.kind in "biu":
         leaves = [
-            leaf for leaf in jax.tree_util.tree_leaves(params)
+            leaf
+            for leaf in jax.tree_util.tree_leaves(params)
             if np.dtype(getattr(leaf, "dtype", np.float32)).kind == "f"
         ]
         dtype = jnp.result_type(*leaves) if leaves else jnp.float32
@@ -301,8 +302,7 @@ def _check_tree(spec, params, where: str, argument: str, context: str) -> None:
         return
     if not isinstance(params, dict):
         raise ValueError(
-            f"{argument}{where} must be a dict with keys {_keys_str(spec)}, got "
-            f"{_kind(params)}."
+            f"{argument}{where} must be a dict with keys {_keys_str(spec)}, got {_kind(params)}."
         )
     missing = set(spec) - set(params)
     extra = set(params) - set(spec)
@@ -335,9 +335,7 @@ def _check_tree(spec, params, where: str, argument: str, context: str) -> None:
             dtype = np.asarray(leaf).dtype
         if np.dtype(dtype).kind != kind:
             want = {"f": "a real floating dtype", "c": "a complex dtype"}.get(kind, kind)
-            raise TypeError(
-                f"{argument}{where}[{name!r}] must have {want}, got dtype {dtype}."
-            )
+            raise TypeError(f"{argument}{where}[{name!r}] must have {want}, got dtype {dtype}.")
 
 
 def check_params(cell, params, input_size: int | None = None, argument: str = "params") -> None:
@@ -387,9 +385,7 @@ def _strip_shapes(spec, params):
         return None
     if isinstance(spec, tuple) and not _is_spec_leaf(spec):
         ps = params if isinstance(params, tuple | list) else ()
-        return tuple(
-            _strip_shapes(s, ps[i] if i < len(ps) else None) for i, s in enumerate(spec)
-        )
+        return tuple(_strip_shapes(s, ps[i] if i < len(ps) else None) for i, s in enumerate(spec))
     if not isinstance(params, dict):
         return spec
     return {
