@@ -18,6 +18,7 @@ from jrnn.diagnostics.lyapunov import (
 )
 from jrnn.diagnostics.ordering import after
 from jrnn.diagnostics.propagation import (
+    PROPAGATION_MODES,
     GradientNorms,
     Propagation,
     gradient_norms,
@@ -34,6 +35,7 @@ __all__ = [
     "GradientNorms",
     "JACOBIAN_METHODS",
     "LyapunovSpectrum",
+    "PROPAGATION_MODES",
     "PascanuBound",
     "Propagation",
     "QR_METHODS",
