@@ -24,7 +24,14 @@ from jrnn.diagnostics.propagation import (
     gradient_norms,
     propagation,
 )
-from jrnn.diagnostics.spectra import SINGULAR_VALUE_METHODS, eigenvalues, singular_values
+from jrnn.diagnostics.spectra import (
+    SINGULAR_VALUE_METHODS,
+    SV_STATS_MODES,
+    SingularValueStats,
+    eigenvalues,
+    singular_value_stats,
+    singular_values,
+)
 from jrnn.diagnostics.tangent import DEFAULT_MEMORY_BUDGET, STREAM_MODES, tangent_map
 
 __all__ = [
@@ -40,6 +47,8 @@ __all__ = [
     "Propagation",
     "QR_METHODS",
     "SINGULAR_VALUE_METHODS",
+    "SV_STATS_MODES",
+    "SingularValueStats",
     "UnitHealth",
     "after",
     "covariant_lyapunov_vectors",
@@ -50,6 +59,7 @@ __all__ = [
     "lyapunov_spectrum",
     "pascanu_bound",
     "propagation",
+    "singular_value_stats",
     "singular_values",
     "step_jacobians",
     "tangent_map",
