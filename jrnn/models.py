@@ -73,7 +73,25 @@ class Model(NamedTuple):
         """Outputs for ``xs`` ``(T, d)`` or ``(B, T, d)``.
 
         ``unroll_kwargs`` go to :func:`jrnn.unroll` (``carry``, ``unroll``, ``remat``).
+
+        Returns ``(T, m)`` / ``(B, T, m)`` with ``return_sequences``, else the
+        readout of the last valid step, ``(m,)`` / ``(B, m)``. An empty sequence
+        ``T = 0`` is fine with ``return_sequences`` (an empty output, as
+        :func:`jrnn.unroll` gives) but has no last output: it raises. A sequence
+        of ``lengths[b] = 0`` inside a batch with ``T >= 1`` reads out the
+        zeroed padding output, ``g(b_o)``.
+
+        Raises:
+          ValueError: ``xs`` with ``T = 0`` steps and ``return_sequences=False``
+            (checked before tracing), and everything :func:`jrnn.unroll` raises.
         """
+        shape = jnp.shape(xs)
+        if not self.return_sequences and len(shape) in (2, 3) and shape[-2] == 0:
+            raise ValueError(
+                f"xs has T=0 steps (shape {tuple(shape)}), but the model reads out the last "
+                "step's output (return_sequences=False) and an empty sequence has none; pass "
+                "at least one step, or build the model with return_sequences=True."
+            )
         _, hs = unroll(self.cell, params["cell"], xs, lengths=lengths, **unroll_kwargs)
         if not self.return_sequences:
             if lengths is None:

@@ -5,7 +5,8 @@ argument, says what came and what was expected:
 
 * ``TypeError`` for the wrong kind of value (a string where a number is
   expected, ``'no'`` for a boolean flag, a raw key where a typed key is
-  needed, complex inputs);
+  needed, complex inputs); where a number is expected it is a
+  :class:`NumberTypeError`, which is also a ``ValueError``;
 * ``ValueError`` for the right kind with a wrong value or shape (NaN, a value
   out of range, a missing parameter, a transposed weight).
 
@@ -40,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
+    "NumberTypeError",
     "check_bool",
     "check_int",
     "check_key",
@@ -63,6 +65,24 @@ def _shape_str(shape) -> str:
 # --------------------------------------------------------------------------- scalars
 
 
+class NumberTypeError(TypeError, ValueError):
+    """A value that is not a real number where one is expected.
+
+    A ``TypeError`` (the wrong kind of value), and also a ``ValueError``: the
+    remedy cells once raised ``ValueError`` for every bad hyper-parameter, and
+    code that catches that keeps working (the dual base follows numpy's
+    ``AxisError(ValueError, IndexError)``).
+    """
+
+
+def _interval(low, high, low_open: bool, high_open: bool) -> str:
+    lo = "(" if low_open else "["
+    hi = ")" if high_open else "]"
+    a = -math.inf if low is None else low
+    b = math.inf if high is None else high
+    return f"{lo}{a:g}, {b:g}{hi}"
+
+
 def check_number(
     value: Any,
     argument: str,
@@ -76,6 +96,11 @@ def check_number(
 ) -> float:
     """``float(value)`` after checking it is a real, finite number in range.
 
+    The one check of a real scalar argument in jrnn (cells, initialisers,
+    activations, training). Messages name the argument, the interval expected
+    and the value received, e.g. ``"dt must be in (0, 1], got 1.5."``; a
+    missing bound prints as ``inf``.
+
     Args:
       value: the argument's value (a Python or numpy real scalar, or a
         0-d array).
@@ -86,34 +111,48 @@ def check_number(
         :func:`jrnn.parallel.sweep`) is returned unchecked instead of rejected.
 
     Raises:
-      TypeError: ``value`` is not a real number (a string, None, a bool, a
-        complex number, an array with more than one element).
+      NumberTypeError: (a ``TypeError`` and a ``ValueError``) ``value`` is not
+        a real number (a string, None, a bool, a complex number, an array with
+        more than one element, a traced value unless ``traced_ok``).
       ValueError: NaN/inf (when ``finite``) or out of ``[low, high]``.
+
+    Example::
+
+        >>> import jrnn
+        >>> jrnn.validation.check_number(1.5, "dt", low=0.0, high=1.0, low_open=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: dt must be in (0, 1], got 1.5.
     """
+    interval = _interval(low, high, low_open, high_open)
+    where = f" in {interval}" if low is not None or high is not None else ""
     if isinstance(value, bool | np.bool_) or isinstance(value, str | bytes) or value is None:
-        raise TypeError(f"{argument} must be a real number, got {value!r} ({_kind(value)}).")
+        raise NumberTypeError(
+            f"{argument} must be a real number{where}, got {value!r} ({_kind(value)})."
+        )
     if isinstance(value, jax.core.Tracer):
         if traced_ok and np.shape(value) == () and np.dtype(value.dtype).kind in "iuf":
             return value
-        raise TypeError(f"{argument} must be a concrete Python number, got a traced value.")
+        raise NumberTypeError(f"{argument} must be a concrete Python number, got a traced value.")
     if isinstance(value, np.ndarray | jax.Array):
         if np.shape(value) != () or np.asarray(value).dtype.kind not in "iuf":
-            raise TypeError(
+            raise NumberTypeError(
                 f"{argument} must be a real scalar, got an array of shape "
                 f"{_shape_str(np.shape(value))} and dtype {np.asarray(value).dtype}."
             )
         value = np.asarray(value).item()
     if not isinstance(value, numbers.Real):
-        raise TypeError(f"{argument} must be a real number, got {value!r} ({_kind(value)}).")
+        raise NumberTypeError(
+            f"{argument} must be a real number{where}, got {value!r} ({_kind(value)})."
+        )
     v = float(value)
+    shown = value if type(value) in (int, float) else v
     if finite and not math.isfinite(v):
-        raise ValueError(f"{argument} must be a finite number, got {v}.")
-    if low is not None and (v < low or (low_open and v == low)):
-        op = ">" if low_open else ">="
-        raise ValueError(f"{argument} must be {op} {low}, got {v}.")
-    if high is not None and (v > high or (high_open and v == high)):
-        op = "<" if high_open else "<="
-        raise ValueError(f"{argument} must be {op} {high}, got {v}.")
+        raise ValueError(f"{argument} must be a finite real number{where}, got {shown!r}.")
+    below = low is not None and (v < low or (low_open and v == low))
+    above = high is not None and (v > high or (high_open and v == high))
+    if below or above:
+        raise ValueError(f"{argument} must be in {interval}, got {shown!r}.")
     return v
 
 
@@ -182,7 +221,7 @@ def check_key(key: Any, argument: str = "key", *, batched: bool | None = False) 
         want = {False: "one key", True: "a batch of keys (K,)", None: "one key or (K,) keys"}
         raise ValueError(
             f"{argument} must be {want[batched]}, got a key array of shape "
-            f"{_shape_str(np.shape(key)[: ndim])}."
+            f"{_shape_str(np.shape(key)[:ndim])}."
         )
     return key
 
@@ -215,7 +254,8 @@ def float_inputs(xs: Any, params: Any) -> jax.Array:
     xs = jnp.asarray(xs)
     if xs.dtype.kind in "biu":
         leaves = [
-            leaf for leaf in jax.tree_util.tree_leaves(params)
+            leaf
+            for leaf in jax.tree_util.tree_leaves(params)
             if np.dtype(getattr(leaf, "dtype", np.float32)).kind == "f"
         ]
         dtype = jnp.result_type(*leaves) if leaves else jnp.float32
@@ -262,8 +302,7 @@ def _check_tree(spec, params, where: str, argument: str, context: str) -> None:
         return
     if not isinstance(params, dict):
         raise ValueError(
-            f"{argument}{where} must be a dict with keys {_keys_str(spec)}, got "
-            f"{_kind(params)}."
+            f"{argument}{where} must be a dict with keys {_keys_str(spec)}, got {_kind(params)}."
         )
     missing = set(spec) - set(params)
     extra = set(params) - set(spec)
@@ -296,9 +335,7 @@ def _check_tree(spec, params, where: str, argument: str, context: str) -> None:
             dtype = np.asarray(leaf).dtype
         if np.dtype(dtype).kind != kind:
             want = {"f": "a real floating dtype", "c": "a complex dtype"}.get(kind, kind)
-            raise TypeError(
-                f"{argument}{where}[{name!r}] must have {want}, got dtype {dtype}."
-            )
+            raise TypeError(f"{argument}{where}[{name!r}] must have {want}, got dtype {dtype}.")
 
 
 def check_params(cell, params, input_size: int | None = None, argument: str = "params") -> None:
@@ -348,9 +385,7 @@ def _strip_shapes(spec, params):
         return None
     if isinstance(spec, tuple) and not _is_spec_leaf(spec):
         ps = params if isinstance(params, tuple | list) else ()
-        return tuple(
-            _strip_shapes(s, ps[i] if i < len(ps) else None) for i, s in enumerate(spec)
-        )
+        return tuple(_strip_shapes(s, ps[i] if i < len(ps) else None) for i, s in enumerate(spec))
     if not isinstance(params, dict):
         return spec
     return {

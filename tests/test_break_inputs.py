@@ -111,3 +111,25 @@ def test_flossing_optimizer_and_phase_checked():
     sched = T.flossing_schedule("before", pre_steps=1)
     with pytest.raises(ValueError, match="t must be"):  # before: 'floss'
         sched.phase(-1)
+
+
+def test_one_scalar_check_for_remedy_and_classic_cells():
+    """mgu (a remedy cell) and lstm check forget_bias with the same function
+    (jrnn.validation.check_number): same exception type, same message."""
+    from jrnn import validation
+
+    assert issubclass(validation.NumberTypeError, TypeError)
+    assert issubclass(validation.NumberTypeError, ValueError)
+    for make in (lambda v: cells.mgu(4, forget_bias=v), lambda v: cells.lstm(4, forget_bias=v)):
+        with pytest.raises(
+            validation.NumberTypeError,
+            match=r"forget_bias must be a real number, got '1' \(str\)\.",
+        ):
+            make("1")
+        with pytest.raises(ValueError, match="forget_bias must be a finite real number, got nan"):
+            make(float("nan"))
+    with pytest.raises(ValueError, match=r"dt must be in \(0, 1\], got 1.5\."):
+        validation.check_number(np.float32(1.5), "dt", low=0.0, high=1.0, low_open=True)
+    with pytest.raises(ValueError, match=r"gain must be in \[0, inf\], got -1\."):
+        validation.check_number(-1, "gain", low=0.0)
+    assert not hasattr(jrnn.cells._checks, "check_real")

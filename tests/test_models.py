@@ -39,6 +39,31 @@ def test_return_sequences_and_lengths():
         np.testing.assert_allclose(out[b], last.apply(params, xs[b, :L]), rtol=1e-5, atol=1e-6)
 
 
+def test_empty_sequence_has_no_last_output():
+    """T = 0: return_sequences=True gives the empty output unroll gives; the last-step readout
+    raises a ValueError naming xs (it was an IndexError), batched or not, with lengths, jitted.
+    A zero length inside a batch with T >= 1 reads out the zeroed padding output, g(b_o)."""
+    seq = jrnn.models.rnn(cells.elman(3), 2, return_sequences=True)
+    last = jrnn.models.rnn(cells.elman(3), 2, output_activation="sigmoid")
+    params = last.init(jax.random.key(0), 1)
+    assert seq.apply(params, jnp.zeros((4, 0, 1))).shape == (4, 0, 2)
+    assert seq.apply(params, jnp.zeros((0, 1))).shape == (0, 2)
+    assert jrnn.unroll(last.cell, params["cell"], jnp.zeros((4, 0, 1)))[1].shape == (4, 0, 3)
+    for call in (
+        lambda: last.apply(params, jnp.zeros((0, 1))),
+        lambda: last.apply(params, jnp.zeros((4, 0, 1))),
+        lambda: last.apply(params, jnp.zeros((4, 0, 1)), lengths=jnp.zeros(4, jnp.int32)),
+        lambda: jax.jit(last.apply)(params, jnp.zeros((4, 0, 1))),
+    ):
+        with pytest.raises(ValueError, match=r"xs has T=0 steps \(shape .*return_sequences"):
+            call()
+    b_o = params["readout"]["b_o"] + jnp.array([0.3, -0.2])
+    params["readout"]["b_o"] = b_o
+    out = last.apply(params, jnp.ones((2, 3, 1)), lengths=jnp.array([0, 3]))
+    np.testing.assert_allclose(out[0], jax.nn.sigmoid(b_o), rtol=1e-6)
+    np.testing.assert_allclose(out[1], last.apply(params, jnp.ones((3, 1))), rtol=1e-6)
+
+
 def test_model_rejects_bad_output_size():
     with pytest.raises(ValueError, match="output_size must be a positive integer, got 0"):
         jrnn.models.rnn(cells.elman(3), 0)

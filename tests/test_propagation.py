@@ -1,5 +1,7 @@
 """propagation (stable log-norms of d s_T / d s_t) and gradient_norms (one backward pass)."""
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +10,8 @@ from jax.flatten_util import ravel_pytree
 
 import jrnn
 from jrnn.diagnostics import gradient_norms, propagation, step_jacobians
+
+KEY0 = jax.random.key(0)
 
 
 def _linear_cell(n, c, dtype, seed=0):
@@ -86,8 +90,9 @@ def _brute_force_norms(cell, params, xs, loss_fn):
     return np.array(hidden), np.array(state), np.linalg.norm(gx, axis=-1)
 
 
+@pytest.mark.parametrize("mode", ["stacked", "streaming"])
 @pytest.mark.parametrize("name", ["elman", "lstm"])
-def test_gradient_norms_match_brute_force(name):
+def test_gradient_norms_match_brute_force(name, mode):
     cell = jrnn.cells.elman(4, "tanh") if name == "elman" else jrnn.cells.lstm(3)
     params = jax.tree_util.tree_map(
         lambda a: a.astype(jnp.float64), cell.init(jax.random.key(0), 2)
@@ -95,7 +100,7 @@ def test_gradient_norms_match_brute_force(name):
     xs = jax.random.normal(jax.random.key(1), (6, 2), jnp.float64)
     w = jnp.linspace(-1.0, 1.0, cell.hidden_size)
     loss_fn = lambda hs: jnp.sum(jnp.tanh(hs @ w) ** 2) + jnp.sum(hs[-1] ** 3)
-    g = gradient_norms(loss_fn, cell, params, xs)
+    g = gradient_norms(loss_fn, cell, params, xs, mode=mode)
     hidden, state, inp = _brute_force_norms(cell, params, xs, loss_fn)
     np.testing.assert_allclose(g.hidden, hidden, rtol=1e-10)
     np.testing.assert_allclose(g.state, state, rtol=1e-10, atol=1e-14)
@@ -114,6 +119,83 @@ def test_gradient_norms_batched_loss_sees_unroll_shapes():
     # The mean over B splits the gradient; each sequence is independent of the others.
     one = gradient_norms(lambda hs: jnp.mean(hs[-1, 0]) / 4, cell, params, xs[2])
     np.testing.assert_allclose(g.hidden[2], one.hidden, rtol=1e-5)
+
+
+GN_CELLS = {
+    "elman": lambda: jrnn.cells.elman(4, "tanh"),
+    "lstm": lambda: jrnn.cells.lstm(3),
+    "gru": lambda: jrnn.cells.gru(3),
+    "stack": lambda: jrnn.stack([jrnn.cells.elman(3), jrnn.cells.lstm(2)]),
+}
+
+
+@pytest.mark.parametrize("name", list(GN_CELLS))
+def test_gradient_norms_streaming_equals_stacked(name):
+    """The reverse scan of per-step VJPs equals jax.grad through the perturbed scan, for a
+    batch with a given initial carry and a loss that mixes sequences (the stack's output is
+    the LSTM's h, a leaf of the last layer's carry)."""
+    cell = GN_CELLS[name]()
+    params = jax.tree_util.tree_map(lambda a: 1.3 * a.astype(jnp.float64), cell.init(KEY0, 2))
+    xs = jax.random.normal(jax.random.key(1), (2, 6, 2), jnp.float64)
+    c1 = cell.initial_carry(params)
+    flat, unravel = ravel_pytree(c1)
+    noise = 0.5 * jax.random.normal(jax.random.key(2), (2, flat.size), jnp.float64)
+    carry = jax.vmap(unravel)(noise)
+    w = jnp.linspace(-1.0, 1.0, cell.hidden_size)
+    loss_fn = lambda hs: jnp.sum(jnp.tanh(hs @ w) ** 2) + jnp.mean(hs[:, -1] ** 3)
+    a = gradient_norms(loss_fn, cell, params, xs, carry=carry, mode="stacked")
+    b = gradient_norms(loss_fn, cell, params, xs, carry=carry, mode="streaming")
+    assert b.hidden.shape == b.state.shape == b.input.shape == (2, 6)
+    for field in ("loss", "hidden", "state", "input"):
+        np.testing.assert_allclose(getattr(b, field), getattr(a, field), rtol=1e-12, atol=1e-14)
+    assert np.all(np.asarray(b.state[:, :-1]) > 0) and np.all(np.asarray(b.state[:, -1]) == 0)
+
+
+def test_gradient_norms_float32_params_float64_inputs():
+    """Used to crash (scan carry float32 in, float64 out). Dtypes are promoted once, as
+    jrnn.unroll does: the run is the float64 run of the same (exactly representable) params."""
+    cell = jrnn.cells.gru(3)
+    p32 = cell.init(KEY0, 2)
+    p64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), p32)
+    xs = jax.random.normal(jax.random.key(1), (6, 2), jnp.float64)
+    seen = []
+
+    def loss_fn(hs):
+        seen.append(hs.dtype)
+        return jnp.sum(hs**2)
+
+    assert jrnn.unroll(cell, p32, xs)[1].dtype == jnp.float64
+    for mode in ("stacked", "streaming"):
+        got = gradient_norms(loss_fn, cell, p32, xs, mode=mode)
+        want = gradient_norms(loss_fn, cell, p64, xs, mode=mode)
+        for g, w_ in zip(got, want):
+            assert g.dtype == jnp.float64
+            np.testing.assert_allclose(g, w_, rtol=1e-13)
+    assert set(seen) == {jnp.dtype(jnp.float64)}
+    # Integer inputs take the params' float dtype (jax.grad cannot differentiate integers).
+    ints = gradient_norms(loss_fn, cell, p32, jnp.ones((6, 2), jnp.int32), mode="streaming")
+    assert ints.input.dtype == jnp.float32
+
+
+def test_gradient_norms_mode_auto_follows_the_memory_budget(monkeypatch):
+    prop = importlib.import_module("jrnn.diagnostics.propagation")  # the module, not the function
+    calls = []
+    real = prop._streaming_norms
+    monkeypatch.setattr(prop, "_streaming_norms", lambda *a: calls.append(1) or real(*a))
+    cell = jrnn.cells.elman(3)
+    params = cell.init(KEY0, 1)
+    xs, loss_fn = jnp.ones((5, 1)), lambda hs: jnp.sum(hs)
+    big = gradient_norms(loss_fn, cell, params, xs)
+    assert calls == []  # a few hundred bytes: stacked
+    small = gradient_norms(loss_fn, cell, params, xs, memory_budget=64)
+    assert calls == [1]
+    np.testing.assert_allclose(small.hidden, big.hidden, rtol=1e-6)
+    with pytest.raises(
+        ValueError, match=r"mode must be one of \('auto', 'stacked', 'streaming'\), got 'chunked'"
+    ):
+        gradient_norms(loss_fn, cell, params, xs, mode="chunked")
+    with pytest.raises(ValueError, match="memory_budget must be a positive int"):
+        gradient_norms(loss_fn, cell, params, xs, memory_budget=0)
 
 
 def test_after_orders_without_changing_values_or_gradients():

@@ -23,8 +23,9 @@ import jax.numpy as jnp
 
 from jrnn import activations as _activations
 from jrnn import initializers as inits
-from jrnn.cells._checks import check_real, spec
+from jrnn.cells._checks import spec
 from jrnn.cells.base import Cell, check_positive_int
+from jrnn.validation import check_number
 
 __all__ = ["antisymmetric"]
 
@@ -65,9 +66,9 @@ def antisymmetric(
         ['V_h', 'W_h', 'b_h']
     """
     n = check_positive_int(hidden_size, "hidden_size")
-    eps = check_real(eps, "eps", low=0.0, low_open=True)
-    gamma = check_real(gamma, "gamma", low=0.0)
-    gain = check_real(gain, "gain", low=0.0)
+    eps = check_number(eps, "eps", low=0.0, low_open=True)
+    gamma = check_number(gamma, "gamma", low=0.0)
+    gain = check_number(gain, "gain", low=0.0)
     act = _activations.get(activation)
     f, df = act.fn, act.derivative
     input_init = input_init or inits.glorot_uniform()

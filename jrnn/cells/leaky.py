@@ -30,8 +30,9 @@ import jax.numpy as jnp
 
 from jrnn import activations as _activations
 from jrnn import initializers as inits
-from jrnn.cells._checks import check_real, spec
+from jrnn.cells._checks import spec
 from jrnn.cells.base import Cell, check_positive_int
+from jrnn.validation import check_number
 
 __all__ = ["leaky"]
 
@@ -78,8 +79,8 @@ def leaky(
         (5, 8)
     """
     n = check_positive_int(hidden_size, "hidden_size")
-    dt = check_real(dt, "dt", low=0.0, high=1.0, low_open=True)
-    gain = check_real(gain, "gain", low=0.0)
+    dt = check_number(dt, "dt", low=0.0, high=1.0, low_open=True)
+    gain = check_number(gain, "gain", low=0.0)
     act = _activations.get(activation)
     f, df = act.fn, act.derivative
     input_init = input_init or inits.glorot_uniform()

@@ -23,8 +23,9 @@ import jax.numpy as jnp
 
 from jrnn import activations as _activations
 from jrnn import initializers as inits
-from jrnn.cells._checks import check_real, spec
+from jrnn.cells._checks import spec
 from jrnn.cells.base import Cell, check_positive_int
+from jrnn.validation import check_number
 
 __all__ = ["lipschitz"]
 
@@ -65,11 +66,11 @@ def lipschitz(
         ['M_A', 'M_W', 'U', 'b']
     """
     n = check_positive_int(hidden_size, "hidden_size")
-    eps = check_real(eps, "eps", low=0.0, low_open=True)
-    beta = check_real(beta, "beta", low=0.0, high=1.0)
-    gamma_A = check_real(gamma_A, "gamma_A", low=0.0)
-    gamma_W = check_real(gamma_W, "gamma_W", low=0.0)
-    gain = check_real(gain, "gain", low=0.0)
+    eps = check_number(eps, "eps", low=0.0, low_open=True)
+    beta = check_number(beta, "beta", low=0.0, high=1.0)
+    gamma_A = check_number(gamma_A, "gamma_A", low=0.0)
+    gamma_W = check_number(gamma_W, "gamma_W", low=0.0)
+    gain = check_number(gain, "gain", low=0.0)
     act = _activations.get(activation)
     f, df = act.fn, act.derivative
     input_init = input_init or inits.glorot_uniform()

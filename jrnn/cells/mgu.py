@@ -30,8 +30,9 @@ import jax.numpy as jnp
 
 from jrnn import initializers as inits
 from jrnn.activations import sigmoid_prime, tanh_prime
-from jrnn.cells._checks import check_real, spec
+from jrnn.cells._checks import spec
 from jrnn.cells.base import Cell, check_positive_int
+from jrnn.validation import check_number
 
 __all__ = ["mgu"]
 
@@ -56,7 +57,8 @@ def mgu(
 
     Raises:
       ValueError: ``hidden_size`` not a positive integer; ``forget_bias`` not a
-        finite real number.
+        finite real number (a :class:`~jrnn.validation.NumberTypeError`, also a
+        ``TypeError``, when it is not a number at all).
 
     Example::
 
@@ -66,7 +68,7 @@ def mgu(
         [(8, 3), (8, 4), (8,)]
     """
     n = check_positive_int(hidden_size, "hidden_size")
-    forget_bias = check_real(forget_bias, "forget_bias")
+    forget_bias = check_number(forget_bias, "forget_bias")
     input_init = input_init or inits.glorot_uniform()
     recurrent_init = recurrent_init or inits.orthogonal_blocks(2)
 

@@ -41,8 +41,9 @@ import jax.numpy as jnp
 from jrnn import activations as _activations
 from jrnn import initializers as inits
 from jrnn.activations import sigmoid_prime
-from jrnn.cells._checks import check_real, spec
+from jrnn.cells._checks import spec
 from jrnn.cells.base import Cell, check_positive_int
+from jrnn.validation import check_number
 
 __all__ = ["cornn", "lem"]
 
@@ -87,9 +88,9 @@ def cornn(
         ([(4,), (4,)], 8)
     """
     n = check_positive_int(hidden_size, "hidden_size")
-    dt = check_real(dt, "dt", low=0.0, low_open=True)
-    gamma = check_real(gamma, "gamma", low=0.0)
-    epsilon = check_real(epsilon, "epsilon", low=0.0)
+    dt = check_number(dt, "dt", low=0.0, low_open=True)
+    gamma = check_number(gamma, "gamma", low=0.0)
+    epsilon = check_number(epsilon, "epsilon", low=0.0)
     act = _activations.get(activation)
     f, df = act.fn, act.derivative
 
@@ -188,7 +189,7 @@ def lem(hidden_size: int, activation="tanh", *, dt: float = 1.0) -> Cell:
         ['V_1', 'V_2', 'V_y', 'V_z']
     """
     n = check_positive_int(hidden_size, "hidden_size")
-    dt = check_real(dt, "dt", low=0.0, high=1.0, low_open=True)
+    dt = check_number(dt, "dt", low=0.0, high=1.0, low_open=True)
     act = _activations.get(activation)
     f, df = act.fn, act.derivative
     weight = inits.uniform(-1.0 / math.sqrt(n), 1.0 / math.sqrt(n))

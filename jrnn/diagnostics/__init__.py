@@ -18,12 +18,20 @@ from jrnn.diagnostics.lyapunov import (
 )
 from jrnn.diagnostics.ordering import after
 from jrnn.diagnostics.propagation import (
+    PROPAGATION_MODES,
     GradientNorms,
     Propagation,
     gradient_norms,
     propagation,
 )
-from jrnn.diagnostics.spectra import SINGULAR_VALUE_METHODS, eigenvalues, singular_values
+from jrnn.diagnostics.spectra import (
+    SINGULAR_VALUE_METHODS,
+    SV_STATS_MODES,
+    SingularValueStats,
+    eigenvalues,
+    singular_value_stats,
+    singular_values,
+)
 from jrnn.diagnostics.tangent import DEFAULT_MEMORY_BUDGET, STREAM_MODES, tangent_map
 
 __all__ = [
@@ -34,10 +42,13 @@ __all__ = [
     "GradientNorms",
     "JACOBIAN_METHODS",
     "LyapunovSpectrum",
+    "PROPAGATION_MODES",
     "PascanuBound",
     "Propagation",
     "QR_METHODS",
     "SINGULAR_VALUE_METHODS",
+    "SV_STATS_MODES",
+    "SingularValueStats",
     "UnitHealth",
     "after",
     "covariant_lyapunov_vectors",
@@ -48,6 +59,7 @@ __all__ = [
     "lyapunov_spectrum",
     "pascanu_bound",
     "propagation",
+    "singular_value_stats",
     "singular_values",
     "step_jacobians",
     "tangent_map",

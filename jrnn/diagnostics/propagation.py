@@ -25,8 +25,13 @@ from jrnn.cells.base import Cell
 from jrnn.diagnostics import jacobians as _jac
 from jrnn.diagnostics import tangent as _tangent
 from jrnn.diagnostics.spectra import singular_values
+from jrnn.unroll import match_carry_dtype
+from jrnn.validation import float_inputs
 
-__all__ = ["GradientNorms", "Propagation", "gradient_norms", "propagation"]
+__all__ = ["PROPAGATION_MODES", "GradientNorms", "Propagation", "gradient_norms", "propagation"]
+
+#: Accepted ``mode`` values of :func:`propagation` and :func:`gradient_norms`.
+PROPAGATION_MODES = ("auto", "stacked", "streaming")
 
 
 class Propagation(NamedTuple):
@@ -146,8 +151,8 @@ def propagation(
     """
     batch = _jac.prepare(cell, params, xs, carry)
     jac = _jac._jacobian_fn(cell, params, method)  # validates method
-    if mode not in ("auto", "stacked", "streaming"):
-        raise ValueError(f"mode must be one of ('auto', 'stacked', 'streaming'), got {mode!r}.")
+    if mode not in PROPAGATION_MODES:
+        raise ValueError(f"mode must be one of {PROPAGATION_MODES}, got {mode!r}.")
     budget = _tangent.check_budget(memory_budget)
     xs = jnp.asarray(xs)
     T, S = xs.shape[-2], cell.state_size
@@ -200,80 +205,73 @@ class GradientNorms(NamedTuple):
     input: jax.Array  # (T,) or (B, T)
 
 
-def gradient_norms(
-    loss_fn: Callable[[jax.Array], jax.Array],
-    cell: Cell,
-    params,
-    xs: jax.Array,
-    *,
-    carry=None,
-) -> GradientNorms:
-    """``||dL/dh_t||``, ``||dL/ds_t||`` and ``||dL/dx_t||`` for all ``t``, one backward pass.
+class _Step(NamedTuple):
+    """One sequence's recurrence, fixed in Python before any scan (static)."""
 
-    .. math::
+    start: Callable  # carry or None -> initial carry in the recurrence's dtypes
+    step: Callable  # (carry, x_t) -> (carry, h_t)
+    hits: tuple  # per carry leaf: is it the output array h_t itself?
+    carry: object  # ShapeDtypeStruct pytree of one carry
+    h: jax.ShapeDtypeStruct  # (n,)
+    unravel: Callable  # (S,) -> carry
 
-       \\delta_t = \\frac{\\partial L}{\\partial h_t}
-       = \\frac{\\partial \\ell}{\\partial h_t} + J_{t+1}^\\top \\delta_{t+1}
 
-    Zero perturbations ``p_t`` (output, size ``n``) and ``e_t`` (state, size
-    ``S``) are added inside the scan, ``h_t + p_t`` and ``s_t + e_t``, and a
-    single ``jax.grad`` with respect to ``(xs, p, e)`` gives every ``t`` at once
-    (Pascanu et al. 2013 plot exactly these norms). Where the cell's carry
-    holds the output array itself (Elman, GRU, IndRNN; the LSTM's ``h``; the
-    top of a non-residual stack), ``p_t`` perturbs that carry leaf too, so
-    ``hidden`` is the full BPTT derivative.
+def _recurrence(cell: Cell, params, xs: jax.Array, carry, batch: int | None) -> _Step:
+    """Dtypes promoted once, up front: the carry is cast to what ``recur`` returns
+    for these params and inputs (float32 params with float64 ``xs`` run in float64,
+    as :func:`jrnn.unroll` does), so the scan's carry never changes type."""
+    x_sd = jax.ShapeDtypeStruct(xs.shape[-1:], xs.dtype)
+    u_sd = jax.eval_shape(lambda x: cell.input_map(params, x), x_sd)
 
-    Args:
-      loss_fn: ``hs -> scalar`` where ``hs`` is exactly what
-        ``jrnn.unroll(cell, params, xs)`` returns: ``(T, n)`` for one
-        sequence, ``(B, T, n)`` for a batch (so the loss may mix sequences,
-        e.g. a batch mean). Parameters of a readout should be closed over.
-      cell, params, xs, carry: as in :func:`step_jacobians`.
+    def start(c):
+        c = cell.initial_carry(params) if c is None else c
+        return match_carry_dtype(cell, params, c, u_sd)
 
-    Returns:
-      :class:`GradientNorms`.
+    def step(c, x):
+        return cell.recur(params, c, cell.input_map(params, x))
 
-    Example::
+    one = carry
+    if carry is not None and batch is not None:
+        one = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), carry)
+    c_sd = jax.eval_shape(start, one)
+    hits = []
 
-        >>> import jax, jax.numpy as jnp, jrnn
-        >>> cell = jrnn.cells.elman(8)
-        >>> params = cell.init(jax.random.key(0), 1)
-        >>> g = jrnn.diagnostics.gradient_norms(lambda hs: jnp.sum(hs[-1]), cell,
-        ...                                     params, jnp.ones((20, 1)))
-        >>> g.hidden.shape
-        (20,)
-    """
-    batch = _jac.prepare(cell, params, xs, carry)
-    xs = jnp.asarray(xs)
-    template = jax.eval_shape(cell.initial_carry, params)
-    flat_template, unravel = ravel_pytree(
-        jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), template)
-    )
-    T = xs.shape[-2]
-    n = cell.hidden_size
+    def probe(c, x):  # records, while tracing, which carry leaves are h_t itself
+        new_c, h = step(c, x)
+        hits[:] = [leaf is h for leaf in jax.tree_util.tree_leaves(new_c)]
+        return h
+
+    h_sd = jax.eval_shape(probe, c_sd, x_sd)
+    zeros = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), c_sd)
+    return _Step(start, step, tuple(hits), c_sd, h_sd, ravel_pytree(zeros)[1])
+
+
+def _perturbed_run(rec: _Step):
+    """``(x, carry, p, e) -> hs`` with ``h_t + p_t`` (output and its carry leaf) and
+    ``s_t + e_t`` added inside the scan: the stacked path differentiates this."""
 
     def run(x, c, p, e):
-        c = cell.initial_carry(params) if c is None else c
-
         def body(carry_, inp):
-            u_t, p_t, e_t = inp
-            new_c, h = cell.recur(params, carry_, u_t)
-            leaves, treedef = jax.tree_util.tree_flatten(new_c)
-            hit = [leaf is h for leaf in leaves]
+            x_t, p_t, e_t = inp
+            new_c, h = rec.step(carry_, x_t)
             h = h + p_t
-            leaves = [h if is_h else leaf for leaf, is_h in zip(leaves, hit)]
+            leaves, treedef = jax.tree_util.tree_flatten(new_c)
+            leaves = [h if hit else leaf for leaf, hit in zip(leaves, rec.hits)]
             new_c = jax.tree_util.tree_unflatten(treedef, leaves)
-            new_c = jax.tree_util.tree_map(jnp.add, new_c, unravel(e_t))
+            new_c = jax.tree_util.tree_map(jnp.add, new_c, rec.unravel(e_t))
             return new_c, h
 
-        us = jax.vmap(lambda xt: cell.input_map(params, xt))(x)
-        _, hs = jax.lax.scan(body, c, (us, p, e))
-        return hs
+        return jax.lax.scan(body, rec.start(c), (x, p, e))[1]
 
-    dtype = flat_template.dtype
+    return run
+
+
+def _stacked_norms(loss_fn, rec: _Step, xs, carry, batch, S: int) -> GradientNorms:
+    T, n = xs.shape[-2], rec.h.shape[-1]
+    run = _perturbed_run(rec)
     lead = () if batch is None else (batch,)
-    p0 = jnp.zeros(lead + (T, n), dtype)
-    e0 = jnp.zeros(lead + (T, flat_template.size), dtype)
+    p0 = jnp.zeros(lead + (T, n), rec.h.dtype)
+    e0 = jnp.zeros(lead + (T, S), _flat_dtype(rec))
 
     def loss(x, p, e):
         if batch is None:
@@ -285,3 +283,156 @@ def gradient_norms(
     value, (gx, gp, ge) = jax.value_and_grad(loss, argnums=(0, 1, 2))(xs, p0, e0)
     norm = lambda g: jnp.linalg.norm(g, axis=-1)
     return GradientNorms(value, norm(gp), norm(ge), norm(gx))
+
+
+def _flat_dtype(rec: _Step):
+    return jnp.result_type(*[a.dtype for a in jax.tree_util.tree_leaves(rec.carry)])
+
+
+def _streaming_norms(loss_fn, rec: _Step, xs, carry, batch) -> GradientNorms:
+    """Forward scan keeping ``s_{t-1}`` and ``h_t``; one reverse scan of per-step VJPs.
+
+    ``lambda_t = dL/ds_t`` (the carry after step ``t``) runs backwards:
+    ``(lambda_{t-1}, dL/dx_t) = vjp(step)(lambda_t, g_t)`` with ``g_t`` the loss's
+    direct gradient on ``h_t``; ``dL/dh_t = g_t + lambda_t`` restricted to the
+    carry leaves that are ``h_t``. Nothing per step is kept beyond ``s_{t-1}``.
+    """
+
+    def forward(x, c):
+        def body(c_, x_t):
+            new_c, h = rec.step(c_, x_t)
+            return new_c, (c_, h)
+
+        return jax.lax.scan(body, rec.start(c), x)[1]
+
+    prev, hs = _jac.map_sequences(forward, batch, xs, carry)
+    value, g = jax.value_and_grad(loss_fn)(hs)
+
+    def backward(x, prev, g):
+        lam0 = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), rec.carry)
+
+        def body(lam, inp):
+            c, x_t, g_t = inp
+            _, vjp = jax.vjp(rec.step, c, x_t)
+            dh = g_t
+            for leaf, hit in zip(jax.tree_util.tree_leaves(lam), rec.hits):
+                if hit:
+                    dh = dh + leaf
+            lam_prev, dx = vjp((lam, g_t))
+            flat = ravel_pytree(lam)[0]
+            return lam_prev, (jnp.linalg.norm(dh), jnp.linalg.norm(flat), jnp.linalg.norm(dx))
+
+        return jax.lax.scan(body, lam0, (prev, x, g), reverse=True)[1]
+
+    back = backward if batch is None else jax.vmap(backward)
+    hidden, state, inp = back(xs, prev, g)
+    return GradientNorms(value, hidden, state, inp)
+
+
+def _stacked_bytes(rec: _Step, T: int, batch: int | None, d: int, S: int) -> int:
+    """Bytes the stacked backward pass keeps: per step, the residuals ``jax.vjp``
+    saves for the scan (measured by tracing 1 and 2 steps, no compilation) plus the
+    perturbations and their gradients ``(n + S)`` twice and ``dL/dx_t`` ``(d,)``."""
+    n = rec.h.shape[-1]
+    itemsize = jnp.dtype(rec.h.dtype).itemsize
+    run = _perturbed_run(rec)
+
+    def saved(steps: int) -> int:
+        args = (
+            jax.ShapeDtypeStruct((steps, d), rec.h.dtype),
+            jax.ShapeDtypeStruct((steps, n), rec.h.dtype),
+            jax.ShapeDtypeStruct((steps, S), _flat_dtype(rec)),
+        )
+        f = lambda x, p, e: jax.vjp(lambda *a: run(a[0], None, *a[1:]), x, p, e)[1]
+        res = jax.tree_util.tree_leaves(jax.eval_shape(f, *args))
+        return sum(a.size * jnp.dtype(a.dtype).itemsize for a in res)
+
+    per_step = max(saved(2) - saved(1), 0) + (2 * (n + S) + d) * itemsize
+    return (batch or 1) * T * per_step
+
+
+def gradient_norms(
+    loss_fn: Callable[[jax.Array], jax.Array],
+    cell: Cell,
+    params,
+    xs: jax.Array,
+    *,
+    carry=None,
+    mode: str = "auto",
+    memory_budget: int | None = None,
+) -> GradientNorms:
+    """``||dL/dh_t||``, ``||dL/ds_t||`` and ``||dL/dx_t||`` for all ``t``, one backward pass.
+
+    .. math::
+
+       \\delta_t = \\frac{\\partial L}{\\partial h_t}
+       = \\frac{\\partial \\ell}{\\partial h_t} + J_{t+1}^\\top \\delta_{t+1}
+
+    Pascanu, Mikolov & Bengio (2013) plot exactly these norms. ``mode="stacked"``
+    adds zero perturbations ``p_t`` (output, size ``n``) and ``e_t`` (state,
+    size ``S``) inside the scan, ``h_t + p_t`` and ``s_t + e_t``, and one
+    ``jax.grad`` with respect to ``(xs, p, e)`` gives every ``t`` at once.
+    ``mode="streaming"`` runs the adjoint recursion itself: a forward scan keeps
+    the states ``s_{t-1}`` and outputs ``h_t``, ``g_t = d loss_fn / d h_t`` is
+    taken once, and a reverse scan applies one step's VJP at a time,
+    ``(lambda_{t-1}, dL/dx_t) = vjp_t(lambda_t, g_t)`` with ``lambda_t = dL/ds_t``,
+    emitting only the three norms. Where the cell's carry holds the output
+    array itself (Elman, GRU, IndRNN; the LSTM's ``h``; the top of a
+    non-residual stack), ``p_t`` perturbs that carry leaf too, so ``hidden`` is
+    the full BPTT derivative (streaming: ``g_t`` plus that leaf of
+    ``lambda_t``). The two modes agree to float rounding.
+
+    Memory: ``"stacked"`` keeps, per step, the residuals of the scan's
+    backward pass (for an LSTM about ``10 n``) plus ``p``, ``e``, their
+    gradients and ``dL/dx`` (``2 (n + S) + d``); ``"streaming"`` keeps
+    ``s_{t-1}``, ``h_t`` and ``g_t`` (``S + 2 n``) and nothing else per step.
+    Both grow with ``T``: ``loss_fn`` sees the whole ``(T, n)`` output, so
+    ``O(T n)`` is the floor. ``"auto"`` streams when the stacked pass's bytes
+    (its residuals measured by tracing, not compiling, one and two steps)
+    exceed ``memory_budget`` (default 256 MiB,
+    :data:`~jrnn.diagnostics.tangent.DEFAULT_MEMORY_BUDGET`).
+
+    Dtypes are promoted once: the carry takes the dtype ``cell.recur`` returns
+    for these params and inputs (float32 params with float64 ``xs`` run in
+    float64, as :func:`jrnn.unroll` does); integer ``xs`` take the params'
+    float dtype.
+
+    Args:
+      loss_fn: ``hs -> scalar`` where ``hs`` is exactly what
+        ``jrnn.unroll(cell, params, xs)`` returns: ``(T, n)`` for one
+        sequence, ``(B, T, n)`` for a batch (so the loss may mix sequences,
+        e.g. a batch mean). Parameters of a readout should be closed over.
+      cell, params, xs, carry: as in :func:`step_jacobians`.
+      mode: ``"auto"``, ``"stacked"`` or ``"streaming"`` (above).
+      memory_budget: bytes for the ``"auto"`` rule.
+
+    Returns:
+      :class:`GradientNorms`.
+
+    Raises:
+      ValueError: unknown ``mode``, a bad ``memory_budget``, and everything
+        :func:`jrnn.unroll` raises for ``cell``, ``params``, ``xs``, ``carry``.
+
+    Example::
+
+        >>> import jax, jax.numpy as jnp, jrnn
+        >>> cell = jrnn.cells.elman(8)
+        >>> params = cell.init(jax.random.key(0), 1)
+        >>> g = jrnn.diagnostics.gradient_norms(lambda hs: jnp.sum(hs[-1]), cell,
+        ...                                     params, jnp.ones((20, 1)), mode="streaming")
+        >>> g.hidden.shape
+        (20,)
+    """
+    batch = _jac.prepare(cell, params, xs, carry)
+    if mode not in PROPAGATION_MODES:
+        raise ValueError(f"mode must be one of {PROPAGATION_MODES}, got {mode!r}.")
+    budget = _tangent.check_budget(memory_budget)
+    xs = float_inputs(xs, params)
+    rec = _recurrence(cell, params, xs, carry, batch)
+    T, d, S = xs.shape[-2], xs.shape[-1], cell.state_size
+    if mode == "auto":
+        big = _stacked_bytes(rec, T, batch, d, S) > budget
+        mode = "streaming" if big else "stacked"
+    if mode == "streaming":
+        return _streaming_norms(loss_fn, rec, xs, carry, batch)
+    return _stacked_norms(loss_fn, rec, xs, carry, batch, S)

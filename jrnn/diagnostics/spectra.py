@@ -41,23 +41,49 @@ the accurate path.
 Non-finite input: a matrix with any NaN or inf entry has all-NaN singular
 values and eigenvalues, whatever the method (a Sturm count would otherwise
 return plausible numbers); see :mod:`jrnn.diagnostics.finite`.
+
+**Along a trajectory.** :func:`singular_value_stats` streams the state through
+one ``lax.scan``, forms the step Jacobians ``J_t`` a chunk of steps at a time,
+applies :func:`singular_values` to each chunk and keeps only reductions
+(per-step extremes and quantiles, the time-mean of ``log sigma_i`` with its
+standard error), so its working memory does not grow with ``T``.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jrnn import validation
+from jrnn.cells.base import Cell
+from jrnn.diagnostics import jacobians as _jac
+from jrnn.diagnostics import tangent as _tangent
 from jrnn.diagnostics.finite import finite, nan_unless
+from jrnn.unroll import match_carry_dtype
 
-__all__ = ["SINGULAR_VALUE_METHODS", "eigenvalues", "singular_values"]
+__all__ = [
+    "SINGULAR_VALUE_METHODS",
+    "SV_STATS_MODES",
+    "SingularValueStats",
+    "eigenvalues",
+    "singular_value_stats",
+    "singular_values",
+]
 
 #: Accepted values of ``method`` in :func:`singular_values`.
 SINGULAR_VALUE_METHODS = ("auto", "svd", "gram", "sturm", "augmented")
+
+#: Accepted values of ``mode`` in :func:`singular_value_stats`.
+SV_STATS_MODES = ("auto", "stacked", "chunked")
+
+# Batch means for the standard error of a time average (as for the Lyapunov exponents).
+_GROUPS = 20
 
 # Eigenvalues of the Gram matrix are searched on [2^-64, 1] * Gershgorin bound, in log space;
 # the bisection stops at a relative error 10^-digits on sigma: 7.6 (2.5e-8, below half a
@@ -322,3 +348,256 @@ def eigenvalues(J: jax.Array) -> jax.Array:
     order = jnp.argsort(-jnp.abs(mu), axis=-1, stable=True)
     mu = jnp.take_along_axis(mu, order, axis=-1)
     return nan_unless(finite(J, batch_dims=J.ndim - 2), mu)
+
+
+class SingularValueStats(NamedTuple):
+    """Result of :func:`singular_value_stats` (one sequence; a batch adds a leading ``B``).
+
+    ``T' = T - transient`` steps are summarised; ``S = cell.state_size``;
+    ``q = len(quantiles)``. Singular values are gains per step (dimensionless);
+    their logs are in nats per step.
+
+    Fields:
+      mean_log: ``(S,)`` ``(1/T') sum_t log sigma_i(J_t)`` for each index ``i``
+        of the descending spectrum (``-inf`` if some ``sigma_i(J_t) = 0``).
+      stderr: ``(S,)`` its standard error from ``M = min(20, T')`` batch means
+        of ``L = T' // M`` consecutive steps (the first ``T' - M L`` steps are
+        left out of the batches); NaN when ``M < 2``.
+      sigma_max: ``(T',)`` ``sigma_1(J_t)``, or None with ``per_step=False``.
+      sigma_min: ``(T',)`` ``sigma_S(J_t)``, or None.
+      quantiles: ``(T', q)`` quantiles of ``{sigma_i(J_t)}_{i=1..S}`` at the
+        requested levels, or None.
+    """
+
+    mean_log: jax.Array  # (S,)
+    stderr: jax.Array  # (S,)
+    sigma_max: jax.Array | None = None  # (T',)
+    sigma_min: jax.Array | None = None  # (T',)
+    quantiles: jax.Array | None = None  # (T', q)
+
+
+def _check_quantiles(quantiles) -> tuple[float, ...]:
+    """``quantiles`` as a tuple of floats in ``[0, 1]``; ValueError naming the bad entry."""
+    if getattr(quantiles, "ndim", None) == 1:  # a numpy or jax vector of levels
+        quantiles = list(quantiles)
+    elif not isinstance(quantiles, Sequence) or isinstance(quantiles, str | bytes):
+        raise ValueError(
+            f"quantiles must be a sequence of levels in [0, 1], e.g. (0.1, 0.5, 0.9), got "
+            f"{quantiles!r}."
+        )
+    return tuple(
+        validation.check_number(q, f"quantiles[{i}]", low=0.0, high=1.0)
+        for i, q in enumerate(quantiles)
+    )
+
+
+def _spectrum_quantiles(sv: jax.Array, levels: tuple[float, ...]) -> jax.Array:
+    """``(..., S)`` descending -> ``(..., q)`` quantiles, linear interpolation between
+    order statistics (numpy's default): position ``q (S - 1)`` in ascending order."""
+    S = sv.shape[-1]
+    asc = sv[..., ::-1]
+    cols = []
+    for q in levels:
+        pos = q * (S - 1)
+        i = min(int(math.floor(pos)), S - 1)
+        j = min(i + 1, S - 1)
+        frac = pos - i
+        lo, hi = asc[..., i], asc[..., j]
+        cols.append(lo if frac == 0 else lo + frac * (hi - lo))
+    return jnp.stack(cols, axis=-1) if cols else jnp.zeros(sv.shape[:-1] + (0,), sv.dtype)
+
+
+def _compensated_add(total, comp, x):
+    """Kahan summation ``total + x`` (``comp`` carries the lost low-order part); an
+    infinite or NaN total resets the compensation so ``-inf`` stays ``-inf``."""
+    y = x - comp
+    t = total + y
+    comp = jnp.where(jnp.isfinite(t), (t - total) - y, 0)
+    return t, comp
+
+
+def singular_value_stats(
+    cell: Cell,
+    params,
+    xs: jax.Array,
+    *,
+    carry=None,
+    quantiles: Sequence[float] = (0.1, 0.5, 0.9),
+    transient: int = 0,
+    per_step: bool = True,
+    method: str = "auto",
+    sv_method: str = "auto",
+    mode: str = "auto",
+    memory_budget: int | None = None,
+    chunk: int | None = None,
+) -> SingularValueStats:
+    """Singular values of every step Jacobian along a trajectory, reduced on the fly.
+
+    .. math::
+
+       J_t = \\frac{\\partial s_t}{\\partial s_{t-1}}, \\qquad
+       \\sigma_1(J_t) \\ge \\dots \\ge \\sigma_S(J_t), \\qquad
+       \\overline{\\log \\sigma_i} = \\frac{1}{T'} \\sum_{t=T_{tr}+1}^{T} \\log \\sigma_i(J_t)
+
+    ``sigma_1(J_t) < 1`` at every step means every gradient through the
+    recurrence vanishes geometrically (Pascanu, Mikolov & Bengio 2013);
+    ``mean_log[0]`` bounds the largest (finite-time) Lyapunov exponent of the
+    same steps from above (``log ||J_T ... J_1|| <= sum_t log sigma_1(J_t)``), and
+    ``sum_i mean_log[i]`` is the time-mean of ``log |det J_t|``, the sum of all
+    Lyapunov exponents. The result equals :func:`singular_values` of
+    :func:`step_jacobians` (``method``, ``sv_method``) reduced afterwards, to
+    float rounding, but the ``(T, S, S)`` stack is never formed.
+
+    **Streaming.** One ``lax.scan`` carries the state; each chunk of ``chunk``
+    steps forms its Jacobians (``vmap`` of the cell's analytic Jacobian, else
+    ``jacfwd``), their singular values with the :func:`singular_values` kernel,
+    and folds them into the running sums (float64 when x64 is enabled, else
+    compensated summation), per-batch-mean sums and the per-step reductions.
+    Working memory is ``O(B chunk S^2)`` plus ``O(B T' (q + 2))`` for the
+    per-step outputs; with ``per_step=False`` nothing grows with ``T``.
+    ``mode="stacked"`` is one chunk of all ``T'`` steps (fastest when it
+    fits); ``"chunked"`` uses ``chunk`` steps (default: a quarter of
+    ``memory_budget``, :func:`~jrnn.diagnostics.tangent.chunk_length`); ``"auto"``
+    stacks when ``3 B T' S^2`` bytes-per-entry fit ``memory_budget`` (default
+    256 MiB, :data:`~jrnn.diagnostics.tangent.DEFAULT_MEMORY_BUDGET`), else
+    chunks. ``T'`` need not be a multiple of ``chunk``.
+
+    Quantiles interpolate linearly between the order statistics of the ``S``
+    singular values of one step (numpy's default ``"linear"``): level ``q``
+    sits at position ``q (S - 1)`` of the ascending spectrum, so ``0`` is
+    ``sigma_S`` and ``1`` is ``sigma_1``. A step whose Jacobian holds a NaN or
+    inf has NaN singular values (:func:`singular_values`), so NaN statistics.
+
+    Args:
+      cell, params, xs, carry: as in :func:`step_jacobians`; ``xs`` is
+        ``(T, d)`` or ``(B, T, d)`` with ``T >= 1``.
+      quantiles: levels in ``[0, 1]`` for the per-step quantiles (may be empty).
+      transient: leading steps that only advance the state (not summarised);
+        ``0 <= transient < T``.
+      per_step: also return ``sigma_max``, ``sigma_min`` and ``quantiles`` for
+        every step.
+      method: Jacobian method (:func:`step_jacobians`).
+      sv_method: ``method`` of :func:`singular_values`.
+      mode: ``"auto"``, ``"stacked"`` or ``"chunked"`` (above).
+      memory_budget: bytes for the ``"auto"`` rule and the default chunk.
+      chunk: steps per chunk in ``"chunked"`` mode, ``>= 1``.
+
+    Returns:
+      :class:`SingularValueStats`, in the Jacobians' dtype.
+
+    Raises:
+      ValueError: ``xs`` with ``T = 0`` or of the wrong shape (and what
+        :func:`jrnn.unroll` rejects for ``cell``, ``params``, ``carry``);
+        ``quantiles`` not a sequence of levels in ``[0, 1]``; ``transient``
+        out of ``[0, T)``; ``chunk < 1``; unknown ``mode``, ``method`` or
+        ``sv_method``; a bad ``memory_budget``; whatever
+        :func:`singular_values` raises for ``sv_method`` (e.g. ``"sturm"`` on
+        float32 with x64 disabled). TypeError: ``chunk`` / ``transient`` not
+        an integer, ``per_step`` not a bool.
+
+    Example::
+
+        >>> import jax, jax.numpy as jnp, jrnn
+        >>> cell = jrnn.cells.elman(8, "tanh")
+        >>> params = cell.init(jax.random.key(0), 1)
+        >>> xs = jax.random.normal(jax.random.key(1), (48, 1))
+        >>> st = jrnn.diagnostics.singular_value_stats(cell, params, xs, mode="chunked", chunk=16)
+        >>> st.mean_log.shape, st.stderr.shape, st.sigma_max.shape, st.quantiles.shape
+        ((8,), (8,), (48,), (48, 3))
+        >>> bool(jnp.all(st.sigma_max >= st.quantiles[:, -1]))
+        True
+    """
+    batch = _jac.prepare(cell, params, xs, carry)
+    xs = jnp.asarray(xs)
+    T, S = xs.shape[-2], cell.state_size
+    if T == 0:
+        raise ValueError(
+            f"xs must hold at least one step, got shape {tuple(xs.shape)} (T = 0): there is "
+            "no Jacobian to summarise."
+        )
+    levels = _check_quantiles(quantiles)
+    transient = validation.check_int(transient, "transient", minimum=0)
+    if transient >= T:
+        raise ValueError(
+            f"transient must be in [0, T) = [0, {T}) (at least one step to summarise), got "
+            f"{transient}."
+        )
+    per_step = validation.check_bool(per_step, "per_step")
+    jac = _jac._jacobian_fn(cell, params, method)  # validates method
+    if sv_method not in SINGULAR_VALUE_METHODS:
+        raise ValueError(f"sv_method must be one of {SINGULAR_VALUE_METHODS}, got {sv_method!r}.")
+    if mode not in SV_STATS_MODES:
+        raise ValueError(f"mode must be one of {SV_STATS_MODES}, got {mode!r}.")
+    budget = _tangent.check_budget(memory_budget)
+    if chunk is not None:
+        chunk = validation.check_int(chunk, "chunk", minimum=1)
+
+    T_run = T - transient
+    B = 1 if batch is None else batch
+    x_sd = jax.ShapeDtypeStruct(xs.shape[-1:], xs.dtype)
+    u_sd = jax.eval_shape(lambda x: cell.input_map(params, x), x_sd)
+
+    def start(c):  # the carry in the recurrence's dtypes (promoted once, up front)
+        c = cell.initial_carry(params) if c is None else c
+        return match_carry_dtype(cell, params, c, u_sd)
+
+    one_carry = carry
+    if carry is not None and batch is not None:
+        one_carry = jax.tree_util.tree_map(
+            lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), carry
+        )
+    dtype = jax.eval_shape(lambda c, u: jac(start(c), u), one_carry, u_sd).dtype
+    itemsize = jnp.dtype(dtype).itemsize
+    mode = _tangent.choose_mode(
+        mode, T=T_run, S=S, k=S, batch=B, itemsize=itemsize, memory_budget=budget
+    )
+    if mode == "stacked":
+        chunk = T_run
+    elif chunk is None:
+        chunk = _tangent.chunk_length(S, itemsize, B, budget, 1, T_run)
+    chunk = min(chunk, T_run)
+    acc = jnp.float64 if jax.config.read("jax_enable_x64") else dtype
+    M = min(_GROUPS, T_run)
+    L = T_run // M
+    drop = T_run - M * L
+
+    def one(x, c):
+        c = start(c)
+
+        def advance(cc, x_t):
+            return cell.recur(params, cc, cell.input_map(params, x_t))[0], None
+
+        if transient:
+            c = lax.scan(advance, c, x[:transient])[0]
+
+        def fn(st, xb):  # xb (chunk, d)
+            cc, t0, total, comp, groups, gcomp = st
+            tb = t0 + jnp.arange(xb.shape[0])  # step indices in 0..T'-1
+            ub = jax.vmap(lambda x_t: cell.input_map(params, x_t))(xb)
+            c_new, prev = lax.scan(lambda a, u: (cell.recur(params, a, u)[0], a), cc, ub)
+            sv = singular_values(jax.vmap(jac)(prev, ub), method=sv_method)  # (chunk, S)
+            logs = jnp.log(sv).astype(acc)
+            total, comp = _compensated_add(total, comp, jnp.sum(logs, axis=0))
+            g = jnp.where(tb >= drop, (tb - drop) // L, M)  # M: not in any batch
+            part = jnp.zeros((M, S), acc).at[g].add(logs, mode="drop")
+            groups, gcomp = _compensated_add(groups, gcomp, part)
+            if per_step:
+                out = (sv[:, 0], sv[:, -1], _spectrum_quantiles(sv, levels))
+            else:
+                out = ()
+            return (c_new, t0 + xb.shape[0], total, comp, groups, gcomp), out
+
+        zS, zMS = jnp.zeros((S,), acc), jnp.zeros((M, S), acc)
+        st0 = (c, jnp.zeros((), jnp.int32), zS, zS, zMS, zMS)
+        st, out = _tangent.scan_chunks(fn, st0, x[transient:], chunk)
+        _, _, total, _, groups, _ = st
+        mean_log = (total / T_run).astype(dtype)
+        if M >= 2:
+            means = groups / L
+            stderr = jnp.std(means, axis=0, ddof=1) / jnp.sqrt(jnp.asarray(M, acc))
+        else:
+            stderr = jnp.full((S,), jnp.nan, acc)
+        per = out if per_step else (None, None, None)
+        return SingularValueStats(mean_log, stderr.astype(dtype), *per)
+
+    return _jac.map_sequences(one, batch, xs, carry)
