@@ -93,9 +93,11 @@ def keep_host_buffers(threshold_bytes: int = 1 << 30) -> bool:
     OS; with one arena, threads that allocate heavily in parallel contend for
     one heap lock).
 
-    Process-wide and opt-in; it speeds up every JAX program on the host, not
-    only jrnn's (``experiments.benchmarks.train_step --keep-host-buffers``
-    applies it to all peers alike). Returns ``False`` where glibc's
+    Call it at program start, before the first JAX computation: threads that
+    already allocated keep their own arenas. Process-wide and opt-in; it speeds
+    up every JAX program on the host (and PyTorch's), not only jrnn's
+    (``experiments.benchmarks.train_step --keep-host-buffers`` applies it to
+    all peers alike). Returns ``False`` where glibc's
     ``mallopt`` is unavailable (macOS, musl, Windows), else ``True``.
     """
     import ctypes
