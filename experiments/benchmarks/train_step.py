@@ -173,8 +173,38 @@ def torch_fn(kind, cfg, threads=None):
 # ----------------------------------------------------------------------------- main
 
 
-def run(config="small", cells=CELLS, repeats=10, warmup=2, unroll=1, seed=0, torch_threads=None):
-    """Times every implementation; rows ``(cell, impl, ms, speed-up vs flax, vs torch)``."""
+def _makers(kind, n, kp, xs, unroll):
+    """Builders (name -> () -> (jitted grad, params)) of every implementation but torch."""
+    other = "after" if default_weight_grads() == "in_loop" else "in_loop"
+    makers = {
+        "flax": lambda: flax_step(kind, n, kp, xs),
+        "plain scan": lambda: plain_step(kind, n, kp, xs),
+        "jrnn default": lambda: jrnn_step(kind, n, kp, xs, fused=None),
+        "jrnn reference": lambda: jrnn_step(kind, n, kp, xs, fused=False),
+        f"jrnn fused ({default_weight_grads()})": lambda: jrnn_step(kind, n, kp, xs, fused=True),
+        f"jrnn fused ({other})": lambda: jrnn_step(kind, n, kp, xs, fused=True, weight_grads=other),
+    }
+    if unroll != 1:
+        makers[f"jrnn fused unroll={unroll}"] = lambda: jrnn_step(
+            kind, n, kp, xs, fused=True, unroll=unroll
+        )
+    return makers
+
+
+def run(
+    config="small",
+    cells=CELLS,
+    repeats=10,
+    warmup=2,
+    unroll=1,
+    seed=0,
+    torch_threads=None,
+    impls=None,
+):
+    """Times every implementation; rows ``(cell, impl, ms, speed-up vs flax, vs torch)``.
+
+    ``impls``: names to keep (``flax`` is always timed: the ratios are against it).
+    """
     cfg = CONFIGS[config]
     key = jax.random.key(seed)
     kx, ky, kp = jax.random.split(key, 3)
@@ -182,23 +212,11 @@ def run(config="small", cells=CELLS, repeats=10, warmup=2, unroll=1, seed=0, tor
     y = jax.random.normal(ky, (cfg["B"], 1))
     rows = []
     for kind in cells:
-        entries = {
-            "flax": flax_step(kind, cfg["n"], kp, xs),
-            "plain scan": plain_step(kind, cfg["n"], kp, xs),
-            "jrnn default": jrnn_step(kind, cfg["n"], kp, xs, fused=None),
-            "jrnn reference": jrnn_step(kind, cfg["n"], kp, xs, fused=False),
-            f"jrnn fused ({default_weight_grads()})": jrnn_step(kind, cfg["n"], kp, xs, fused=True),
-        }
-        other = "after" if default_weight_grads() == "in_loop" else "in_loop"
-        entries[f"jrnn fused ({other})"] = jrnn_step(
-            kind, cfg["n"], kp, xs, fused=True, weight_grads=other
-        )
-        if unroll != 1:
-            entries[f"jrnn fused unroll={unroll}"] = jrnn_step(
-                kind, cfg["n"], kp, xs, fused=True, unroll=unroll
-            )
+        makers = _makers(kind, cfg["n"], kp, xs, unroll)
+        keep = lambda name: impls is None or name == "flax" or name.split(" (")[0] in impls
+        entries = {name: make() for name, make in makers.items() if keep(name)}
         fns = {name: (lambda f=f, p=p: f(p, xs, y)) for name, (f, p) in entries.items()}
-        t_fn = torch_fn(kind, cfg, torch_threads)
+        t_fn = torch_fn(kind, cfg, torch_threads) if keep("torch") else None
         if t_fn is not None:
             fns["torch"] = t_fn  # timed round-robin with the others, in the same process
         times = compare(fns, repeats, warmup)
@@ -215,6 +233,12 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--unroll", type=int, default=1, help="also time fused with this unroll")
+    parser.add_argument(
+        "--impls",
+        nargs="+",
+        default=None,
+        help="only these (e.g. 'jrnn default' torch); flax is always timed",
+    )
     parser.add_argument(
         "--torch-threads", type=int, default=None, help="torch.set_num_threads (default: torch's)"
     )
@@ -238,6 +262,7 @@ def main(argv=None):
         args.warmup,
         args.unroll,
         torch_threads=args.torch_threads,
+        impls=args.impls,
     )
     print(
         table(
