@@ -120,6 +120,15 @@ def keep_host_buffers(threshold_bytes: int = 1 << 30) -> bool:
     return ok and mallopt(m_arena_max, 1) == 1
 
 
+def vary_like(tree, x):
+    """``tree`` plus an exact zero made from ``x``: inside ``jax.shard_map`` the carry then
+    varies over the same mesh axes as the inputs (an initial carry built from replicated
+    params is invariant, and a scan whose carry turns varying after one step is a type error).
+    Elsewhere it changes nothing."""
+    z = jnp.zeros_like(x, shape=())
+    return jax.tree_util.tree_map(lambda a: a + z.astype(jnp.result_type(a)), tree)
+
+
 def supports(cell: Cell) -> bool:
     """True when ``cell`` carries a fused rule (``cell.fused_rule is not None``)."""
     return isinstance(cell, Cell) and cell.fused_rule is not None
@@ -345,6 +354,12 @@ def _tangent_abstract(*avals, spec):
     return [jax.core.ShapedArray(o.shape, o.dtype) for o in out]
 
 
+def _varies(x) -> bool:
+    """True inside ``jax.shard_map`` (with ``check_vma``) when ``x`` varies over mesh axes."""
+    mat = getattr(jax.typeof(x), "mat", None)
+    return bool(getattr(mat, "varying", ()))
+
+
 _tangent_p.def_abstract_eval(_tangent_abstract)
 mlir.register_lowering(_tangent_p, mlir.lower_fun(_tangent_eval, multiple_results=True))
 
@@ -442,7 +457,9 @@ def _jvp_runner(rule, unroll: int, mode: str):
         resid = (W_xh, W_hh, X, H_prev, mask, res)
         # A linear primitive: forward mode runs the tangent scan, jax.grad its transpose rule,
         # the family's hand-written backward (per-chunk weight products).
-        out = _bind_tangent(rule, unroll, k, same, *resid, lin + (dcarry0,))
+        # (Inside shard_map, where operands carry varying mesh axes, JAX's own transpose.)
+        tangent = _tangent_scan if _varies(X) else _bind_tangent
+        out = tangent(rule, unroll, k, same, *resid, lin + (dcarry0,))
         return (final, _mask_out(H, mask)), out
 
     run.defjvp(run_jvp, symbolic_zeros=True)
@@ -514,9 +531,11 @@ def _run(cell, params, xs, carry, lengths, reverse, unroll, weight_grads, custom
     if reverse:
         X = X[::-1]
         mask = None if mask is None else mask[::-1]
-    carry0 = tuple(c.astype(dtype) for c in leaves)
-    W_xh, b_x, W_hh = (a.astype(dtype) for a in (W_xh, b_x, W_hh))
-    b_hh = None if b_hh is None else b_hh.astype(dtype)
+    # Inside jax.shard_map every operand varies like the inputs (replicated params get an exact
+    # zero from X; JAX sums their cotangents over the mesh axes as for any replicated operand).
+    carry0 = tuple(c.astype(dtype) for c in vary_like(leaves, X))
+    W_xh, b_x, W_hh = vary_like(tuple(a.astype(dtype) for a in (W_xh, b_x, W_hh)), X)
+    b_hh = None if b_hh is None else vary_like(b_hh.astype(dtype), X)
     if custom:
         final, hs = _vjp_runner(rule, unroll, mode)(W_xh, b_x, W_hh, b_hh, X, carry0, mask)
     else:

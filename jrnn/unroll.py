@@ -140,8 +140,10 @@ def _empty_unroll(cell: Cell, params, xs, carry, batch):
     """``T = 0``: the initial carry unchanged and ``hs`` of shape ``(0, n)`` / ``(B, 0, n)``."""
     c0 = cell.initial_carry(params)
     if carry is None:
-        carry = c0 if batch is None else jax.tree_util.tree_map(
-            lambda a: jnp.broadcast_to(a, (batch,) + a.shape), c0
+        carry = (
+            c0
+            if batch is None
+            else jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (batch,) + a.shape), c0)
         )
     u = jax.eval_shape(lambda x: cell.input_map(params, x), jnp.zeros(xs.shape[-1:], xs.dtype))
     h = jax.eval_shape(lambda c, v: cell.recur(params, c, v)[1], c0, u)
@@ -373,7 +375,7 @@ def unroll(
         xs = _zero_padding(xs, lengths)
 
     def one(x, c, length):
-        c = cell.initial_carry(params) if c is None else c
+        c = fast.vary_like(cell.initial_carry(params) if c is None else c, x)
         if use_parallel:
             return _parallel_one(cell, params, x, c, length, reverse)
         return _scan_one(cell, params, x, c, length, reverse, unroll, chunk)

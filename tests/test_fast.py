@@ -401,3 +401,51 @@ def test_model_apply_padding_is_inert():
     lengths = jnp.array([T, 4])
     g = jax.grad(lambda p: jnp.sum(model.apply(p, xs, lengths=lengths) ** 2))(p)
     assert all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree_util.tree_leaves(g))
+
+
+def test_unroll_inside_shard_map_all_paths():
+    """jrnn.unroll inside jax.shard_map (check_vma on, 2 host devices, batch split): values and
+    gradients of the default, fused and reference paths equal the unsharded ones. The initial
+    carry built from replicated params is made to vary like the inputs (it used to be a scan
+    carry type error)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import jax, jax.numpy as jnp, numpy as np, jrnn
+        from jax.sharding import Mesh, PartitionSpec as P
+        jax.config.update("jax_enable_x64", True)
+        mesh = Mesh(np.array(jax.devices()), ("b",))
+        xs = jax.random.normal(jax.random.key(1), (4, 7, 3))
+        worst = 0.0
+        for kind, paths in (("elman", (None,)), ("lstm", (None, True, False)), ("gru", (None,))):
+            cell = getattr(jrnn.cells, kind)(5)
+            p = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64),
+                                       cell.init(jax.random.key(0), 3))
+            for fused in paths:
+                out = lambda p, xs: jrnn.unroll(cell, p, xs, fused=fused)[1]
+                loss = lambda p, xs: jnp.sum(jnp.sin(out(p, xs)))
+                g = jax.jit(jax.shard_map(
+                    lambda p, xs: jax.grad(lambda p: jax.lax.psum(loss(p, xs), "b"))(p),
+                    mesh=mesh, in_specs=(P(), P("b")), out_specs=P()))
+                h = jax.jit(jax.shard_map(out, mesh=mesh, in_specs=(P(), P("b")),
+                                          out_specs=P("b")))
+                a, b = g(p, xs), jax.grad(loss)(p, xs)
+                worst = max(worst, float(jnp.max(jnp.abs(h(p, xs) - out(p, xs)))),
+                            *(float(jnp.max(jnp.abs(a[k] - b[k]))) for k in a))
+        print(jax.device_count(), worst)
+        """
+    )
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    env["JAX_PLATFORMS"] = "cpu"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    n_dev, worst = proc.stdout.split()
+    assert n_dev == "2"
+    assert float(worst) < 1e-12
