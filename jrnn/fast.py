@@ -340,7 +340,7 @@ def _tangent_eval(*ops, spec):
     dfinal, dH = _tangent_scan(
         spec.rule, spec.unroll, spec.k, spec.same, W_xh, W_hh, X, H_prev, mask, res, lin
     )
-    return (*dfinal, dH)
+    return (*dfinal, jnp.swapaxes(dH, 0, 1))  # dhs batch-major, as the primal hs
 
 
 _tangent_p = Primitive("jrnn_tangent_scan")
@@ -388,12 +388,12 @@ def _tangent_transpose(cts, *ops, spec):
     carry_avals = [o.aval for o in ops[-spec.n_carry :]]
     cts = [
         jnp.zeros(av.shape, av.dtype) if type(c) is ad.Zero else c
-        for c, av in zip(cts, carry_avals + [jax.core.ShapedArray((T, B, n), X.dtype)])
+        for c, av in zip(cts, carry_avals + [jax.core.ShapedArray((B, T, n), X.dtype)])
     ]
-    d_final, d_H = tuple(cts[: spec.n_carry]), cts[spec.n_carry]
+    d_final, d_hs = tuple(cts[: spec.n_carry]), cts[spec.n_carry]  # d_hs (B, T, n)
     dW_xh, db_x, dW_hh, db_hh, dX, dcarry0 = _backward_scan(
         spec.rule, spec.unroll, spec.k, W_xh, W_hh, spec.same, X, H_prev, mask, res,
-        d_final, d_H, 0,
+        d_final, d_hs, 1,
     )  # fmt: skip
     lin = [g for g, p in zip((dW_xh, db_x, dW_hh, db_hh, dX), spec.present) if p]
     return [None] * n_res + lin + list(dcarry0)
@@ -412,7 +412,8 @@ batching.primitive_batchers[_tangent_p] = _tangent_batch
 
 
 def _bind_tangent(rule, unroll, k, same, W_xh, W_hh, X, H_prev, mask, res, lin):
-    """``_tangent_scan`` as the linear primitive (hand-written transpose)."""
+    """``_tangent_scan`` as the linear primitive (hand-written transpose); ``dhs`` batch-major
+    ``(B, T, n)``, so the transpose reads the cotangent of ``hs`` in place."""
     *lin_w, dcarry0 = lin
     res_leaves, res_tree = jax.tree_util.tree_flatten(res)
     present = tuple(a is not None for a in lin_w)
@@ -440,7 +441,7 @@ def _jvp_runner(rule, unroll: int, mode: str):
     @jax.custom_jvp
     def run(W_xh, b_x, W_hh, b_hh, X, carry0, mask):
         final, H, _ = _scan_forward(rule, W_xh, b_x, W_hh, b_hh, X, carry0, mask, unroll, False)
-        return final, _mask_out(H, mask)
+        return final, jnp.swapaxes(_mask_out(H, mask), 0, 1)
 
     def run_jvp(primals, tangents):
         W_xh, b_x, W_hh, b_hh, X, carry0, mask = primals
@@ -458,9 +459,12 @@ def _jvp_runner(rule, unroll: int, mode: str):
         # A linear primitive: forward mode runs the tangent scan, jax.grad its transpose rule,
         # the family's hand-written backward (per-chunk weight products).
         # (Inside shard_map, where operands carry varying mesh axes, JAX's own transpose.)
-        tangent = _tangent_scan if _varies(X) else _bind_tangent
-        out = tangent(rule, unroll, k, same, *resid, lin + (dcarry0,))
-        return (final, _mask_out(H, mask)), out
+        if _varies(X):
+            dfinal, dH = _tangent_scan(rule, unroll, k, same, *resid, lin + (dcarry0,))
+            out = (dfinal, jnp.swapaxes(dH, 0, 1))
+        else:
+            out = _bind_tangent(rule, unroll, k, same, *resid, lin + (dcarry0,))
+        return (final, jnp.swapaxes(_mask_out(H, mask), 0, 1)), out
 
     run.defjvp(run_jvp, symbolic_zeros=True)
     return run
@@ -539,8 +543,7 @@ def _run(cell, params, xs, carry, lengths, reverse, unroll, weight_grads, custom
     if custom:
         final, hs = _vjp_runner(rule, unroll, mode)(W_xh, b_x, W_hh, b_hh, X, carry0, mask)
     else:
-        final, H = _jvp_runner(rule, unroll, mode)(W_xh, b_x, W_hh, b_hh, X, carry0, mask)
-        hs = jnp.swapaxes(H, 0, 1)
+        final, hs = _jvp_runner(rule, unroll, mode)(W_xh, b_x, W_hh, b_hh, X, carry0, mask)
     if reverse:
         hs = hs[:, ::-1]
     final = jax.tree_util.tree_unflatten(treedef, list(final))

@@ -23,6 +23,14 @@ Usage::
     python -m experiments.benchmarks.train_step                  # small, all cells
     python -m experiments.benchmarks.train_step --config large   # on a GPU
     python -m experiments.benchmarks.train_step --cells lstm --repeats 20
+    python -m experiments.benchmarks.train_step --keep-host-buffers        # glibc reuse, all peers
+    python -m experiments.benchmarks.train_step --host-devices 2           # both CPU cores
+    python -m experiments.benchmarks.train_step --config large --impls "jrnn default" torch
+
+``--host-devices N`` starts XLA with N host devices and runs every JAX peer
+(flax, plain scan, jrnn) data-parallel over them, the batch split (shard_map);
+PyTorch keeps its own threads. XLA:CPU runs each step's small product on one
+core, so this is how a single JAX process uses a multi-core CPU for an RNN.
 """
 
 from __future__ import annotations
@@ -173,6 +181,23 @@ def torch_fn(kind, cfg, threads=None):
 # ----------------------------------------------------------------------------- main
 
 
+def _data_parallel(grad_fn):
+    """``grad_fn(params, xs, y)`` data-parallel over all devices: ``jax.shard_map`` with the
+    batch split, each device's gradient of its local mean loss averaged with ``pmean`` (the
+    global mean gradient). GSPMD (``jax.jit`` with shardings) was slower here for every peer."""
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
+
+    mesh = Mesh(jax.devices(), ("data",))
+    local = lambda p, xs, y: jax.lax.pmean(grad_fn(p, xs, y), "data")
+    return jax.jit(
+        jax.shard_map(
+            local, mesh=mesh, in_specs=(P(), P("data"), P("data")), out_specs=P(),
+            check_vma=False,
+        )
+    )  # fmt: skip
+
+
 def _makers(kind, n, kp, xs, unroll):
     """Builders (name -> () -> (jitted grad, params)) of every implementation but torch."""
     other = "after" if default_weight_grads() == "in_loop" else "in_loop"
@@ -215,6 +240,8 @@ def run(
         makers = _makers(kind, cfg["n"], kp, xs, unroll)
         keep = lambda name: impls is None or name == "flax" or name.split(" (")[0] in impls
         entries = {name: make() for name, make in makers.items() if keep(name)}
+        if jax.device_count() > 1:  # --host-devices: every JAX peer data-parallel alike
+            entries = {name: (_data_parallel(f), p) for name, (f, p) in entries.items()}
         fns = {name: (lambda f=f, p=p: f(p, xs, y)) for name, (f, p) in entries.items()}
         t_fn = torch_fn(kind, cfg, torch_threads) if keep("torch") else None
         if t_fn is not None:
@@ -247,7 +274,19 @@ def main(argv=None):
         action="store_true",
         help="jrnn.fast.keep_host_buffers() first (glibc heap reuse; applies to every peer)",
     )
+    parser.add_argument(
+        "--host-devices",
+        type=int,
+        default=None,
+        help="split the CPU into this many XLA host devices and run every JAX peer "
+        "data-parallel over them (batch split; sets XLA_FLAGS before JAX starts)",
+    )
     args = parser.parse_args(argv)
+    if args.host_devices:
+        import os
+
+        flag = f"--xla_force_host_platform_device_count={args.host_devices}"
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
     if args.keep_host_buffers:
         from jrnn.fast import keep_host_buffers
 
@@ -255,6 +294,8 @@ def main(argv=None):
     cfg = CONFIGS[args.config]
     print(f"# train step (fwd+bwd, MSE on last output), config {args.config}: {cfg}")
     print(f"# {machine()}; medians of {args.repeats} after {args.warmup} warmup")
+    if jax.device_count() > 1:
+        print(f"# JAX peers data-parallel over {jax.device_count()} devices (batch split)")
     rows = run(
         args.config,
         args.cells,
