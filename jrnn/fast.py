@@ -78,6 +78,9 @@ __all__ = [
 ]
 
 
+_C_INT_MAX = 2**31 - 1
+
+
 def keep_host_buffers(threshold_bytes: int = 1 << 30) -> bool:
     """Serves large host allocations from glibc's heap and keeps freed memory for reuse.
 
@@ -99,6 +102,14 @@ def keep_host_buffers(threshold_bytes: int = 1 << 30) -> bool:
     (``experiments.benchmarks.train_step --keep-host-buffers`` applies it to
     all peers alike). Returns ``False`` where glibc's
     ``mallopt`` is unavailable (macOS, musl, Windows), else ``True``.
+
+    Args:
+      threshold_bytes: allocations up to this size come from the heap (the
+        trim threshold is twice it); an int in ``[1, 2**31 - 1]``.
+
+    Raises:
+      TypeError: ``threshold_bytes`` is not an integer.
+      ValueError: it is below 1 or above ``2**31 - 1`` (mallopt's C int).
     """
     import ctypes
     import ctypes.util
@@ -109,10 +120,17 @@ def keep_host_buffers(threshold_bytes: int = 1 << 30) -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
+    from jrnn.validation import check_int
+
+    threshold = check_int(threshold_bytes, "threshold_bytes", minimum=1)
+    if threshold > _C_INT_MAX:  # mallopt takes a C int; larger values would wrap around
+        raise ValueError(
+            f"threshold_bytes must be at most {_C_INT_MAX} (a C int, mallopt's argument), "
+            f"got {threshold}."
+        )
     m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
-    threshold = int(threshold_bytes)
     ok = mallopt(m_mmap_threshold, threshold) == 1
-    ok = ok and mallopt(m_trim_threshold, 2 * threshold) == 1
+    ok = ok and mallopt(m_trim_threshold, min(2 * threshold, _C_INT_MAX)) == 1
     # XLA runs executables on its own threads, whose glibc arenas are mmap'd heaps of at most
     # 64 MiB: a larger temporary buffer is a fresh mmap there whatever the threshold. One arena
     # (the main heap) serves and keeps them. Measured (minor page faults per LSTM train step,

@@ -76,8 +76,8 @@ class NumberTypeError(TypeError, ValueError):
 
 
 def _interval(low, high, low_open: bool, high_open: bool) -> str:
-    lo = "(" if low_open else "["
-    hi = ")" if high_open else "]"
+    lo = "(" if low_open or low is None else "["
+    hi = ")" if high_open or high is None else "]"
     a = -math.inf if low is None else low
     b = math.inf if high is None else high
     return f"{lo}{a:g}, {b:g}{hi}"
@@ -145,7 +145,13 @@ def check_number(
         raise NumberTypeError(
             f"{argument} must be a real number{where}, got {value!r} ({_kind(value)})."
         )
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond the float range
+        raise ValueError(
+            f"{argument} must be a finite real number{where}, got an integer with "
+            f"{len(str(abs(int(value))))} digits."
+        ) from None
     shown = value if type(value) in (int, float) else v
     if finite and not math.isfinite(v):
         raise ValueError(f"{argument} must be a finite real number{where}, got {shown!r}.")

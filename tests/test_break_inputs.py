@@ -130,6 +130,9 @@ def test_one_scalar_check_for_remedy_and_classic_cells():
             make(float("nan"))
     with pytest.raises(ValueError, match=r"dt must be in \(0, 1\], got 1.5\."):
         validation.check_number(np.float32(1.5), "dt", low=0.0, high=1.0, low_open=True)
-    with pytest.raises(ValueError, match=r"gain must be in \[0, inf\], got -1\."):
+    with pytest.raises(ValueError, match=r"gain must be in \[0, inf\), got -1\."):
         validation.check_number(-1, "gain", low=0.0)
+    # An int beyond the float range is a ValueError naming the argument, not an OverflowError.
+    with pytest.raises(ValueError, match=r"dt must be a finite real number in \(0, 1\]"):
+        jrnn.cells.leaky(4, dt=10**400)
     assert not hasattr(jrnn.cells._checks, "check_real")

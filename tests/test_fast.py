@@ -159,6 +159,17 @@ def test_supports_and_errors():
         fast.fused_unroll(el, pe, jnp.ones((4, 2)), weight_grads="later")
 
 
+@pytest.mark.parametrize(
+    "value, error, match",
+    [(0, ValueError, ">= 1"), (-1, ValueError, ">= 1"), (2**40, ValueError, "C int"),
+     ("big", TypeError, "integer"), (1.5e9, TypeError, "integer")],
+)  # fmt: skip
+def test_keep_host_buffers_bad_threshold(value, error, match):
+    """Rejected before mallopt sees it (a C int: 2**40 used to wrap around to 0)."""
+    with pytest.raises(error, match="threshold_bytes.*" + match):
+        fast.keep_host_buffers(value)
+
+
 def test_keep_host_buffers_in_a_subprocess():
     """The allocator knob is process-wide, so each run gets its own interpreter: on glibc it
     reports success, a train step whose temporaries exceed 64 MiB stops page-faulting them

@@ -175,6 +175,12 @@ def test_singular_value_stats_linear_cell_closed_form():
     np.testing.assert_allclose(st.sigma_max, 2.0, rtol=1e-13)
     np.testing.assert_allclose(st.sigma_min, 0.25, rtol=1e-13)
     np.testing.assert_allclose(st.quantiles, np.tile([0.25, 0.75, 2.0], (30, 1)), rtol=1e-13)
+    # No quantiles asked for: an empty (T, 0) field in both modes (a zero-size chunk reshape
+    # used to divide by zero).
+    for mode in ("chunked", "stacked"):
+        none = singular_value_stats(cell, params, xs, quantiles=(), chunk=7, mode=mode)
+        assert none.quantiles.shape == (30, 0)
+        np.testing.assert_allclose(none.sigma_max, 2.0, rtol=1e-13)
     # One chunk of all steps, the summary alone.
     run = lambda p, x: singular_value_stats(cell, p, x, mode="stacked", per_step=False)
     one = jax.jit(run)(params, xs)

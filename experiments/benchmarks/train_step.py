@@ -282,6 +282,16 @@ def main(argv=None):
         "data-parallel over them (batch split; sets XLA_FLAGS before JAX starts)",
     )
     args = parser.parse_args(argv)
+    known = ("flax", "plain scan", "jrnn default", "jrnn reference", "jrnn fused", "torch")
+    for name in args.impls or ():
+        if name not in known:
+            parser.error(f"--impls: unknown implementation {name!r}; expected some of {known}.")
+    B = CONFIGS[args.config]["B"]
+    if args.host_devices is not None and (args.host_devices < 1 or B % args.host_devices):
+        parser.error(
+            f"--host-devices must be a positive divisor of the batch size {B} of config "
+            f"{args.config!r}, got {args.host_devices}."
+        )
     if args.host_devices:
         import os
 

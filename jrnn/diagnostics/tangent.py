@@ -111,7 +111,9 @@ def scan_chunks(fn, state, xs, chunk: int):
             lambda a: a[: nc * chunk].reshape((nc, chunk) + a.shape[1:]), xs
         )
         state, ys = lax.scan(fn, state, blocks)
-        outs.append(jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:]), ys))
+        # (nc, chunk, ...) -> (nc * chunk, ...); explicit sizes, as -1 is undefined for 0-size
+        flat = lambda a: a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:])
+        outs.append(jax.tree_util.tree_map(flat, ys))
     if rem:
         state, ys = fn(state, jax.tree_util.tree_map(lambda a: a[nc * chunk :], xs))
         outs.append(ys)
