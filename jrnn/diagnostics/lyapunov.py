@@ -348,10 +348,6 @@ def _run(cell: Cell, plan: _Plan, params, us, carry, Q0):
             c, cs, ld, acc = st
             c_new, prev = lax.scan(lambda cc, u: (recur_b(cc, u), cc), c, ub)
             Js = jax.vmap(jac)(prev, ub)  # (c, B, S, S)
-            if plan.chain == "compact":
-                # LAPACK reads column-major: stored as J^T, each step's J is a free bitcast
-                # (row-major J was relaid out per step, ~7% of a float32 N=512 step).
-                Js = jnp.swapaxes(lax.optimization_barrier(jnp.swapaxes(Js, -1, -2)), -1, -2)
             if plan.sum_rule:
                 ld = ld + jnp.sum(logdet(Js), axis=0)
             flat_prev = jax.vmap(flat_b)(prev)
