@@ -398,11 +398,11 @@ def _tangent_transpose(cts, *ops, spec):
     n_res = _n_residual_ops(spec)
     if any(ad.is_undefined_primal(o) for o in ops[:n_res]):
         raise NotImplementedError("jrnn tangent scan: transpose with respect to residuals.")
-    W_xh, W_hh, X, H_prev, mask, res, _ = _unpack(spec, list(ops[:n_res]) + [None] * (
-        len(ops) - n_res))  # fmt: skip
+    padded = list(ops[:n_res]) + [None] * (len(ops) - n_res)  # linear operands: unknown
+    W_xh, W_hh, X, H_prev, mask, res, _ = _unpack(spec, padded)
     T, B, _ = X.shape
     n = W_hh.shape[1]
-    # Output cotangents: one per carry leaf (each (B, n_leaf)), then dH (T, B, n).
+    # Output cotangents: one per carry leaf (each (B, n_leaf)), then d_hs (B, T, n).
     carry_avals = [o.aval for o in ops[-spec.n_carry :]]
     cts = [
         jnp.zeros(av.shape, av.dtype) if type(c) is ad.Zero else c
@@ -454,7 +454,7 @@ def _bind_tangent(rule, unroll, k, same, W_xh, W_hh, X, H_prev, mask, res, lin):
 
 @functools.lru_cache(maxsize=256)
 def _jvp_runner(rule, unroll: int, mode: str):
-    """Custom-JVP map ``(W_xh, b_x, W_hh, b_hh, X, carry0, mask) -> (carry_T, H (T, B, n))``."""
+    """Custom-JVP map ``(W_xh, b_x, W_hh, b_hh, X, carry0, mask) -> (carry_T, hs (B, T, n))``."""
 
     @jax.custom_jvp
     def run(W_xh, b_x, W_hh, b_hh, X, carry0, mask):
