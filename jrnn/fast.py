@@ -68,6 +68,7 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
 from jrnn.cells.base import Cell
+from jrnn.validation import check_int
 
 __all__ = [
     "batched_unroll",
@@ -120,8 +121,6 @@ def keep_host_buffers(threshold_bytes: int = 1 << 30) -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    from jrnn.validation import check_int
-
     threshold = check_int(threshold_bytes, "threshold_bytes", minimum=1)
     if threshold > _C_INT_MAX:  # mallopt takes a C int; larger values would wrap around
         raise ValueError(
@@ -138,11 +137,19 @@ def keep_host_buffers(threshold_bytes: int = 1 << 30) -> bool:
     return ok and mallopt(m_arena_max, 1) == 1
 
 
+def _varies(x) -> bool:
+    """True inside ``jax.shard_map`` (with ``check_vma``) when ``x`` varies over mesh axes."""
+    mat = getattr(jax.typeof(x), "mat", None)
+    return bool(getattr(mat, "varying", ()))
+
+
 def vary_like(tree, x):
     """``tree`` plus an exact zero made from ``x``: inside ``jax.shard_map`` the carry then
     varies over the same mesh axes as the inputs (an initial carry built from replicated
     params is invariant, and a scan whose carry turns varying after one step is a type error).
-    Elsewhere it changes nothing."""
+    Elsewhere (``x`` varies over no mesh axis) ``tree`` is returned as is, with no op added."""
+    if not _varies(x):
+        return tree
     z = jnp.zeros_like(x, shape=())
     return jax.tree_util.tree_map(lambda a: a + z.astype(jnp.result_type(a)), tree)
 
@@ -370,12 +377,6 @@ def _tangent_abstract(*avals, spec):
     shapes = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in avals]
     out = jax.eval_shape(functools.partial(_tangent_eval, spec=spec), *shapes)
     return [jax.core.ShapedArray(o.shape, o.dtype) for o in out]
-
-
-def _varies(x) -> bool:
-    """True inside ``jax.shard_map`` (with ``check_vma``) when ``x`` varies over mesh axes."""
-    mat = getattr(jax.typeof(x), "mat", None)
-    return bool(getattr(mat, "varying", ()))
 
 
 _tangent_p.def_abstract_eval(_tangent_abstract)
