@@ -45,7 +45,6 @@ cost of each penalty evaluation.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -57,6 +56,7 @@ import optax
 from jrnn.cells.base import Cell, check_positive_int
 from jrnn.diagnostics import jacobians as _jac
 from jrnn.diagnostics.lyapunov import QR_METHODS, lyapunov_spectrum
+from jrnn.validation import check_number
 
 __all__ = [
     "FLOSSING_MODES",
@@ -253,10 +253,7 @@ def lyapunov_penalty(
 
 
 def _check_norm_target(target) -> float:
-    t = _real(target, "target", "a finite norm in (0, 10]")
-    if not (math.isfinite(t) and 0.0 < t <= 10.0):
-        raise ValueError(f"target must be a finite norm in (0, 10], got {target!r}.")
-    return t
+    return check_number(target, "target", low=0.0, high=10.0, low_open=True)
 
 
 def jacobian_norm_penalty(
@@ -343,21 +340,8 @@ def spectral_norm_penalty(cell: Cell, target: float = 1.0) -> Penalty:
     return Penalty("spectral_norm", fn, None, (("target", c),))
 
 
-def _real(value, name: str, expected: str) -> float:
-    """``float(value)`` for a real number (not a bool), else a ValueError naming ``name``."""
-    try:
-        if isinstance(value, bool | np.bool_):
-            raise TypeError
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be {expected}, got {value!r}.") from None
-
-
 def _check_weight(weight) -> float:
-    w = _real(weight, "weight", "a finite number >= 0")
-    if not math.isfinite(w) or w < 0:
-        raise ValueError(f"weight must be a finite number >= 0, got {weight!r}.")
-    return w
+    return check_number(weight, "weight", low=0.0)
 
 
 def _default_params_of(params):

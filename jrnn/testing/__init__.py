@@ -335,7 +335,7 @@ def check_cell(
     dtypes = (dtype,) if isinstance(dtype, str) else tuple(dtype or ())
     if not dtypes:
         raise ValueError(f"dtype must be 'float32', 'float64' or both, got {dtype!r}.")
-    perturb = _nonnegative(perturb, "perturb")
+    perturb = _validation.check_number(perturb, "perturb", low=0.0)
     for dt in dtypes:
         if dt not in TOLERANCES:
             raise ValueError(f"dtype must be 'float32', 'float64' or both, got {dt!r}.")
@@ -398,8 +398,8 @@ def check_activation(
         0.0
     """
     act = _activations.get(act)
-    rtol = _nonnegative(rtol, "rtol")
-    atol = _nonnegative(atol, "atol")
+    rtol = _validation.check_number(rtol, "rtol", low=0.0)
+    atol = _validation.check_number(atol, "atol", low=0.0)
     try:
         kinks = tuple(float(k) for k in kinks)
     except (TypeError, ValueError):
@@ -408,18 +408,6 @@ def check_activation(
         raise ValueError(f"kinks must be a sequence of finite numbers, got {kinks!r}.")
     with jax.enable_x64(True):
         return _check_activation(act, kinks, rtol, atol)
-
-
-def _nonnegative(value, name: str) -> float:
-    """``float(value)`` if it is a finite real >= 0 (not a bool), else a ValueError."""
-    ok = not isinstance(value, bool | np.bool_)
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or not math.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
-    return v
 
 
 def _check_activation(act, kinks, rtol, atol) -> dict[str, float]:
