@@ -12,10 +12,11 @@ and are redone step by step (slower, same accuracy).
 Suites (``--suite``):
   * ``qr`` (the above): ``python -m experiments.benchmarks.lyapunov --suite qr``;
   * ``peer`` (issue 11): a PyTorch loop in the style of research code (carry ``h`` and
-    ``Q``, ``Q, R = qr(diag(f') (W Q))``), jrnn stacked and jrnn streaming, on a random
-    tanh net (g = 2), full spectrum; each run in its own subprocess reporting its peak
-    RSS (``ru_maxrss``) and ms per step (second call, so compile time is excluded for
-    jax; the torch loop has none);
+    ``Q``, ``Q, R = qr(diag(f') (W Q))``) against jrnn's default call, on a random tanh
+    net (g = 2), full spectrum. Speed: both timed round-robin in this process (with
+    jrnn's QR chain alone on precomputed Jacobians, its LAPACK floor), ms per step, ratio
+    per round; memory: torch, jrnn stacked and jrnn streaming each alone in a fresh
+    subprocess reporting its peak RSS (``VmHWM``);
   * ``scale``: N=512 full spectrum float64 T=1500 (streamed) and N=4096, k=64, T=1000
     float32 (tangent mode), one run each, time including compilation;
   * ``gpu``: full spectrum N=4096 float64 per-step time on the default device (the best
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -41,7 +43,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jrnn  # noqa: E402
-from experiments.benchmarks._common import compare, machine, table  # noqa: E402
+from experiments.benchmarks._common import block, compare, machine, table  # noqa: E402
 
 T, N, GAIN, REPEATS = 512, 128, 1.2, 5
 
@@ -119,6 +121,18 @@ def qr_suite(args) -> dict[str, float]:
 
 
 def _peak_mb() -> float:
+    """This process's peak resident set in MB: ``VmHWM`` of its own address space.
+
+    (``ru_maxrss`` is kept across ``fork``/``exec`` on Linux, so a child spawned by a
+    large parent would report the parent's size; ``VmHWM`` starts afresh at ``exec``.)
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -215,25 +229,116 @@ def _report(rows, title):
     print(table(["run", "ms/step", "peak RSS MB", "first call s", "lambda_1 / lambda_k"], body))
 
 
+def _torch_loop(W, u, k, T):
+    """The peer: a PyTorch loop as research code writes it (carry ``h`` and ``Q``)."""
+    import torch
+
+    Wt, ut = torch.from_numpy(W), torch.from_numpy(u)
+    n = W.shape[0]
+
+    def run():
+        h = torch.zeros(n, dtype=Wt.dtype)
+        Q = torch.eye(n, k, dtype=Wt.dtype)
+        logs = torch.zeros(k, dtype=Wt.dtype)
+        for _ in range(T):
+            h = torch.tanh(Wt @ h + ut)
+            Q, R = torch.linalg.qr((1 - h * h)[:, None] * (Wt @ Q))
+            logs += torch.log(torch.abs(torch.diagonal(R)))
+        return np.sort((logs / T).numpy())[::-1]
+
+    return run
+
+
+def _lapack_floor(Js):
+    """jrnn's default chain alone (``ormqr`` + ``geqrf`` per step) on precomputed Jacobians."""
+
+    def body(state, J):
+        h, tau = state
+        A = jax.lax.linalg.ormqr(h, tau, J, left=False)
+        h, tau = jnp.linalg.qr(A, mode="raw")
+        h = jnp.swapaxes(h, -1, -2)
+        return (h, tau), jnp.log(jnp.abs(jnp.diagonal(h)))
+
+    S = Js.shape[-1]
+    init = (jnp.zeros((S, S), Js.dtype), jnp.zeros((S,), Js.dtype))
+    return jnp.sum(jax.lax.scan(body, init, Js)[1], axis=0)
+
+
+def peer_speed(dtype: str, n: int, T: int, gain: float, repeats: int, warmup: int) -> dict:
+    """Per-step times of the torch loop, jrnn's default call and its LAPACK floor, round-robin
+    in this process (so the VM's drift hits every peer alike); returns per-round times."""
+    W, u = _net(n, gain, dtype)
+    cell = jrnn.cells.elman(n, "tanh")  # the constant drive enters as b_h
+    params = {"W_xh": jnp.zeros((n, 1), dtype), "W_hh": jnp.asarray(W), "b_h": jnp.asarray(u[0])}
+    xs = jnp.zeros((T, 1), dtype)
+    spec = jax.jit(lambda p, x: jrnn.diagnostics.lyapunov_spectrum(cell, p, x).exponents)
+    T_floor = min(T, 100)
+    Js = jax.jit(lambda p, x: jrnn.diagnostics.step_jacobians(cell, p, x))(params, xs[:T_floor])
+    floor = jax.jit(_lapack_floor)
+    fns = {}
+    if _have_torch():
+        fns["torch loop"] = _torch_loop(W, u[0], n, T)
+    fns["jrnn lyapunov_spectrum"] = lambda: spec(params, xs)
+    fns["LAPACK chain alone"] = lambda: floor(Js)
+    steps = {"LAPACK chain alone": T_floor}
+    for fn in fns.values():
+        for _ in range(warmup):
+            block(fn())
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            block(fn())
+            times[name].append(1e3 * (time.perf_counter() - t0) / steps.get(name, T))
+    out = {"times": times}
+    if "torch loop" in fns:
+        ex_t, ex_j = fns["torch loop"](), np.asarray(spec(params, xs))
+        out["max_abs_diff"] = float(np.max(np.abs(ex_t - ex_j)))
+        out["lambda_1"], out["lambda_k"] = float(ex_j[0]), float(ex_j[-1])
+    return out
+
+
 def peer_suite(args):
+    threads = os.environ.get("JRNN_BENCH_LAPACK_THREADS", "OpenBLAS default")
+    print(f"# Lyapunov peer: tanh g={args.gain}, N={args.n}, k=N, T={args.T}")
+    print(f"# jrnn's LAPACK threads: {threads}")
+    print(f"# {machine()}")
+    print(
+        f"# speed: ms per step, {args.repeats} rounds round-robin in this process "
+        "(median [min, max]); ratio = torch / jrnn per round"
+    )
+    body = []
+    for dtype in ("float32", "float64"):
+        r = peer_speed(dtype, args.n, args.T, args.gain, args.repeats, args.warmup)
+        ts = r["times"]
+        for name, v in ts.items():
+            body.append([f"{name} {dtype}", f"{np.median(v):.2f} [{min(v):.2f}, {max(v):.2f}]", ""])
+        if "torch loop" in ts:
+            ratio = np.asarray(ts["torch loop"]) / np.asarray(ts["jrnn lyapunov_spectrum"])
+            body[-2][2] = f"{np.median(ratio):.2f}x [{ratio.min():.2f}, {ratio.max():.2f}]"
+            diff = f"max |lambda_torch - lambda_jrnn| = {r['max_abs_diff']:.1e}"
+            ends = f"lambda_1 {r['lambda_1']:.4f}, lambda_k {r['lambda_k']:.4f}"
+            body.append([f"  agreement {dtype}", diff, ends])
+    print(table(["run", "ms/step", "jrnn vs torch"], body), flush=True)
+
     rows = []
     for dtype in ("float32", "float64"):
         impls = (["torch"] if _have_torch() else []) + ["stacked", "streaming"]
         for impl in impls:
-            r = _spawn(impl, dtype, args.n, args.n, args.T, args.gain, 1)
+            r = _spawn(impl, dtype, args.n, args.n, args.T, args.gain, 0)
             r["label"] = f"{impl} {dtype}"
             rows.append(r)
-            print(json.dumps(r), flush=True)
-    _report(rows, f"# Lyapunov peer: tanh g={args.gain}, N={args.n}, k=N, T={args.T}")
+    _report(
+        rows,
+        "# memory: each run alone in a fresh subprocess (peak RSS = VmHWM; "
+        "ms/step of the first call, compilation included)",
+    )
     by = {r["label"]: r for r in rows if "error" not in r}
     for dtype in ("float32", "float64"):
-        t = by.get(f"torch {dtype}")
-        s = by.get(f"streaming {dtype}")
+        t, s = by.get(f"torch {dtype}"), by.get(f"streaming {dtype}")
         if t and s:
-            print(
-                f"# {dtype}: streaming vs torch speed {t['ms_per_step'] / s['ms_per_step']:.2f}x,"
-                f" memory {s['peak_rss_mb'] / t['peak_rss_mb']:.2f}x"
-            )
+            ratio = s["peak_rss_mb"] / t["peak_rss_mb"]
+            print(f"# {dtype}: streaming peak memory {ratio:.2f}x torch's")
     return rows
 
 
@@ -269,8 +374,17 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--T-mid", type=int, default=1500, help="scale: T of the N=512 row")
     ap.add_argument("--T-large", type=int, default=1000, help="scale: T of the N=4096 row")
+    ap.add_argument(
+        "--lapack-threads", type=int, default=None,
+        help="BLAS threads per LAPACK call (jrnn.fast.lapack_threads; default: OpenBLAS's)",
+    )  # fmt: skip
     ap.add_argument("--child", nargs=7, default=None)
     args = ap.parse_args(argv)
+    if args.lapack_threads is not None:
+        jrnn.fast.lapack_threads(args.lapack_threads)  # this process and (via env) the children
+        os.environ["JRNN_BENCH_LAPACK_THREADS"] = str(args.lapack_threads)
+    elif os.environ.get("JRNN_BENCH_LAPACK_THREADS"):
+        jrnn.fast.lapack_threads(int(os.environ["JRNN_BENCH_LAPACK_THREADS"]))
     if args.child:
         impl, dtype, n, k, T_, gain, rep = args.child
         return child(impl, dtype, int(n), int(k), int(T_), float(gain), int(rep))
