@@ -75,6 +75,7 @@ __all__ = [
     "default_weight_grads",
     "fused_unroll",
     "keep_host_buffers",
+    "lapack_threads",
     "supports",
 ]
 
@@ -135,6 +136,72 @@ def keep_host_buffers(threshold_bytes: int = 1 << 30) -> bool:
     # (the main heap) serves and keeps them. Measured (minor page faults per LSTM train step,
     # B=64, T=256, n=128): 18,531 -> 18,532 with the thresholds alone, 0 with one arena.
     return ok and mallopt(m_arena_max, 1) == 1
+
+
+def lapack_threads(n: int = 1):
+    """Limits the BLAS threads of the LAPACK library that jaxlib calls on the CPU.
+
+    jaxlib runs CPU ``geqrf``/``ormqr``/``syevd``/... (every QR of
+    :func:`jrnn.diagnostics.lyapunov_spectrum`, the SVDs and eigensolvers) through
+    scipy's bundled OpenBLAS, on one of XLA's worker threads. OpenBLAS hands parts
+    of each call to its own worker threads, and caller and workers busy-wait for
+    each other, next to XLA's threads on the same cores. Measured on a 2-core VM
+    (float32 ``N=512`` full spectrum, one ``ormqr`` + ``geqrf`` per step, 300-step
+    calls):
+
+    * machine otherwise idle: OpenBLAS's default 2 threads 7.6-9.3 ms/step, 1
+      thread 9.1-11.3 ms/step (the default is faster), though some long default
+      runs sat at 12.5-14 ms/step for whole calls;
+    * another JAX process busy on the same cores (seen with two benchmark
+      processes, and once with parallel test runs): default-thread calls
+      stalled at 150-770 ms/step (the calling
+      thread waiting in OpenBLAS's ``exec_blas_async_wait`` for a worker that
+      does not get a core); with 1 thread OpenBLAS never waits on another thread.
+
+    So limit it to 1 where several processes share few cores; keep the default
+    on an idle machine. Batched LAPACK calls are spread over XLA's threads by
+    jaxlib itself, so one BLAS thread per call loses little there.
+
+    The limit applies at once and process-wide to that library only (numpy's
+    own OpenBLAS and PyTorch are untouched); use the result as a context manager
+    to restore the previous limit on exit, or call its
+    ``restore_original_limits()``. Opt-in, like :func:`keep_host_buffers`.
+
+    Args:
+      n: BLAS threads per LAPACK call, an int >= 1.
+
+    Returns:
+      The ``threadpoolctl`` limiter (a context manager). Where scipy's OpenBLAS
+      is not found (scipy built against another BLAS), every BLAS library that
+      ``threadpoolctl`` sees is limited instead.
+
+    Raises:
+      TypeError: ``n`` is not an integer.
+      ValueError: ``n < 1``.
+
+    Example::
+
+        >>> import jrnn
+        >>> with jrnn.fast.lapack_threads(1):
+        ...     pass  # LAPACK-bound diagnostics here
+    """
+    n = check_int(n, "n", minimum=1)
+    import os
+
+    import scipy.linalg.cython_lapack  # noqa: F401  (loads the library jaxlib calls)
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController()
+    scipy_dir = os.path.dirname(os.path.dirname(scipy.linalg.cython_lapack.__file__))
+    roots = (scipy_dir, scipy_dir.rstrip(os.sep) + ".libs")
+    paths = [
+        lib["filepath"]
+        for lib in controller.info()
+        if lib["user_api"] == "blas" and lib["filepath"].startswith(roots)
+    ]
+    if paths:
+        return controller.select(filepath=paths).limit(limits=n)
+    return controller.limit(limits=n, user_api="blas")
 
 
 def _varies(x) -> bool:

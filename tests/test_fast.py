@@ -460,3 +460,42 @@ def test_unroll_inside_shard_map_all_paths():
     n_dev, worst = proc.stdout.split()
     assert n_dev == "2"
     assert float(worst) < 1e-12
+
+
+def _scipy_blas_threads():
+    import scipy.linalg.cython_lapack  # noqa: F401
+    import threadpoolctl
+
+    return {
+        i["filepath"]: i["num_threads"]
+        for i in threadpoolctl.threadpool_info()
+        if i["user_api"] == "blas" and "scipy" in i["filepath"] and "numpy" not in i["filepath"]
+    }
+
+
+def test_lapack_threads_limits_scipys_openblas_and_restores():
+    before = _scipy_blas_threads()
+    if not before:
+        pytest.skip("no scipy-bundled OpenBLAS visible to threadpoolctl")
+    cell = jrnn.cells.elman(24, "tanh")
+    params = cell.init(jax.random.key(0), 1)
+    xs = 0.5 * jax.random.normal(jax.random.key(1), (40, 1))
+    with jax.enable_x64(True):
+        p64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), params)
+        ref = jrnn.diagnostics.lyapunov_spectrum(cell, p64, xs.astype(jnp.float64)).exponents
+        with fast.lapack_threads(1):
+            inside = _scipy_blas_threads()
+            got = jrnn.diagnostics.lyapunov_spectrum(cell, p64, xs.astype(jnp.float64)).exponents
+    assert set(inside.values()) == {1}
+    assert _scipy_blas_threads() == before  # restored on exit
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [(0, ValueError, ">= 1"), (-2, ValueError, ">= 1"), (1.0, TypeError, "integer"),
+     ("1", TypeError, "integer"), (True, TypeError, "integer")],
+)  # fmt: skip
+def test_lapack_threads_bad_n(value, error, match):
+    with pytest.raises(error, match=match):
+        fast.lapack_threads(value)

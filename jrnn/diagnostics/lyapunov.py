@@ -27,7 +27,9 @@ Jacobians, at about the cost of the float32 textbook loop). ``reorth_every = r``
 re-orthonormalises once per ``r`` steps; each block is checked against the
 Householder error bound and redone step by step where it fails, so blocking never
 silently loses accuracy. CholeskyQR2 (Yamamoto et al. 2015) is available as
-``qr="cholesky"``.
+``qr="cholesky"``. On the CPU the chain is LAPACK-bound (``geqrf`` + ``ormqr``,
+scipy's OpenBLAS through jaxlib); where several processes share few cores, run
+it under :func:`jrnn.fast.lapack_threads` ``(1)`` (``BENCHMARKS.md``).
 """
 
 from __future__ import annotations
