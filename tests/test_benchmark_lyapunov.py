@@ -1,0 +1,36 @@
+"""Smoke tests of the Lyapunov peer benchmark's building blocks (no timing is asserted)."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+from experiments.benchmarks import lyapunov as bench
+
+
+def test_peer_speed_runs_every_peer_and_agrees_on_a_short_run():
+    r = bench.peer_speed("float64", n=8, T=5, gain=2.0, repeats=2, warmup=0)
+    times = r["times"]
+    assert {"jrnn lyapunov_spectrum", "LAPACK chain alone"} <= set(times)
+    for name, ts in times.items():
+        assert len(ts) == 2 and all(math.isfinite(t) and t > 0 for t in ts), name
+    if "torch loop" in times:  # 5 steps: the float64 trajectories have not separated yet
+        assert r["max_abs_diff"] < 1e-10
+
+
+def test_lapack_floor_equals_the_explicit_qr_chain():
+    rng = np.random.default_rng(0)
+    Js = rng.standard_normal((6, 5, 5))
+    Q, ref = np.eye(5), np.zeros(5)
+    for J in Js:
+        Q, R = np.linalg.qr(J @ Q)
+        ref += np.log(np.abs(np.diag(R)))
+    np.testing.assert_allclose(np.asarray(bench._lapack_floor(Js)), ref, rtol=1e-12)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="Linux /proc only")
+def test_peak_memory_is_this_process_high_water_mark():
+    with open("/proc/self/status") as fh:
+        rss = next(int(ln.split()[1]) for ln in fh if ln.startswith("VmRSS:")) / 1024.0
+    assert bench._peak_mb() >= rss * 0.99
