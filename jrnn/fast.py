@@ -168,7 +168,8 @@ def lapack_threads(n: int = 1):
     ``restore_original_limits()``. Opt-in, like :func:`keep_host_buffers`.
 
     Args:
-      n: BLAS threads per LAPACK call, an int >= 1.
+      n: BLAS threads per LAPACK call, an int in ``[1, 2**31 - 1]`` (OpenBLAS
+        caps it at its own build maximum).
 
     Returns:
       The ``threadpoolctl`` limiter (a context manager). Where scipy's OpenBLAS
@@ -177,7 +178,7 @@ def lapack_threads(n: int = 1):
 
     Raises:
       TypeError: ``n`` is not an integer.
-      ValueError: ``n < 1``.
+      ValueError: ``n < 1`` or beyond a C int.
 
     Example::
 
@@ -186,18 +187,22 @@ def lapack_threads(n: int = 1):
         ...     pass  # LAPACK-bound diagnostics here
     """
     n = check_int(n, "n", minimum=1)
+    if n > _C_INT_MAX:  # OpenBLAS takes a C int (and caps it at its own build maximum)
+        raise ValueError(f"n must be at most {_C_INT_MAX} (a C int), got {n}.")
     import os
 
     import scipy.linalg.cython_lapack  # noqa: F401  (loads the library jaxlib calls)
     from threadpoolctl import ThreadpoolController
 
     controller = ThreadpoolController()
+    # threadpoolctl reports resolved paths; scipy's may be reached through a symlink
     scipy_dir = os.path.dirname(os.path.dirname(scipy.linalg.cython_lapack.__file__))
-    roots = (scipy_dir, scipy_dir.rstrip(os.sep) + ".libs")
+    scipy_dir = os.path.realpath(scipy_dir)
+    roots = (scipy_dir, scipy_dir + ".libs")
     paths = [
         lib["filepath"]
         for lib in controller.info()
-        if lib["user_api"] == "blas" and lib["filepath"].startswith(roots)
+        if lib["user_api"] == "blas" and os.path.realpath(lib["filepath"]).startswith(roots)
     ]
     if paths:
         return controller.select(filepath=paths).limit(limits=n)
