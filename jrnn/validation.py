@@ -147,11 +147,15 @@ def check_number(
         )
     try:
         v = float(value)
-    except OverflowError:  # an int beyond the float range
-        raise ValueError(
-            f"{argument} must be a finite real number{where}, got an integer with "
-            f"{len(str(abs(int(value))))} digits."
-        ) from None
+    except OverflowError:  # an int (or a Fraction, ...) beyond the float range
+        if isinstance(value, numbers.Integral):
+            # bit_length, not str(): str() of an int over 4300 digits raises
+            digits = int(abs(int(value)).bit_length() * math.log10(2)) + 1
+            sign = "-" if value < 0 else ""
+            got = f"an integer of about {sign}10**{digits - 1}"
+        else:
+            got = f"a {type(value).__name__} beyond the float range"
+        raise ValueError(f"{argument} must be a finite real number{where}, got {got}.") from None
     shown = value if type(value) in (int, float) else v
     if finite and not math.isfinite(v):
         raise ValueError(f"{argument} must be a finite real number{where}, got {shown!r}.")

@@ -1,5 +1,7 @@
 """Bad input to the remedy cells, activations.get, gru and the flossing penalties: clear errors."""
 
+import fractions
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -135,4 +137,11 @@ def test_one_scalar_check_for_remedy_and_classic_cells():
     # An int beyond the float range is a ValueError naming the argument, not an OverflowError.
     with pytest.raises(ValueError, match=r"dt must be a finite real number in \(0, 1\]"):
         jrnn.cells.leaky(4, dt=10**400)
+    # beyond str()'s 4300-digit limit, negative, and a Fraction: still named, sign kept
+    with pytest.raises(ValueError, match=r"target must be .*got an integer of about 10\*\*5000"):
+        validation.check_number(10**5000, "target", low=0.0)
+    with pytest.raises(ValueError, match=r"w must be .*got an integer of about -10\*\*400"):
+        validation.check_number(-(10**400), "w")
+    with pytest.raises(ValueError, match=r"w must be .*got a Fraction beyond the float range"):
+        validation.check_number(fractions.Fraction(10**400, 3), "w")
     assert not hasattr(jrnn.cells._checks, "check_real")
