@@ -164,7 +164,7 @@ def child(impl: str, dtype: str, n: int, k: int, T: int, gain: float, repeat: in
             return (logs / T).numpy()
 
     else:
-        mode = {"stacked": "stacked", "streaming": "auto", "tangent": "tangent"}[impl]
+        mode = {"stacked": "stacked", "streaming": "chunked", "tangent": "tangent"}[impl]
         cell = jrnn.cells.elman(n, "tanh")  # the same constant drive as b_h
         params = {
             "W_xh": jnp.zeros((n, 1), dtype),
@@ -320,6 +320,8 @@ def peer_suite(args):
             ends = f"lambda_1 {r['lambda_1']:.4f}, lambda_k {r['lambda_k']:.4f}"
             body.append([f"  agreement {dtype}", diff, ends])
     print(table(["run", "ms/step", "jrnn vs torch"], body), flush=True)
+    if not _have_torch():
+        print("# torch is not installed: no peer, so no ratio (pip install torch)")
 
     rows = []
     for dtype in ("float32", "float64"):
@@ -364,35 +366,69 @@ def gpu_suite(args):
     return [r]
 
 
+def _positive(kind):
+    name = {"int": "an int", "float": "a float"}[kind.__name__]
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {name}, got {text!r}") from None
+        if not value > 0:  # also rejects nan
+            raise argparse.ArgumentTypeError(f"expected {name} > 0, got {text!r}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def _nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
+    return value
+
+
 def main(argv=None):
+    pos_int, pos_float = _positive(int), _positive(float)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite", choices=("qr", "peer", "scale", "gpu"), default="peer")
-    ap.add_argument("--T", type=int, default=None)
-    ap.add_argument("--n", type=int, default=None)
-    ap.add_argument("--gain", type=float, default=None)
-    ap.add_argument("--repeats", type=int, default=REPEATS)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--T-mid", type=int, default=1500, help="scale: T of the N=512 row")
-    ap.add_argument("--T-large", type=int, default=1000, help="scale: T of the N=4096 row")
+    ap.add_argument("--T", type=pos_int, default=None)
+    ap.add_argument("--n", type=pos_int, default=None)
+    ap.add_argument("--gain", type=pos_float, default=None)
+    ap.add_argument("--repeats", type=pos_int, default=REPEATS)
+    ap.add_argument("--warmup", type=_nonnegative_int, default=1)
+    ap.add_argument("--T-mid", type=pos_int, default=1500, help="scale: T of the N=512 row")
+    ap.add_argument("--T-large", type=pos_int, default=1000, help="scale: T of the N=4096 row")
     ap.add_argument(
-        "--lapack-threads", type=int, default=None,
+        "--lapack-threads", type=pos_int, default=None,
         help="BLAS threads per LAPACK call (jrnn.fast.lapack_threads; default: OpenBLAS's)",
     )  # fmt: skip
     ap.add_argument("--child", nargs=7, default=None)
     args = ap.parse_args(argv)
+    env = os.environ.get("JRNN_BENCH_LAPACK_THREADS")
     if args.lapack_threads is not None:
-        jrnn.fast.lapack_threads(args.lapack_threads)  # this process and (via env) the children
+        try:
+            jrnn.fast.lapack_threads(args.lapack_threads)  # here and (via env) in the children
+        except ValueError as err:
+            ap.error(f"--lapack-threads: {err}")
         os.environ["JRNN_BENCH_LAPACK_THREADS"] = str(args.lapack_threads)
-    elif os.environ.get("JRNN_BENCH_LAPACK_THREADS"):
-        jrnn.fast.lapack_threads(int(os.environ["JRNN_BENCH_LAPACK_THREADS"]))
+    elif env:
+        try:
+            jrnn.fast.lapack_threads(int(env))
+        except ValueError as err:
+            ap.error(f"JRNN_BENCH_LAPACK_THREADS={env!r}: {err}")
     if args.child:
         impl, dtype, n, k, T_, gain, rep = args.child
         return child(impl, dtype, int(n), int(k), int(T_), float(gain), int(rep))
     defaults = {"qr": (T, N, GAIN), "peer": (1000, 512, 2.0), "scale": (1000, 512, 2.0),
                 "gpu": (200, 4096, 2.0)}[args.suite]  # fmt: skip
-    args.T = args.T or defaults[0]
-    args.n = args.n or defaults[1]
-    args.gain = args.gain or defaults[2]
+    args.T = defaults[0] if args.T is None else args.T
+    args.n = defaults[1] if args.n is None else args.n
+    args.gain = defaults[2] if args.gain is None else args.gain
     suite = {"qr": qr_suite, "peer": peer_suite, "scale": scale_suite, "gpu": gpu_suite}
     return suite[args.suite](args)
 
