@@ -148,20 +148,7 @@ def child(impl: str, dtype: str, n: int, k: int, T: int, gain: float, repeat: in
     W, u = _net(n, gain, dtype)
     base = _peak_mb()
     if impl == "torch":
-        import torch
-
-        Wt = torch.from_numpy(W)
-        ut = torch.from_numpy(u[0])
-
-        def run():
-            h = torch.zeros(n, dtype=Wt.dtype)
-            Q = torch.eye(n, k, dtype=Wt.dtype)
-            logs = torch.zeros(k, dtype=Wt.dtype)
-            for _ in range(T):
-                h = torch.tanh(Wt @ h + ut)
-                Q, R = torch.linalg.qr((1 - h * h)[:, None] * (Wt @ Q))
-                logs += torch.log(torch.abs(torch.diagonal(R)))
-            return (logs / T).numpy()
+        run = _torch_loop(W, u[0], k, T)
 
     else:
         mode = {"stacked": "stacked", "streaming": "chunked", "tangent": "tangent"}[impl]
@@ -250,18 +237,14 @@ def _torch_loop(W, u, k, T):
 
 
 def _lapack_floor(Js):
-    """jrnn's default chain alone (``ormqr`` + ``geqrf`` per step) on precomputed Jacobians."""
+    """jrnn's default chain alone (``ormqr`` + ``geqrf`` per step) on precomputed Jacobians:
+    ``sum_t log |diag R_t|``."""
+    from jrnn.diagnostics.lyapunov import _BLOCK_TOL, _chain, _Compact
 
-    def body(state, J):
-        h, tau = state
-        A = jax.lax.linalg.ormqr(h, tau, J, left=False)
-        h, tau = jnp.linalg.qr(A, mode="raw")
-        h = jnp.swapaxes(h, -1, -2)
-        return (h, tau), jnp.log(jnp.abs(jnp.diagonal(h)))
-
-    S = Js.shape[-1]
-    init = (jnp.zeros((S, S), Js.dtype), jnp.zeros((S,), Js.dtype))
-    return jnp.sum(jax.lax.scan(body, init, Js)[1], axis=0)
+    method = _Compact(square=True)
+    state = method.init(jnp.eye(Js.shape[-1], dtype=Js.dtype))
+    _, logs, _ = _chain(state, Js, 1, method, _BLOCK_TOL[Js.dtype.itemsize])
+    return jnp.sum(logs, axis=0)
 
 
 def peer_speed(dtype: str, n: int, T: int, gain: float, repeats: int, warmup: int) -> dict:
