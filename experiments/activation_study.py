@@ -197,7 +197,7 @@ def measure_at_init(family: str, cell: jrnn.Cell, cfg: dict, gain: jax.Array,
     xs = jax.random.normal(k_x, (cfg["sequences"], cfg["T"], INPUT_SIZE))
     # The LAPACK-based diagnostics below are ordered one after another with `after`: run
     # concurrently they can deadlock jaxlib 0.10's CPU thread pool (README, Known issues).
-    after = jrnn.diagnostics.after
+    after = jrnn.host.after
     prop = jrnn.diagnostics.propagation(cell, params, xs)
     params = after(params, prop)
     J = jrnn.diagnostics.step_jacobians(cell, params, xs[0])

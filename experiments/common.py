@@ -98,6 +98,9 @@ def parse_args(
     if extra is not None:
         extra(parser)
     args = parser.parse_args(argv)
+    from jrnn import host
+
+    host.configure_xla()  # before the first computation; importing sets nothing
     if args.out is None:
         args.out = os.path.join(RESULTS_ROOT, name)
     os.makedirs(args.out, exist_ok=True)

@@ -204,7 +204,7 @@ def _check_max_to_keep(max_to_keep) -> int | None:
         return None
     from jrnn import validation
 
-    return validation.check_int(max_to_keep, "max_to_keep", minimum=1)
+    return validation.check_int(max_to_keep, "max_to_keep", low=1)
 
 
 def all_steps(directory) -> list[int]:

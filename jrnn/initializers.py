@@ -86,7 +86,7 @@ def orthogonal_blocks(blocks: int, gain: float = 1.0) -> Initializer:
     deadlock XLA's thread pool when several batched LAPACK calls run concurrently
     (see ``README.md``, Known issues).
     """
-    blocks = _validation.check_int(blocks, "blocks", minimum=1)
+    blocks = _validation.check_int(blocks, "blocks", low=1)
     base = orthogonal(gain)
 
     def init(key, shape, dtype=jnp.float32):
@@ -153,7 +153,7 @@ def uniform(low: float, high: float) -> Initializer:
 
 def uniform_pytorch(hidden_size: int) -> Initializer:
     """PyTorch's RNN default: ``U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))``."""
-    hidden_size = _validation.check_int(hidden_size, "hidden_size", minimum=1)
+    hidden_size = _validation.check_int(hidden_size, "hidden_size", low=1)
     bound = 1.0 / math.sqrt(hidden_size)
     return uniform(-bound, bound)
 

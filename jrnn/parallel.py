@@ -138,7 +138,7 @@ def initialize_distributed(
         >>> jrnn.parallel.initialize_distributed()   # single process: no-op
         False
     """
-    timeout_s = validation.check_int(timeout_s, "timeout_s", minimum=1)
+    timeout_s = validation.check_int(timeout_s, "timeout_s", low=1)
     if coordinator_address is None and num_processes is None and process_id is None:
         return False
     if coordinator_address is not None and (

@@ -345,14 +345,14 @@ def fit(
     if not callable(step_fn):
         raise TypeError(f"step_fn must be callable, got {type(step_fn).__name__}.")
     validation.check_key(state.rng, "state.rng", batched=None)
-    eval_every = validation.check_int(eval_every, "eval_every", minimum=0)
-    checkpoint_every = validation.check_int(checkpoint_every, "checkpoint_every", minimum=0)
+    eval_every = validation.check_int(eval_every, "eval_every", low=0)
+    checkpoint_every = validation.check_int(checkpoint_every, "checkpoint_every", low=0)
     nan_guard = validation.check_bool(nan_guard, "nan_guard")
     for name, fn in (("eval_fn", eval_fn), ("callback", callback)):
         if fn is not None and not callable(fn):
             raise TypeError(f"{name} must be callable or None, got {type(fn).__name__}.")
     if max_to_keep is not None:
-        max_to_keep = validation.check_int(max_to_keep, "max_to_keep", minimum=1)
+        max_to_keep = validation.check_int(max_to_keep, "max_to_keep", low=1)
     batch_fn, total = _data_source(data, state, steps, epochs, batch_size)
     model = getattr(step_fn, "jrnn_model", None)
 
@@ -434,9 +434,9 @@ def fit(
 def _data_source(data, state, steps, epochs, batch_size):
     """Returns ``(batch_fn(rng, t), total_steps)``."""
     if steps is not None:
-        steps = validation.check_int(steps, "steps", minimum=0)
+        steps = validation.check_int(steps, "steps", low=0)
     if epochs is not None:
-        epochs = validation.check_int(epochs, "epochs", minimum=0)
+        epochs = validation.check_int(epochs, "epochs", low=0)
     if callable(data):
         if steps is None:
             raise ValueError("steps must be given when data is a batch function.")
@@ -459,7 +459,7 @@ def _data_source(data, state, steps, epochs, batch_size):
     N = sizes.pop()
     if batch_size is None:
         raise ValueError("batch_size must be an integer >= 1 for a dataset, got None.")
-    batch_size = validation.check_int(batch_size, "batch_size", minimum=1)
+    batch_size = validation.check_int(batch_size, "batch_size", low=1)
     if batch_size > N:
         raise ValueError(f"batch_size must be <= the dataset size {N}, got {batch_size}.")
     if np.ndim(state.rng) != (0 if _is_typed_key(state.rng) else 1):

@@ -166,12 +166,27 @@ def check_number(
     return v
 
 
-def check_int(value: Any, argument: str, *, minimum: int | None = None) -> int:
-    """``int(value)`` for an integer (not a bool, not a float) ``>= minimum``.
+def check_int(
+    value: Any, argument: str, *, low: int | None = None, high: int | None = None
+) -> int:
+    """``int(value)`` for an integer (not a bool, not a float) in ``[low, high]``.
+
+    The one integer check of jrnn: every argument that must be an integer goes
+    through it, so every such error reads the same and has the same type.
+
+    Args:
+      value: what the caller passed (Python or numpy integer).
+      argument: its name, for the message.
+      low, high: inclusive bounds; None means unbounded on that side.
 
     Raises:
       TypeError: not an integer (``2.5``, ``"3"``, ``True``, None).
-      ValueError: below ``minimum``.
+      ValueError: outside ``[low, high]``.
+
+    Example::
+
+        >>> jrnn.validation.check_int(3, "k", low=1)
+        3
     """
     if isinstance(value, bool | np.bool_):
         raise TypeError(f"{argument} must be an integer, got {value!r} (bool).")
@@ -179,8 +194,13 @@ def check_int(value: Any, argument: str, *, minimum: int | None = None) -> int:
         v = operator.index(value)
     except TypeError:
         raise TypeError(f"{argument} must be an integer, got {value!r} ({_kind(value)}).") from None
-    if minimum is not None and v < minimum:
-        raise ValueError(f"{argument} must be an integer >= {minimum}, got {v}.")
+    if (low is not None and v < low) or (high is not None and v > high):
+        where = {
+            (True, False): f">= {low}",
+            (False, True): f"<= {high}",
+            (True, True): f"in [{low}, {high}]",
+        }[(low is not None, high is not None)]
+        raise ValueError(f"{argument} must be an integer {where}, got {v}.")
     return int(v)
 
 

@@ -4,7 +4,9 @@ and hypothesis runs a deterministic, small profile (every new shape recompiles).
 import jax
 from hypothesis import HealthCheck, settings
 
-import experiments  # noqa: F401  (sets the XLA CPU flag before the backend starts)
+import jrnn
+
+jrnn.host.configure_xla()  # before the CPU backend starts (the studies do the same in main)
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")

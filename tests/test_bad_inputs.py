@@ -239,7 +239,7 @@ def test_cross_entropy_traced_bad_label_is_nan_not_a_plausible_loss():
 
 def test_valid_values_pass_through_the_checks():
     assert validation.check_number(np.float32(0.5), "x", low=0.0, high=1.0) == 0.5
-    assert validation.check_int(np.int64(3), "n", minimum=1) == 3
+    assert validation.check_int(np.int64(3), "n", low=1) == 3
     assert validation.check_bool(np.bool_(False), "flag") is False
     validation.check_key(jax.random.PRNGKey(0))
     validation.check_key(jax.random.split(KEY, 3), batched=True)

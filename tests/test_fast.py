@@ -161,65 +161,6 @@ def test_supports_and_errors():
         fast.fused_unroll(el, pe, jnp.ones((4, 2)), weight_grads="later")
 
 
-@pytest.mark.parametrize(
-    "value, error, match",
-    [(0, ValueError, ">= 1"), (-1, ValueError, ">= 1"), (2**40, ValueError, "C int"),
-     ("big", TypeError, "integer"), (1.5e9, TypeError, "integer")],
-)  # fmt: skip
-def test_keep_host_buffers_bad_threshold(value, error, match):
-    """Rejected before mallopt sees it (a C int: 2**40 used to wrap around to 0)."""
-    with pytest.raises(error, match="threshold_bytes.*" + match):
-        fast.keep_host_buffers(value)
-
-
-def test_keep_host_buffers_in_a_subprocess():
-    """The allocator knob is process-wide, so each run gets its own interpreter: on glibc it
-    reports success, a train step whose temporaries exceed 64 MiB stops page-faulting them
-    in on every call, and the gradients are bit-identical to a run without it."""
-    import subprocess
-    import sys
-    import textwrap
-
-    code = textwrap.dedent(
-        """
-        import sys, ctypes.util, resource
-        from jrnn.fast import keep_host_buffers
-        ok = keep_host_buffers() if sys.argv[1] == "1" else None  # before any computation
-        import jax, jax.numpy as jnp, numpy as np, jrnn
-        big = jrnn.cells.lstm(128)
-        pb = big.init(jax.random.key(0), 1)
-        xb = jnp.sin(jnp.arange(64 * 256.0)).reshape(64, 256, 1)
-        g = jax.jit(jax.grad(lambda p: jnp.sum(jrnn.unroll(big, p, xb)[1][:, -1] ** 2)))
-        first = g(pb)
-        for _ in range(3):
-            jax.block_until_ready(g(pb))
-        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        for _ in range(3):
-            jax.block_until_ready(g(pb))
-        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) // 3
-        digest = sum(float(np.abs(np.asarray(a, np.float64)).sum())
-                     for a in jax.tree_util.tree_leaves(first))
-        print(ok, bool(ctypes.util.find_library("c")), faults, repr(digest))
-        """
-    )
-    runs = []
-    for knob in ("0", "1"):
-        out = subprocess.run(
-            [sys.executable, "-c", code, knob], capture_output=True, text=True, timeout=300
-        )
-        assert out.returncode == 0, out.stderr
-        runs.append(out.stdout.split())
-    (_, glibc, before, digest0), (ok, _, after, digest1) = runs
-    assert digest0 == digest1  # same gradients to the bit
-    if glibc == "True" and sys.platform.startswith("linux"):
-        assert ok == "True"
-        # Without the knob every call faults in its ~70 MiB of temporaries afresh.
-        assert int(before) > 4000 and int(after) < int(before) // 10, (before, after)
-
-
-# --------------------------------------------------------------------------- default path
-
-
 def _default_vs_reference(name, lengths=None, reverse=False, weight_grads=None):
     cell, p, xs, c0 = _setup(name)
 
@@ -421,7 +362,6 @@ def test_unroll_inside_shard_map_all_paths():
     gradients of the default, fused and reference paths equal the unsharded ones. The initial
     carry built from replicated params is made to vary like the inputs (it used to be a scan
     carry type error)."""
-    import os
     import subprocess
     import sys
     import textwrap
@@ -462,49 +402,3 @@ def test_unroll_inside_shard_map_all_paths():
     n_dev, worst = proc.stdout.split()
     assert n_dev == "2"
     assert float(worst) < 1e-12
-
-
-def _scipy_blas_threads():
-    import scipy.linalg.cython_lapack  # noqa: F401
-    import threadpoolctl
-
-    return {
-        i["filepath"]: i["num_threads"]
-        for i in threadpoolctl.threadpool_info()
-        if i["user_api"] == "blas"
-    }
-
-
-def test_lapack_threads_limits_scipys_openblas_and_restores():
-    before = _scipy_blas_threads()
-    if not any("scipy" in p and "numpy" not in p for p in before):
-        pytest.skip("no scipy-bundled OpenBLAS visible to threadpoolctl")
-    cell = jrnn.cells.elman(24, "tanh")
-    params = cell.init(jax.random.key(0), 1)
-    xs = 0.5 * jax.random.normal(jax.random.key(1), (40, 1))
-    with jax.enable_x64(True):
-        p64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), params)
-        ref = jrnn.diagnostics.lyapunov_spectrum(cell, p64, xs.astype(jnp.float64)).exponents
-        with fast.lapack_threads(1):
-            inside = _scipy_blas_threads()
-            got = jrnn.diagnostics.lyapunov_spectrum(cell, p64, xs.astype(jnp.float64)).exponents
-    import scipy
-
-    scipy_root = os.path.realpath(os.path.dirname(scipy.__file__))
-    for path, threads in inside.items():  # scipy's library limited, any other (numpy's) not
-        ours = os.path.realpath(path).startswith((scipy_root, scipy_root + ".libs"))
-        assert threads == (1 if ours else before[path]), path
-    assert any(os.path.realpath(p).startswith(scipy_root) for p in inside)
-    assert _scipy_blas_threads() == before  # restored on exit
-    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
-
-
-@pytest.mark.parametrize(
-    ("value", "error", "match"),
-    [(0, ValueError, ">= 1"), (-2, ValueError, ">= 1"), (1.0, TypeError, "integer"),
-     ("1", TypeError, "integer"), (True, TypeError, "integer"), (2**32 + 1, ValueError, "C int"),
-     (10**400, ValueError, "C int")],
-)  # fmt: skip
-def test_lapack_threads_bad_n(value, error, match):
-    with pytest.raises(error, match=match):
-        fast.lapack_threads(value)

@@ -196,30 +196,3 @@ def test_gradient_norms_mode_auto_follows_the_memory_budget(monkeypatch):
         gradient_norms(loss_fn, cell, params, xs, mode="chunked")
     with pytest.raises(ValueError, match="memory_budget must be a positive int"):
         gradient_norms(loss_fn, cell, params, xs, memory_budget=0)
-
-
-def test_after_orders_without_changing_values_or_gradients():
-    """jrnn.diagnostics.after ties a value to its dependencies with an optimization barrier
-    (so XLA cannot run the LAPACK calls that follow concurrently with the dependencies) and
-    changes neither the value nor its derivatives."""
-    after = jrnn.diagnostics.after
-    cell = jrnn.cells.elman(4, "tanh")
-    params = jax.tree_util.tree_map(
-        lambda a: a.astype(jnp.float64), cell.init(jax.random.key(0), 1)
-    )
-    xs = jnp.linspace(-1.0, 1.0, 12, dtype=jnp.float64)[:, None]
-
-    def f(W, ordered):
-        p = {**params, "W_hh": W}
-        prop = jrnn.diagnostics.propagation(cell, p, xs)
-        if ordered:
-            p = after(p, prop)
-        sv = jrnn.diagnostics.singular_values(jrnn.diagnostics.step_jacobians(cell, p, xs))
-        return jnp.sum(sv) + jnp.sum(prop.log_spectral_norm)
-
-    W = params["W_hh"]
-    np.testing.assert_allclose(f(W, True), f(W, False), rtol=1e-14)
-    np.testing.assert_allclose(jax.grad(f)(W, True), jax.grad(f)(W, False), rtol=1e-12)
-    assert "optimization_barrier" in jax.jit(f, static_argnums=1).lower(W, True).as_text()
-    assert "optimization_barrier" not in jax.jit(f, static_argnums=1).lower(W, False).as_text()
-    assert after(params) is params  # no dependencies: unchanged

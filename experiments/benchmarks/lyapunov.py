@@ -388,20 +388,20 @@ def main(argv=None):
     ap.add_argument("--T-large", type=pos_int, default=1000, help="scale: T of the N=4096 row")
     ap.add_argument(
         "--lapack-threads", type=pos_int, default=None,
-        help="BLAS threads per LAPACK call (jrnn.fast.lapack_threads; default: OpenBLAS's)",
+        help="BLAS threads per LAPACK call (jrnn.host.lapack_threads; default: OpenBLAS's)",
     )  # fmt: skip
     ap.add_argument("--child", nargs=7, default=None)
     args = ap.parse_args(argv)
     env = os.environ.get("JRNN_BENCH_LAPACK_THREADS")
     if args.lapack_threads is not None:
         try:
-            jrnn.fast.lapack_threads(args.lapack_threads)  # here and (via env) in the children
+            jrnn.host.lapack_threads(args.lapack_threads)  # here and (via env) in the children
         except ValueError as err:
             ap.error(f"--lapack-threads: {err}")
         os.environ["JRNN_BENCH_LAPACK_THREADS"] = str(args.lapack_threads)
     elif env:
         try:
-            jrnn.fast.lapack_threads(int(env))
+            jrnn.host.lapack_threads(int(env))
         except ValueError as err:
             ap.error(f"JRNN_BENCH_LAPACK_THREADS={env!r}: {err}")
     if args.child:

@@ -272,7 +272,7 @@ def main(argv=None):
     parser.add_argument(
         "--keep-host-buffers",
         action="store_true",
-        help="jrnn.fast.keep_host_buffers() first (glibc heap reuse; applies to every peer)",
+        help="jrnn.host.keep_host_buffers() first (glibc heap reuse; applies to every peer)",
     )
     parser.add_argument(
         "--host-devices",
@@ -298,7 +298,7 @@ def main(argv=None):
         flag = f"--xla_force_host_platform_device_count={args.host_devices}"
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
     if args.keep_host_buffers:
-        from jrnn.fast import keep_host_buffers
+        from jrnn.host import keep_host_buffers
 
         print(f"# keep_host_buffers() applied: {keep_host_buffers()}")
     cfg = CONFIGS[args.config]

@@ -16,7 +16,6 @@ from jrnn.diagnostics.lyapunov import (
     kaplan_yorke_dimension,
     lyapunov_spectrum,
 )
-from jrnn.diagnostics.ordering import after
 from jrnn.diagnostics.propagation import (
     PROPAGATION_MODES,
     GradientNorms,
@@ -50,7 +49,6 @@ __all__ = [
     "SV_STATS_MODES",
     "SingularValueStats",
     "UnitHealth",
-    "after",
     "covariant_lyapunov_vectors",
     "finite_time_exponents",
     "eigenvalues",

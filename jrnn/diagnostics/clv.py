@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jrnn import host
 from jrnn.cells.base import Cell, check_positive_int
 from jrnn.diagnostics import jacobians as _jac
 from jrnn.diagnostics import tangent as _tangent
@@ -126,7 +127,7 @@ def covariant_lyapunov_vectors(
         if k == S:
             Q = jnp.eye(S, dtype=dtype)
         else:
-            Z, us = lax.optimization_barrier((jax.random.normal(key, (S, k), dtype), us))
+            Z, us = host.together((jax.random.normal(key, (S, k), dtype), us))
             Q = jnp.linalg.qr(Z)[0]
         tan = _tangent.tangent_map(cell, params)
 

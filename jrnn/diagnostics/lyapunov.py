@@ -29,7 +29,7 @@ Householder error bound and redone step by step where it fails, so blocking neve
 silently loses accuracy. CholeskyQR2 (Yamamoto et al. 2015) is available as
 ``qr="cholesky"``. On the CPU the chain is LAPACK-bound (``geqrf`` + ``ormqr``,
 scipy's OpenBLAS through jaxlib); where several processes share few cores, run
-it under :func:`jrnn.fast.lapack_threads` ``(1)`` (``BENCHMARKS.md``).
+it under :func:`jrnn.host.lapack_threads` ``(1)`` (``BENCHMARKS.md``).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jrnn import host
 from jrnn.cells.base import Cell, check_positive_int, flatten_carry
 from jrnn.diagnostics import jacobians as _jac
 from jrnn.diagnostics import tangent as _tangent
@@ -670,7 +671,7 @@ def lyapunov_spectrum(
             # The barrier makes the QR of Q_0 wait for the inputs: independent LAPACK calls
             # that XLA may run concurrently can deadlock jaxlib 0.10's CPU thread pool
             # (README, Known issues); ordered after them it never overlaps the caller's init.
-            Z, us = lax.optimization_barrier((jax.random.normal(key, (S, k), dtype), us))
+            Z, us = host.together((jax.random.normal(key, (S, k), dtype), us))
             F0 = jnp.linalg.qr(Z)[0].astype(fdtype)
     else:
         F0 = Q0.astype(fdtype)

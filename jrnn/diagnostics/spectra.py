@@ -516,7 +516,7 @@ def singular_value_stats(
             "no Jacobian to summarise."
         )
     levels = _check_quantiles(quantiles)
-    transient = validation.check_int(transient, "transient", minimum=0)
+    transient = validation.check_int(transient, "transient", low=0)
     if transient >= T:
         raise ValueError(
             f"transient must be in [0, T) = [0, {T}) (at least one step to summarise), got "
@@ -530,7 +530,7 @@ def singular_value_stats(
         raise ValueError(f"mode must be one of {SV_STATS_MODES}, got {mode!r}.")
     budget = _tangent.check_budget(memory_budget)
     if chunk is not None:
-        chunk = validation.check_int(chunk, "chunk", minimum=1)
+        chunk = validation.check_int(chunk, "chunk", low=1)
 
     T_run = T - transient
     B = 1 if batch is None else batch
