@@ -10,12 +10,15 @@ from jrnn import (
     cells,
     checkpoint,
     diagnostics,
+    flossing,
     host,
     initializers,
     interop,
     models,
     nnx,
     parallel,
+    penalties,
+    prediction,
     tasks,
     testing,
     theory,
@@ -23,6 +26,7 @@ from jrnn import (
     validation,
 )
 from jrnn.cells import Cell, stack
+from jrnn.prediction import predict
 from jrnn.unroll import Bidirectional, bidirectional, unroll
 
 __version__ = "0.1.0"
@@ -36,12 +40,16 @@ __all__ = [
     "cells",
     "checkpoint",
     "diagnostics",
+    "flossing",
     "host",
     "initializers",
     "interop",
     "models",
     "nnx",
     "parallel",
+    "penalties",
+    "predict",
+    "prediction",
     "stack",
     "tasks",
     "testing",

@@ -55,6 +55,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jrnn import validation
+
 __all__ = [
     "all_steps",
     "check_writable",
@@ -202,8 +204,6 @@ def check_writable(directory, argument: str = "directory") -> str:
 def _check_max_to_keep(max_to_keep) -> int | None:
     if max_to_keep is None:
         return None
-    from jrnn import validation
-
     return validation.check_int(max_to_keep, "max_to_keep", low=1)
 
 
@@ -301,9 +301,7 @@ def save(
         if not hasattr(state, "step"):
             raise ValueError("step must be given when state has no .step field.")
         step = int(np.asarray(state.step).reshape(-1)[0])
-    if isinstance(step, bool) or int(step) != step or step < 0:
-        raise ValueError(f"step must be an integer >= 0, got {step!r}.")
-    step = int(step)
+    step = validation.check_int(step, "step", low=0)
     fp = fingerprint(state, config, model)
     meta = {} if extra is None else extra
     try:

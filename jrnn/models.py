@@ -26,9 +26,10 @@ import jax.numpy as jnp
 
 from jrnn import activations as _activations
 from jrnn import initializers as inits
-from jrnn.cells.base import Cell, check_positive_int
+from jrnn.cells.base import Cell
 from jrnn.cells.stack import stack
 from jrnn.unroll import unroll
+from jrnn.validation import check_int
 
 __all__ = ["Model", "rnn"]
 
@@ -132,5 +133,5 @@ def rnn(
     else:
         cells = list(cells)
         cell = cells[0] if len(cells) == 1 and not residual else stack(cells, residual)
-    m = check_positive_int(output_size, "output_size")
+    m = check_int(output_size, "output_size", low=1)
     return Model(cell, m, _activations.get(output_activation), bool(return_sequences))

@@ -19,8 +19,8 @@ Multi-host (several processes, each with its own devices):
 :func:`initialize_distributed` wraps ``jax.distributed.initialize``; after it,
 ``jax.devices()`` lists every process's devices, :func:`make_mesh` spans them
 all, and :func:`sweep` / :func:`shard_step` run unchanged on every process
-(SPMD: every process calls them with the same arguments). Experiments expose
-the three flags through :func:`add_distributed_flags`.
+(SPMD: every process calls them with the same arguments). Command-line flags
+for the three arguments belong to the scripts (``experiments/common.py``).
 
 References: GSPMD (Xu et al. 2021, arXiv:2105.04663); the JAX guide
 "Distributed arrays and automatic parallelization".
@@ -28,7 +28,6 @@ References: GSPMD (Xu et al. 2021, arXiv:2105.04663); the JAX guide
 
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -42,7 +41,6 @@ from jax.sharding import PartitionSpec as P
 from jrnn import validation
 
 __all__ = [
-    "add_distributed_flags",
     "initialize_distributed",
     "local_devices_mesh",
     "make_mesh",
@@ -71,8 +69,10 @@ def make_mesh(axis_name: str = "grid", devices: Sequence[Any] | None = None) -> 
         >>> mesh.axis_names
         ('data',)
     """
-    if not isinstance(axis_name, str) or not axis_name:
-        raise ValueError(f"axis_name must be a non-empty string, got {axis_name!r}.")
+    if not isinstance(axis_name, str):
+        raise TypeError(f"axis_name must be a non-empty string, got {axis_name!r}.")
+    if not axis_name:
+        raise ValueError("axis_name must be a non-empty string, got ''.")
     devices = list(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices must contain at least one device, got an empty sequence.")
@@ -92,7 +92,7 @@ def _resolve_mesh(mesh: Mesh | None, default_axis: str) -> Mesh:
     if mesh is None:
         return make_mesh(default_axis)
     if not isinstance(mesh, Mesh):
-        raise ValueError(
+        raise TypeError(
             f"mesh must be a jax.sharding.Mesh (e.g. jrnn.parallel.make_mesh()), "
             f"got {type(mesh).__name__}."
         )
@@ -148,13 +148,10 @@ def initialize_distributed(
             f"coordinator_address must be 'host:port' (process 0's address), got "
             f"{coordinator_address!r}."
         )
-    if num_processes is not None and (
-        isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1
-    ):
-        raise ValueError(f"num_processes must be a positive integer, got {num_processes!r}.")
+    if num_processes is not None:
+        num_processes = validation.check_int(num_processes, "num_processes", low=1)
     if process_id is not None:
-        if isinstance(process_id, bool) or not isinstance(process_id, int) or process_id < 0:
-            raise ValueError(f"process_id must be a non-negative integer, got {process_id!r}.")
+        process_id = validation.check_int(process_id, "process_id", low=0)
         if num_processes is not None and process_id >= num_processes:
             raise ValueError(
                 f"process_id must lie in [0, num_processes) = [0, {num_processes}), "
@@ -178,24 +175,6 @@ def initialize_distributed(
             "that every process was started."
         ) from err
     return True
-
-
-def add_distributed_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Adds ``--coordinator-address``, ``--num-processes``, ``--process-id``.
-
-    Pass the parsed values to :func:`initialize_distributed`::
-
-        args = parser.parse_args(argv)
-        jrnn.parallel.initialize_distributed(
-            args.coordinator_address, args.num_processes, args.process_id)
-    """
-    group = parser.add_argument_group("multi-host (jax.distributed)")
-    group.add_argument(
-        "--coordinator-address", default=None, help="host:port of process 0 (multi-host only)"
-    )
-    group.add_argument("--num-processes", type=int, default=None, help="processes in the job")
-    group.add_argument("--process-id", type=int, default=None, help="this process's index")
-    return parser
 
 
 # --------------------------------------------------------------------------- sweep
@@ -338,8 +317,10 @@ def sweep(
       arrays: gather them with ``jax.experimental.multihost_utils.process_allgather``.
 
     Raises:
+      TypeError: ``fn`` not callable, ``mesh`` not a Mesh, ``chunk_size`` not
+        an integer.
       ValueError: no axes (empty grid), an axis that is not 1-D, empty or not
-        numeric, or a bad ``chunk_size`` / ``mesh``.
+        numeric, or ``chunk_size < 1``.
 
     Example::
 
@@ -352,7 +333,7 @@ def sweep(
         (4, 3)
     """
     if not callable(fn):
-        raise ValueError(f"fn must be callable, got {type(fn).__name__}.")
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}.")
     names, values = _grid_axes(axes)
     mesh = _resolve_mesh(mesh, "grid")
     n_dev = mesh.size
@@ -361,8 +342,7 @@ def sweep(
     per_device = -(-n_points // n_dev)
     batch = None
     if chunk_size is not None:
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}.")
+        chunk_size = validation.check_int(chunk_size, "chunk_size", low=1)
         batch = min(-(-chunk_size // n_dev), per_device)
         if batch == per_device:
             batch = None
@@ -417,8 +397,10 @@ def shard_step(
       ``.jitted``, the underlying ``jax.jit`` object (for ``.lower(...)``).
 
     Raises:
-      ValueError (at call time): a batch leaf without ``batch_axis`` or whose
-      batch size is not a multiple of the device count.
+      TypeError: ``step_fn`` not callable, ``batch_axis`` not an integer,
+        ``mesh`` not a Mesh.
+      ValueError: ``batch_axis < 0``; (at call time) a batch leaf without
+        ``batch_axis`` or whose batch size is not a multiple of the device count.
 
     Example::
 
@@ -435,9 +417,8 @@ def shard_step(
         >>> state, metrics = dp_step((w, opt.init(w)), (jnp.ones((8, 3)), jnp.ones((8,))))
     """
     if not callable(step_fn):
-        raise ValueError(f"step_fn must be callable, got {type(step_fn).__name__}.")
-    if isinstance(batch_axis, bool) or not isinstance(batch_axis, int) or batch_axis < 0:
-        raise ValueError(f"batch_axis must be a non-negative integer, got {batch_axis!r}.")
+        raise TypeError(f"step_fn must be callable, got {type(step_fn).__name__}.")
+    batch_axis = validation.check_int(batch_axis, "batch_axis", low=0)
     mesh = _resolve_mesh(mesh, "data")
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P(*([None] * batch_axis), tuple(mesh.axis_names)))

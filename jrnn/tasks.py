@@ -25,11 +25,12 @@ argument on a mismatch.
 from __future__ import annotations
 
 import math
-import operator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jrnn.validation import check_int
 
 __all__ = [
     "ADDING_BASELINE",
@@ -58,19 +59,6 @@ DIGITS_TEST_SIZE = 360
 """Number of the 1797 digits held out as the test split (about 20 %)."""
 
 _DIGITS_SPLIT_SEED = 0
-
-
-def _check_int(value, name: str, minimum: int) -> int:
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise ValueError(
-            f"{name} must be an integer >= {minimum}, got {value!r} "
-            f"({type(value).__name__})."
-        ) from None
-    if v < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {v}.")
-    return int(v)
 
 
 def _check_key(key, name: str = "key") -> jax.Array:
@@ -120,8 +108,8 @@ def adding(
         ((32, 100, 2), (32, 1))
     """
     key = _check_key(key)
-    B = _check_int(batch_size, "batch_size", 1)
-    T = _check_int(length, "length", 2)
+    B = check_int(batch_size, "batch_size", low=1)
+    T = check_int(length, "length", low=2)
     k_v, k_a, k_b = jax.random.split(key, 3)
     half = T // 2
     v = jax.random.uniform(k_v, (B, T), dtype=dtype)
@@ -149,9 +137,9 @@ def copy_baseline(delay: int, n_symbols: int = 8, length: int = 10) -> float:
        \\frac{\\mathrm{length} \\cdot \\ln(\\mathrm{n\\_symbols})}{\\mathrm{delay} + 2\\,
        \\mathrm{length}} \\quad (= 10 \\ln 8 / (T + 20) \\text{ in Arjovsky et al. 2016}).
     """
-    delay = _check_int(delay, "delay", 1)
-    n = _check_int(n_symbols, "n_symbols", 1)
-    L = _check_int(length, "length", 1)
+    delay = check_int(delay, "delay", low=1)
+    n = check_int(n_symbols, "n_symbols", low=1)
+    L = check_int(length, "length", low=1)
     return L * math.log(n) / (delay + 2 * L)
 
 
@@ -199,10 +187,10 @@ def copy_memory(
         ((16, 120, 10), (16, 120))
     """
     key = _check_key(key)
-    B = _check_int(batch_size, "batch_size", 1)
-    delay = _check_int(delay, "delay", 1)
-    n = _check_int(n_symbols, "n_symbols", 1)
-    L = _check_int(length, "length", 1)
+    B = check_int(batch_size, "batch_size", low=1)
+    delay = check_int(delay, "delay", low=1)
+    n = check_int(n_symbols, "n_symbols", low=1)
+    L = check_int(length, "length", low=1)
     T = delay + 2 * L
     symbols = jax.random.randint(key, (B, L), 1, n + 1, dtype=jnp.int32)
     blank_mid = jnp.zeros((B, delay - 1), jnp.int32)
@@ -255,8 +243,8 @@ def sine(
         ((32, 10, 1), (32, 1))
     """
     key = _check_key(key)
-    B = _check_int(batch_size, "batch_size", 1)
-    T = _check_int(length, "length", 2)
+    B = check_int(batch_size, "batch_size", low=1)
+    T = check_int(length, "length", low=2)
     if not 0 <= min_freq <= max_freq:
         raise ValueError(
             f"min_freq, max_freq must satisfy 0 <= min_freq <= max_freq, got "

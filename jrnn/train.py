@@ -53,33 +53,13 @@ import optax
 
 from jrnn import checkpoint as _ckpt
 from jrnn import validation
-from jrnn.flossing import (
-    FlossingSchedule,
-    Penalty,
-    flossing_schedule,
-    jacobian_norm_penalty,
-    lyapunov_penalty,
-    make_floss_step,
-    make_flossing_step,
-    regularize,
-    spectral_norm_penalty,
-)
 
 __all__ = [
     "FitResult",
-    "FlossingSchedule",
-    "Penalty",
     "TrainState",
     "fit",
-    "flossing_schedule",
     "init_state",
-    "jacobian_norm_penalty",
-    "lyapunov_penalty",
-    "make_floss_step",
-    "make_flossing_step",
     "make_train_step",
-    "regularize",
-    "spectral_norm_penalty",
 ]
 
 

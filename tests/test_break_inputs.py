@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import jrnn
-from jrnn import cells
-from jrnn import train as T
+from jrnn import cells, penalties
+from jrnn import flossing as fl
 
 
 @pytest.mark.parametrize("bias", [float("nan"), float("inf"), "abc", None, True])
@@ -49,15 +49,15 @@ def test_orthogonal_init_matrix_is_reproduced():
 @pytest.mark.parametrize("value", ["abc", None, True])
 def test_flossing_numbers_named(value):
     cell = cells.elman(4)
-    pen = T.spectral_norm_penalty(cell)
+    pen = penalties.spectral_norm_penalty(cell)
     with pytest.raises(ValueError, match="weight"):
-        T.regularize(lambda p, x: x, lambda o, y: o, pen, value)
+        penalties.regularize(lambda p, x: x, lambda o, y: o, pen, value)
     with pytest.raises(ValueError, match="target"):
-        T.spectral_norm_penalty(cell, value)
+        penalties.spectral_norm_penalty(cell, value)
     with pytest.raises(ValueError, match="target"):
-        T.jacobian_norm_penalty(cell, value)
+        penalties.jacobian_norm_penalty(cell, value)
     with pytest.raises(ValueError, match="target"):
-        T.lyapunov_penalty(cell, 2, value)
+        penalties.lyapunov_penalty(cell, 2, value)
 
 
 def test_flossing_xs_checked():
@@ -65,7 +65,7 @@ def test_flossing_xs_checked():
     import jax
 
     params = cell.init(jax.random.key(0), 1)
-    pen = T.lyapunov_penalty(cell, 2)
+    pen = penalties.lyapunov_penalty(cell, 2)
     with pytest.raises(ValueError, match="empty"):
         pen.fn(params, jnp.ones((0, 5, 1)))
     with pytest.raises(TypeError, match="xs"):
@@ -107,10 +107,10 @@ def test_health_checks_cell_and_empty_xs():
 
 
 def test_flossing_optimizer_and_phase_checked():
-    pen = T.spectral_norm_penalty(cells.elman(3))
+    pen = penalties.spectral_norm_penalty(cells.elman(3))
     with pytest.raises(TypeError, match="optimizer"):  # before: failed only when called
-        T.make_floss_step(pen, None)
-    sched = T.flossing_schedule("before", pre_steps=1)
+        fl.make_penalty_step(pen, None)
+    sched = fl.flossing_schedule("before", pre_steps=1)
     with pytest.raises(ValueError, match="t must be"):  # before: 'floss'
         sched.phase(-1)
 

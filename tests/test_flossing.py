@@ -1,4 +1,4 @@
-"""Gradient flossing and the norm penalties (jrnn.flossing, re-exported by jrnn.train):
+"""Gradient flossing and the norm penalties (jrnn.penalties, jrnn.flossing):
 closed forms, gradients against central finite differences in float64, one trace per
 compiled step, the schedules, the errors, and a smoke run of experiments.flossing."""
 
@@ -15,7 +15,8 @@ import pytest
 
 import jrnn
 from experiments import common
-from jrnn import checkpoint, train
+from jrnn import checkpoint, penalties, train
+from jrnn import flossing as fl
 
 F64 = lambda tree: jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), tree)
 
@@ -47,12 +48,12 @@ def test_lyapunov_penalty_closed_form_linear():
     params["W_hh"] = jnp.diag(jnp.array([0.9, -0.5, 0.2]))
     xs = jnp.ones((2, 60, 1))
     lam = np.log([0.9, 0.5, 0.2])
-    pen = train.lyapunov_penalty(cell, k=3, target=0.0, warmup=2)  # Q_0 = I: exact
+    pen = penalties.lyapunov_penalty(cell, k=3, target=0.0, warmup=2)  # Q_0 = I: exact
     np.testing.assert_allclose(pen.exponents(params, xs), np.tile(lam, (2, 1)), rtol=1e-12)
     np.testing.assert_allclose(pen.fn(params, xs), np.mean(lam**2), rtol=1e-12)
     # k < S: a random Q_0 aligned by the warmup ((0.2 / 0.5)^30 ~ 1e-12), QR every 3 steps.
     tgt = np.array([-0.1, -0.5])
-    pen = train.lyapunov_penalty(cell, k=2, target=tgt, every=3, warmup=30)
+    pen = penalties.lyapunov_penalty(cell, k=2, target=tgt, every=3, warmup=30)
     np.testing.assert_allclose(pen.fn(params, xs), np.mean((lam[:2] - tgt) ** 2), rtol=1e-9)
 
 
@@ -60,7 +61,7 @@ def test_lyapunov_penalty_closed_form_linear():
 def test_lyapunov_penalty_gradient_matches_finite_differences(every):
     # every=3 exercises the blocked chain and its per-block accuracy check.
     cell, params, xs = _small()
-    pen = train.lyapunov_penalty(cell, k=2, target=-0.05, every=every, warmup=3)
+    pen = penalties.lyapunov_penalty(cell, k=2, target=-0.05, every=every, warmup=3)
     f = jax.jit(lambda p: pen.fn(p, xs))
     assert float(f(params)) > 0
     _fd_check(f, params)
@@ -71,24 +72,24 @@ def test_norm_penalties_gradients_and_values():
     Js = np.asarray(jrnn.diagnostics.step_jacobians(cell, params, xs))
     for norm, nrm in (("spectral", np.linalg.norm(Js, ord=2, axis=(-2, -1))),
                       ("rms", np.linalg.norm(Js, axis=(-2, -1)) / 2.0)):
-        pen = train.jacobian_norm_penalty(cell, 0.8, norm=norm)
+        pen = penalties.jacobian_norm_penalty(cell, 0.8, norm=norm)
         f = jax.jit(lambda p, pen=pen: pen.fn(p, xs))
         np.testing.assert_allclose(f(params), np.mean((nrm - 0.8) ** 2), rtol=1e-12)
         _fd_check(f, params, n_dirs=2)
-    spec = train.spectral_norm_penalty(cell, 0.5)
+    spec = penalties.spectral_norm_penalty(cell, 0.5)
     s1 = np.linalg.norm(np.asarray(params["W_hh"]), 2)
     f = jax.jit(lambda p: spec.fn(p, xs))
     np.testing.assert_allclose(f(params), (s1 - 0.5) ** 2, rtol=1e-12)
     _fd_check(f, params, n_dirs=2)
 
 
-def test_floss_step_traces_once_moves_exponents_and_keeps_readout():
+def test_penalty_step_traces_once_moves_exponents_and_keeps_readout():
     model = jrnn.models.rnn(jrnn.cells.elman(6), 1)
     params = model.init(jax.random.key(0), 1)
-    pen = train.lyapunov_penalty(model.cell, k=3, warmup=5)
+    pen = penalties.lyapunov_penalty(model.cell, k=3, warmup=5)
     counted = pen._replace(fn=chex.assert_max_traces(pen.fn, n=1))
     opt = optax.adam(2e-2)
-    step = train.make_floss_step(counted, opt)
+    step = fl.make_penalty_step(counted, opt)
     state = train.init_state(params, opt, jax.random.key(1))
     xs = lambda i: jnp.sign(jax.random.normal(jax.random.key(10 + i), (4, 40, 1)))
     before = float(pen.fn(params["cell"], xs(0)))
@@ -101,18 +102,18 @@ def test_floss_step_traces_once_moves_exponents_and_keeps_readout():
 
 
 def test_schedule_phases_and_flossing_step_in_fit():
-    s = train.flossing_schedule("periodic", pre_steps=2, period=3, duration=2)
+    s = fl.flossing_schedule("periodic", pre_steps=2, period=3, duration=2)
     assert [s.phase(t) for t in range(10)] == ["floss"] * 2 + ["task"] * 3 + ["floss"] * 2 + [
         "task"] * 3
-    assert [train.flossing_schedule("before", pre_steps=1).phase(t) for t in (0, 1)] == [
+    assert [fl.flossing_schedule("before", pre_steps=1).phase(t) for t in (0, 1)] == [
         "floss", "task"]
-    assert train.flossing_schedule("always", pre_steps=1).phase(5) == "both"
-    assert train.flossing_schedule("none").phase(0) == "task"
+    assert fl.flossing_schedule("always", pre_steps=1).phase(5) == "both"
+    assert fl.flossing_schedule("none").phase(0) == "task"
     model = jrnn.models.rnn(jrnn.cells.elman(4), 1)
     opt = optax.adam(1e-2)
-    pen = train.spectral_norm_penalty(model.cell, 0.5)  # the machinery is penalty-agnostic
-    sched = train.flossing_schedule("always", pre_steps=1)
-    step = train.make_flossing_step(model.apply, jrnn.tasks.mse, opt, pen, sched, weight=0.5)
+    pen = penalties.spectral_norm_penalty(model.cell, 0.5)  # the machinery is penalty-agnostic
+    sched = fl.flossing_schedule("always", pre_steps=1)
+    step = fl.make_flossing_step(model.apply, jrnn.tasks.mse, opt, pen, sched, weight=0.5)
     state = train.init_state(model.init(jax.random.key(0), 2), opt, jax.random.key(1))
     data = lambda k, t: jrnn.tasks.adding(k, 4, 10)
     res = train.fit(step, state, data, steps=2)
@@ -133,46 +134,46 @@ def test_schedule_phases_and_flossing_step_in_fit():
 def test_bad_input_errors():
     cell = jrnn.cells.elman(4)
     with pytest.raises(ValueError, match="k must be at most the cell's state size 4"):
-        train.lyapunov_penalty(cell, k=5)
-    with pytest.raises(ValueError, match="k must be a positive integer"):
-        train.lyapunov_penalty(cell, k=0)
+        penalties.lyapunov_penalty(cell, k=5)
+    with pytest.raises(ValueError, match="k must be an integer >= 1"):
+        penalties.lyapunov_penalty(cell, k=0)
     for bad in (2.0, -1.5, float("nan")):
         with pytest.raises(ValueError, match=r"target must be finite and in \[-1.0, 1.0\]"):
-            train.lyapunov_penalty(cell, k=2, target=bad)
+            penalties.lyapunov_penalty(cell, k=2, target=bad)
     with pytest.raises(ValueError, match=r"target must be a number or have shape \(2,\)"):
-        train.lyapunov_penalty(cell, k=2, target=[0.0, 0.0, 0.0])
-    with pytest.raises(ValueError, match="every must be a positive integer"):
-        train.lyapunov_penalty(cell, k=2, every=0)
-    with pytest.raises(ValueError, match="warmup must be None or an integer >= 0"):
-        train.lyapunov_penalty(cell, k=2, warmup=-1)
+        penalties.lyapunov_penalty(cell, k=2, target=[0.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="every must be an integer >= 1"):
+        penalties.lyapunov_penalty(cell, k=2, every=0)
+    with pytest.raises(ValueError, match="warmup must be an integer >= 0"):
+        penalties.lyapunov_penalty(cell, k=2, warmup=-1)
     with pytest.raises(ValueError, match="qr must be one of"):
-        train.lyapunov_penalty(cell, k=2, qr="svd")
+        penalties.lyapunov_penalty(cell, k=2, qr="svd")
     model = jrnn.models.rnn(cell, 1)
     with pytest.raises(TypeError, match="pass model.cell"):
-        train.lyapunov_penalty(model, k=2)
+        penalties.lyapunov_penalty(model, k=2)
     no_jac = cell._replace(jacobian=None)
     with pytest.raises(ValueError, match="has none; use method='auto'"):
-        train.lyapunov_penalty(no_jac, k=2, method="analytic")
+        penalties.lyapunov_penalty(no_jac, k=2, method="analytic")
     with pytest.raises(ValueError, match="needs a cell with a recurrent_matrix"):
-        train.spectral_norm_penalty(jrnn.cells.lstm(3))
+        penalties.spectral_norm_penalty(jrnn.cells.lstm(3))
     with pytest.raises(ValueError, match=r"target must be (a finite real number )?in \(0, 10\]"):
-        train.jacobian_norm_penalty(cell, target=-1.0)
-    pen = train.lyapunov_penalty(cell, k=2, warmup=8, steps=10)
+        penalties.jacobian_norm_penalty(cell, target=-1.0)
+    pen = penalties.lyapunov_penalty(cell, k=2, warmup=8, steps=10)
     params = cell.init(jax.random.key(0), 1)
     with pytest.raises(ValueError, match="xs has T=12 steps, but warmup=8 \\+ steps=10"):
         pen.fn(params, jnp.ones((12, 1)))
     for w in (-0.1, float("inf")):
         msg = r"weight must be (a finite real number )?in \[0, inf\)"
         with pytest.raises(ValueError, match=msg):
-            train.regularize(model.apply, jrnn.tasks.mse, pen, w)
-    with pytest.raises(TypeError, match="penalty must be a jrnn.train.Penalty"):
-        train.make_floss_step(pen.fn, optax.sgd(0.1))
+            penalties.regularize(model.apply, jrnn.tasks.mse, pen, w)
+    with pytest.raises(TypeError, match="penalty must be a jrnn.penalties.Penalty"):
+        fl.make_penalty_step(pen.fn, optax.sgd(0.1))
     with pytest.raises(ValueError, match="mode must be one of"):
-        train.flossing_schedule("sometimes")
+        fl.flossing_schedule("sometimes")
     with pytest.raises(ValueError, match="needs period >= 1 and duration >= 1"):
-        train.flossing_schedule("periodic", pre_steps=3)
+        fl.flossing_schedule("periodic", pre_steps=3)
     with pytest.raises(ValueError, match="needs pre_steps >= 1"):
-        train.flossing_schedule("before")
+        fl.flossing_schedule("before")
 
 
 def test_flossing_experiment_smoke(tmp_path):

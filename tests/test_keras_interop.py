@@ -16,6 +16,7 @@ import pytest  # noqa: E402
 
 import jrnn  # noqa: E402
 from jrnn import interop  # noqa: E402
+from jrnn.interop import keras as keras_adapter  # noqa: E402
 
 try:
     import keras  # noqa: E402
@@ -193,13 +194,13 @@ def test_mixed_stack_with_sequence_readout_and_round_trip(mixed):
 @requires_keras
 def test_every_mapped_activation_matches_keras_numerically():
     xs = jnp.linspace(-6.0, 6.0, 121, dtype=jnp.float32)
-    for name in interop._KERAS_ACTIVATIONS:
+    for name in keras_adapter._KERAS_ACTIVATIONS:
         fn = keras.activations.get(name)
-        act = interop._from_keras_activation(keras, fn, "test", "activation")
+        act = keras_adapter._from_keras_activation(keras, fn, "test", "activation")
         with keras_code():
             want = np.asarray(fn(xs))
         np.testing.assert_allclose(act.fn(xs), want, rtol=1e-6, atol=1e-6, err_msg=name)
-        assert interop._to_keras_activation(act, "test") in (name, "silu")
+        assert keras_adapter._to_keras_activation(act, "test") in (name, "silu")
 
 
 @requires_keras

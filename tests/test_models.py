@@ -65,7 +65,7 @@ def test_empty_sequence_has_no_last_output():
 
 
 def test_model_rejects_bad_output_size():
-    with pytest.raises(ValueError, match="output_size must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="output_size must be an integer >= 1, got 0"):
         jrnn.models.rnn(cells.elman(3), 0)
 
 

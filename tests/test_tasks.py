@@ -53,7 +53,6 @@ def test_adding_deterministic_and_key_dependent():
     [
         (lambda: tasks.adding(KEY, 4, 1), "length"),
         (lambda: tasks.adding(KEY, 0, 10), "batch_size"),
-        (lambda: tasks.adding(KEY, 2.5, 10), "batch_size"),
         (lambda: tasks.copy_memory(KEY, 4, 0), "delay"),
         (lambda: tasks.copy_memory(KEY, -1, 5), "batch_size"),
         (lambda: tasks.copy_memory(KEY, 4, 5, length=0), "length"),
@@ -69,6 +68,11 @@ def test_adding_deterministic_and_key_dependent():
 def test_bad_input_names_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def test_non_integer_size_is_a_type_error():
+    with pytest.raises(TypeError, match="batch_size must be an integer, got 2.5"):
+        tasks.adding(KEY, 2.5, 10)
 
 
 # ----------------------------------------------------------------------------- copy

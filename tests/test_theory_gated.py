@@ -41,7 +41,7 @@ def test_gru_gain_per_step(sw, su, biases):
     mf = gated.gru_mean_field(sw, sigma_u=su, bias_r=biases[0], bias_z=biases[1])
     np.testing.assert_allclose(chi, float(mf.chi), rtol=0.04)
     # predict() reads the same scales off the params and input sample
-    p = jrnn.theory.predict(cell, params, xs)
+    p = jrnn.predict(cell, params, xs)
     np.testing.assert_allclose(p["chi"], float(mf.chi), rtol=0.03)
 
 
@@ -68,7 +68,7 @@ def test_gated_limits_errors_and_critical_init():
     with pytest.raises(ValueError, match="covers cells"):
         gated.critical_scale("elman")
     with pytest.raises(ValueError, match="covers cells"):
-        jrnn.theory.predict(jrnn.cells.indrnn(4), {"sigma_w": 1.0})
+        jrnn.predict(jrnn.cells.indrnn(4), {"sigma_w": 1.0})
     with pytest.raises(ValueError, match="sigma_w"):
         gated.gru_mean_field(-1.0)
     with pytest.raises(ValueError, match="per-gate"):

@@ -4,9 +4,10 @@
   networks, the order-to-chaos line (Poole et al. 2016; Schoenholz et al. 2017).
 - :mod:`jrnn.theory.gated`: GRU / LSTM mean field at initialisation.
 - :mod:`jrnn.theory.spectra`: annealed Lyapunov spectrum, singular values of products.
-- :mod:`jrnn.theory.predict`: what applies to a given cell, in one call. It sits
-  above the cells it inspects, so it is imported lazily (``jrnn.theory.predict``
-  on first access): the initialisers import this package.
+
+What applies to a given cell, in one call, is :func:`jrnn.predict`
+(:mod:`jrnn.prediction`): it sits above the cells it inspects, while this
+package stays below them (the initialisers import it).
 """
 
 from jrnn.theory import gated, spectra
@@ -30,16 +31,7 @@ __all__ = [
     "gated",
     "gaussian_expectation",
     "mean_field",
-    "predict",
     "spectra",
 ]
 
 del _mean_field_module
-
-
-def __getattr__(name):
-    if name == "predict":
-        import importlib
-
-        return importlib.import_module("jrnn.theory.predict")  # a callable module
-    raise AttributeError(f"module 'jrnn.theory' has no attribute {name!r}")

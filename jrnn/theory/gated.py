@@ -71,7 +71,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jrnn.activations import sigmoid_prime, tanh_prime
-from jrnn.theory.mean_field import _check_scales, _float_dtype, _hermite
+from jrnn.theory._quadrature import check_scales, float_dtype, hermite
 
 __all__ = [
     "COVERED",
@@ -122,7 +122,7 @@ def _gates(values, names):
 
 
 def _grid(n, dtype, dims):
-    x, w = _hermite(n)
+    x, w = hermite(n)
     x, w = jnp.asarray(x, dtype), jnp.asarray(w, dtype)
     grids = jnp.meshgrid(*([x] * dims), indexing="ij")
     weights = functools.reduce(lambda a, b: a * b, jnp.meshgrid(*([w] * dims), indexing="ij"))
@@ -132,14 +132,14 @@ def _grid(n, dtype, dims):
 def _checked_gate_scales(sigma_w, sigma_u, sigma_b, names):
     """Per-gate ``(sigma_w, sigma_u)`` dicts, every scale checked non-negative and finite."""
     sw, su = _gates(sigma_w, names), _gates(sigma_u, names)
-    _check_scales(sigma_b=sigma_b, **{f"sigma_w[{k}]": v for k, v in sw.items()},
+    check_scales(sigma_b=sigma_b, **{f"sigma_w[{k}]": v for k, v in sw.items()},
                   **{f"sigma_u[{k}]": v for k, v in su.items()})
     return sw, su
 
 
 def _squared_scales(sw, su, sigma_b, *biases):
     """The working dtype and the squared scales ``sigma_b^2``, ``sigma_w^2``, ``sigma_u^2``."""
-    dtype = _float_dtype(*sw.values(), *su.values(), sigma_b, *biases)
+    dtype = float_dtype(*sw.values(), *su.values(), sigma_b, *biases)
     square = lambda v: jnp.asarray(v, dtype) ** 2
     return (dtype, square(sigma_b), {k: square(v) for k, v in sw.items()},
             {k: square(v) for k, v in su.items()})
@@ -190,7 +190,7 @@ def gru_mean_field(
 def _gru(sw, su, sigma_b, b_r, b_z, b_in, b_hn, iterations):
     dtype, sb2, sw2, su2 = _squared_scales(sw, su, sigma_b, b_r, b_z, b_in, b_hn)
     (zr, zh, zi), w3 = _grid(24, dtype, 3)
-    z1, w1 = (jnp.asarray(a, dtype) for a in _hermite(48))
+    z1, w1 = (jnp.asarray(a, dtype) for a in hermite(48))
 
     def moments(Q):
         a_r = b_r + jnp.sqrt(sw2["r"] * Q + su2["r"] + sb2) * zr
@@ -270,8 +270,8 @@ def lstm_mean_field(
 def _lstm(sw, su, sigma_b, b_i, b_f, b_g, b_o, iterations):
     dtype, sb2, sw2, su2 = _squared_scales(sw, su, sigma_b, b_i, b_f, b_g, b_o)
     (zi, zf, zg), w3 = _grid(20, dtype, 3)
-    zc, wc = (jnp.asarray(a, dtype) for a in _hermite(16))
-    z1, w1 = (jnp.asarray(a, dtype) for a in _hermite(48))
+    zc, wc = (jnp.asarray(a, dtype) for a in hermite(16))
+    z1, w1 = (jnp.asarray(a, dtype) for a in hermite(48))
 
     def gates(Q):
         sd = {k: jnp.sqrt(sw2[k] * Q + su2[k] + sb2) for k in sw2}

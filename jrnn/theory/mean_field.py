@@ -52,6 +52,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from jrnn import activations as _activations
+from jrnn.theory._quadrature import (
+    check_scales,
+    float_dtype,
+    gaussian_expectation,
+    hermite,
+    q_chi,
+    quadrature_nodes,
+    variance_map,
+)
 
 __all__ = [
     "MeanField",
@@ -63,95 +72,6 @@ __all__ = [
     "mean_field",
     "quadrature_nodes",
 ]
-
-
-@functools.lru_cache(maxsize=16)
-def _hermite(num_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes and weights with ``E[f(z)] ~= sum_i w_i f(x_i)``, ``z ~ N(0, 1)``."""
-    x, w = np.polynomial.hermite_e.hermegauss(num_points)
-    return x, w / np.sqrt(2.0 * np.pi)
-
-
-_Z_MAX = 10.0  # Gaussian mass beyond |z| = 10: 1.5e-23
-_GRADED = 2.0 ** -np.arange(1, 21)  # 1/2 ... 2^-20: panels towards z = 0
-_UNIFORM = np.arange(0.5, _Z_MAX + 0.25, 0.5)  # 0.5, 1, ..., 10
-_BREAKS = np.sort(np.concatenate([-_UNIFORM, -_GRADED, [0.0], _GRADED, _UNIFORM]))
-
-
-@functools.lru_cache(maxsize=8)
-def _legendre(num_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss-Legendre nodes and weights on ``[0, 1]``."""
-    x, w = np.polynomial.legendre.leggauss(num_points)
-    return 0.5 * (x + 1.0), 0.5 * w
-
-
-def _float_dtype(*values):
-    return jnp.result_type(*values, float)
-
-
-def gaussian_expectation(
-    fn, scale=1.0, *, mean=0.0, kinks=(), num_points: int = 16
-) -> jax.Array:
-    """``E[fn(mean + scale * z)]`` for ``z ~ N(0, 1)``, accurate for any ``scale >= 0``.
-
-    .. math::
-
-       \\mathbb{E}[f(\\mu + s z)] = \\sum_{\\text{panels } [z_j, z_{j+1}]}
-         \\int_{z_j}^{z_{j+1}} f(\\mu + s z)\\, \\frac{e^{-z^2/2}}{\\sqrt{2\\pi}}\\, dz
-
-    The panel ends are fixed (graded geometrically from ``|z| = 1/2`` down to
-    ``2^-20``, then every 1/2 out to ``|z| = 10``) plus the kinks of ``fn``
-    mapped to ``z = (k - mean) / scale``, so every panel holds an analytic
-    integrand; each is integrated with ``num_points``-node Gauss-Legendre.
-    Smooth features of width ``1 / scale`` in ``z`` are resolved for
-    ``scale <~ 10^5``; oscillating ``fn`` (``sin``) needs ``scale <~ 30``.
-
-    Args:
-      fn: elementwise function of the pre-activation.
-      scale: standard deviation ``s >= 0`` (traceable).
-      mean: mean ``mu`` (traceable).
-      kinks: points (in the pre-activation) where ``fn`` or its derivative is
-        not analytic, e.g. ``Activation.kinks``.
-      num_points: Gauss-Legendre nodes per panel.
-
-    Returns:
-      ``()`` array, the expectation (float64 when x64 is on and the inputs are).
-
-    Example::
-
-        >>> import jax.numpy as jnp, jrnn
-        >>> e = jrnn.theory.gaussian_expectation(jax.nn.relu, 2.0, kinks=(0.0,))
-        >>> bool(abs(e - 2.0 / jnp.sqrt(2 * jnp.pi)) < 1e-6)
-        True
-    """
-    a, w = quadrature_nodes(scale, mean=mean, kinks=kinks, num_points=num_points)
-    return jnp.sum(w * fn(a))
-
-
-def quadrature_nodes(scale=1.0, *, mean=0.0, kinks=(), num_points: int = 16):
-    """Nodes ``a`` and weights ``w`` with ``E[f(mean + scale z)] ~= sum(w * f(a))``.
-
-    The rule of :func:`gaussian_expectation`, exposed so that several
-    expectations over the same Gaussian (or a root-find over a parameter of
-    the integrand) evaluate the activation once.
-
-    Returns:
-      ``(a, w)``, each of shape ``(P * num_points,)`` for ``P`` panels.
-    """
-    dtype = _float_dtype(scale, mean)
-    s = jnp.asarray(scale, dtype)
-    mu = jnp.asarray(mean, dtype)
-    x, w = _legendre(int(num_points))
-    x, w = jnp.asarray(x, dtype), jnp.asarray(w, dtype)
-    breaks = jnp.asarray(_BREAKS, dtype)
-    if len(kinks):
-        s_safe = jnp.maximum(s, jnp.finfo(dtype).tiny)
-        zk = (jnp.asarray(kinks, dtype) - mu) / s_safe
-        breaks = jnp.sort(jnp.concatenate([breaks, jnp.clip(zk, -_Z_MAX, _Z_MAX)]))
-    lo, width = breaks[:-1], jnp.diff(breaks)
-    z = lo[:, None] + width[:, None] * x[None, :]
-    weight = (width[:, None] * w[None, :]) * jnp.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)
-    return (mu + s * z).ravel(), weight.ravel()
 
 
 def drive_scale(weight, xs, bias=None) -> jax.Array:
@@ -221,54 +141,6 @@ class MeanField(NamedTuple):
     xi_c: jax.Array = jnp.nan
 
 
-def _variance_map(act, sw2, static2, num_points):
-    def V(q):
-        e = gaussian_expectation(
-            lambda a: act.fn(a) ** 2, jnp.sqrt(q), kinks=act.kinks, num_points=num_points
-        )
-        return sw2 * e + static2
-
-    return V
-
-
-def _fixed_point(act, sw2, static2, num_points, iterations):
-    """``q*``: fixed-point iteration (stable branch), then safeguarded Newton."""
-    dtype = sw2.dtype
-    floor = jnp.asarray(jnp.finfo(dtype).tiny, dtype) ** 0.5
-    V = _variance_map(act, sw2, static2, num_points)
-
-    def picard(_, q):
-        return jnp.maximum(V(q), floor)
-
-    def newton(_, q):
-        g, dg = jax.jvp(lambda s: V(s) - s, (q,), (jnp.ones_like(q),))
-        step = q - g / jnp.where(dg != 0, dg, 1.0)
-        good = (
-            (jnp.sign(step - q) == jnp.sign(V(q) - q))
-            & jnp.isfinite(step)
-            & (step >= 0)
-            & (jnp.abs(V(jnp.maximum(step, floor)) - step) <= jnp.abs(g))
-        )
-        return jnp.maximum(jnp.where(good, step, V(q)), floor)
-
-    q = jax.lax.fori_loop(0, iterations, picard, jnp.asarray(1.0, dtype))
-    q = jax.lax.fori_loop(0, iterations, newton, q)
-    converged = (jnp.abs(V(q) - q) <= 1e-3 * q) | (q <= 2.0 * floor)
-    return jnp.where(jnp.isfinite(q) & converged, q, jnp.inf)
-
-
-def _check_scales(**scales) -> None:
-    for name, v in scales.items():
-        if isinstance(v, jax.core.Tracer):
-            continue
-        arr = np.asarray(v)
-        if arr.dtype.kind in "fiu" and np.any(arr < 0):
-            raise ValueError(
-                f"{name} must be a non-negative standard deviation, got {v!r}; pass the "
-                f"scale (sigma), not a signed value."
-            )
-
-
 def mean_field(
     activation,
     sigma_w,
@@ -327,32 +199,14 @@ def mean_field(
         >>> [round(float(c), 6) for c in chi]
         [0.25, 1.0]
     """
-    _check_scales(sigma_w=sigma_w, sigma_b=sigma_b, sigma_u=sigma_u)
+    check_scales(sigma_w=sigma_w, sigma_b=sigma_b, sigma_u=sigma_u)
     act = _activations.get(activation)
     return _mean_field(act, sigma_w, sigma_b, sigma_u, num_points, iterations)
 
 
-# Where the variance map has no finite fixed point (q* = inf: the state blows up),
-# chi is its limit as q -> inf, evaluated at this large q (every built-in f' is bounded).
-_DIVERGED_Q = 1e8
-_GH_2D = 48
-
-
-def _q_chi(act, sigma_w, sigma_b, sigma_u, num_points, iterations):
-    dtype = _float_dtype(sigma_w, sigma_b, sigma_u)
-    sw2 = jnp.asarray(sigma_w, dtype) ** 2
-    static2 = jnp.asarray(sigma_b, dtype) ** 2 + jnp.asarray(sigma_u, dtype) ** 2
-    q = _fixed_point(act, sw2, static2, num_points, iterations)
-    q_eval = jnp.where(jnp.isfinite(q), q, _DIVERGED_Q)
-    chi = sw2 * gaussian_expectation(
-        lambda a: act.derivative(a) ** 2, jnp.sqrt(q_eval), kinks=act.kinks, num_points=num_points
-    )
-    return q, chi, sw2, static2
-
-
 def _pair_expectation(f, g, q, c):
     """``E[f(u1) g(u2)]``, ``(u1, u2)`` Gaussian with variances ``q`` and correlation ``c``."""
-    x, w = _hermite(_GH_2D)
+    x, w = hermite(48)
     x, w = jnp.asarray(x, q.dtype), jnp.asarray(w, q.dtype)
     s = jnp.sqrt(q)
     c = jnp.clip(c, -1.0, 1.0)
@@ -379,9 +233,9 @@ def correlation_map(activation, sigma_w, q, c, sigma_b=0.0, *, sigma_u=0.0) -> j
     Returns:
       ``()`` ``c_{t+1}``.
     """
-    _check_scales(sigma_w=sigma_w, sigma_b=sigma_b, sigma_u=sigma_u, q=q)
+    check_scales(sigma_w=sigma_w, sigma_b=sigma_b, sigma_u=sigma_u, q=q)
     act = _activations.get(activation)
-    dtype = _float_dtype(sigma_w, q, c, sigma_b, sigma_u)
+    dtype = float_dtype(sigma_w, q, c, sigma_b, sigma_u)
     q = jnp.asarray(q, dtype)
     static2 = jnp.asarray(sigma_b, dtype) ** 2 + jnp.asarray(sigma_u, dtype) ** 2
     cov = jnp.asarray(sigma_w, dtype) ** 2 * _pair_expectation(act.fn, act.fn, q, c) + static2
@@ -390,10 +244,10 @@ def correlation_map(activation, sigma_w, q, c, sigma_b=0.0, *, sigma_u=0.0) -> j
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5))
 def _mean_field(act, sigma_w, sigma_b, sigma_u, num_points, iterations) -> MeanField:
-    q, chi, sw2, static2 = _q_chi(act, sigma_w, sigma_b, sigma_u, num_points, iterations)
+    q, chi, sw2, static2 = q_chi(act, sigma_w, sigma_b, sigma_u, num_points, iterations)
     finite = jnp.isfinite(q)
     q_f = jnp.where(finite, q, 1.0)
-    V = _variance_map(act, sw2, static2, num_points)
+    V = variance_map(act, sw2, static2, num_points)
     _, dV = jax.jvp(V, (q_f,), (jnp.ones_like(q_f),))
     xi_q = jnp.where(finite, -1.0 / jnp.log(dV), jnp.nan)
 
@@ -462,7 +316,7 @@ def critical_gain(
         >>> round(float(jrnn.theory.critical_gain("relu")), 4)
         1.4142
     """
-    _check_scales(sigma_b=sigma_b, sigma_u=sigma_u)
+    check_scales(sigma_b=sigma_b, sigma_u=sigma_u)
     act = _activations.get(activation)
     return _critical_gain(
         act, sigma_b, sigma_u, float(lower), float(upper), int(bisections), num_points
@@ -489,7 +343,7 @@ def critical_line(activation, sigma_b, *, sigma_u=0.0, **kwargs) -> jax.Array:
         >>> bool(abs(line[0] - 1.0) < 1e-4 and 1.3 < line[1] < 1.45)
         True
     """
-    _check_scales(sigma_b=sigma_b, sigma_u=sigma_u)
+    check_scales(sigma_b=sigma_b, sigma_u=sigma_u)
     sb, su = jnp.broadcast_arrays(jnp.asarray(sigma_b, float), jnp.asarray(sigma_u, float))
     fn = jax.vmap(lambda b, u: critical_gain(activation, b, sigma_u=u, **kwargs))
     return fn(sb.ravel(), su.ravel()).reshape(sb.shape)
@@ -497,10 +351,10 @@ def critical_line(activation, sigma_b, *, sigma_u=0.0, **kwargs) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnums=(0, 3, 4, 5, 6))
 def _critical_gain(act, sigma_b, sigma_u, lower, upper, bisections, num_points):
-    dtype = _float_dtype(sigma_b, sigma_u)
+    dtype = float_dtype(sigma_b, sigma_u)
 
     def excess(log_g):
-        return _q_chi(act, jnp.exp(log_g), sigma_b, sigma_u, num_points, 100)[1] - 1.0
+        return q_chi(act, jnp.exp(log_g), sigma_b, sigma_u, num_points, 100)[1] - 1.0
 
     lo = jnp.asarray(np.log(lower), dtype)
     hi = jnp.asarray(np.log(upper), dtype)

@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 
 from jrnn import activations as _activations
-from jrnn.theory.mean_field import _check_scales, _q_chi, quadrature_nodes
+from jrnn.theory._quadrature import DIVERGED_Q, check_scales, q_chi, quadrature_nodes
 
 __all__ = [
     "AnnealedSpectrum",
@@ -129,7 +129,7 @@ def annealed_spectrum(
         >>> [round(float(l), 4) for l in s.exponents]  # 0.5 ln(1 - x), x = 1/8, 3/8, ...
         [-0.0668, -0.235, -0.4904, -1.0397]
     """
-    _check_scales(sigma_w=sigma_w, sigma_b=sigma_b, sigma_u=sigma_u)
+    check_scales(sigma_w=sigma_w, sigma_b=sigma_b, sigma_u=sigma_u)
     if int(n) < 1:
         raise ValueError(f"n must be a positive number of units, got {n!r}.")
     act = _activations.get(activation)
@@ -138,10 +138,9 @@ def annealed_spectrum(
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def _annealed(act, sigma_w, sigma_b, sigma_u, n):
-    q, chi, sw2, _ = _q_chi(act, sigma_w, sigma_b, sigma_u, 16, 100)
-    from jrnn.theory.mean_field import _DIVERGED_Q
+    q, chi, sw2, _ = q_chi(act, sigma_w, sigma_b, sigma_u, 16, 100)
 
-    d, w = _d_rule(act, jnp.where(jnp.isfinite(q), q, _DIVERGED_Q))
+    d, w = _d_rule(act, jnp.where(jnp.isfinite(q), q, DIVERGED_Q))
     x = (jnp.arange(n, dtype=sw2.dtype) + 0.5) / n
     t = jax.vmap(lambda xi: _solve_t(d, w, xi))(x)
     lam = 0.5 * jnp.log(sw2 * x / t)
@@ -215,7 +214,7 @@ def product_singular_values(
         >>> [round(float(v), 4) for v in (p.mean, p.normalised_variance, p.upper_edge)]
         [1.0, 1.0, 4.0]
     """
-    _check_scales(sigma_w=sigma_w, sigma_b=sigma_b, sigma_u=sigma_u)
+    check_scales(sigma_w=sigma_w, sigma_b=sigma_b, sigma_u=sigma_u)
     if weights not in ("gaussian", "orthogonal"):
         raise ValueError(f"weights must be 'gaussian' or 'orthogonal', got {weights!r}.")
     if int(depth) < 1:
@@ -226,7 +225,7 @@ def product_singular_values(
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5))
 def _products(act, sigma_w, sigma_b, sigma_u, depth, gaussian):
-    q, chi, sw2, _ = _q_chi(act, sigma_w, sigma_b, sigma_u, 16, 100)
+    q, chi, sw2, _ = q_chi(act, sigma_w, sigma_b, sigma_u, 16, 100)
     d, w = _d_rule(act, jnp.where(jnp.isfinite(q), q, 1.0))
     m1 = jnp.sum(w * d)
     m2 = jnp.sum(w * d * d)

@@ -1,16 +1,14 @@
 """Predict-then-measure: the theory that applies to a given cell, in one call.
 
-This module sits above the cells it inspects, so :mod:`jrnn.theory` imports it
-lazily (``jrnn.theory.predict`` on first access). The module object is itself
-callable (``jrnn.theory.predict(cell, ...)`` calls :func:`predict`), so the name
-means the function whichever way the submodule was imported first.
+:func:`predict` (exported as ``jrnn.predict``) reads a concrete cell and its
+params and returns the predictions of :mod:`jrnn.theory` that apply to it. It
+sits above both the cells it inspects and the theory it calls (the theory
+package stays below the cells: the initialisers import it).
 """
 
 from __future__ import annotations
 
 import math
-import sys
-import types
 
 import jax.numpy as jnp
 import numpy as np
@@ -110,7 +108,7 @@ def predict(cell, params_or_init_spec, input_sample=None, *, spectrum: bool = Tr
     Example::
 
         >>> import jrnn
-        >>> p = jrnn.theory.predict(jrnn.cells.elman(8, "relu"), {"sigma_w": 1.0})
+        >>> p = jrnn.predict(jrnn.cells.elman(8, "relu"), {"sigma_w": 1.0})
         >>> round(p["chi"], 6), p["lambda_max"] < 0
         (0.5, True)
     """
@@ -141,13 +139,3 @@ def predict(cell, params_or_init_spec, input_sample=None, *, spectrum: bool = Tr
     out = {"family": name, "scales": scales}
     out.update({k: float(v) for k, v in g._asdict().items()})
     return out
-
-
-class _CallableModule(types.ModuleType):
-    """``jrnn.theory.predict`` is this module; calling it calls :func:`predict`."""
-
-    def __call__(self, *args, **kwargs):
-        return predict(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -1,23 +1,4 @@
-"""Weight import: PyTorch ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` state dicts, Flax linen cells
-and Keras 3 layers and models (and the reverse for Keras).
-
-jrnn cells compute PyTorch's equations and store weights ``(out, in)`` as
-PyTorch does, so importing is renaming plus one bias fold. For layer ``l``
-PyTorch holds ``weight_ih_l{l} (G n, d)``, ``weight_hh_l{l} (G n, n)``,
-``bias_ih_l{l}``, ``bias_hh_l{l} (G n,)`` with ``G = 1`` (RNN), ``4`` (LSTM,
-gates i, f, g, o) or ``3`` (GRU, gates r, z, n), the same stacking as jrnn:
-
-.. math::
-
-   \\text{RNN/LSTM:}\\quad W_{xh} = W_{ih},\\ W_{hh} = W_{hh},\\ b_h = b_{ih} + b_{hh}
-
-   \\text{GRU:}\\quad W_{xh} = W_{ih},\\ W_{hh} = W_{hh},\\ b_{xh} = b_{ih},\\ b_{hh} = b_{hh}
-
-(the two RNN/LSTM biases only ever appear summed; the GRU keeps them apart
-because ``b_hn`` sits inside ``r * (W_hn h + b_hn)``). Flax linen stores
-``Dense`` kernels ``(in, out)``, one per gate, so they are transposed and
-stacked. No torch or flax import is needed for PyTorch weights: pass
-``{name: tensor.detach().cpu().numpy()}``.
+"""Keras 3 recurrent layers and ``Sequential`` models to jrnn and back.
 
 Keras 3 (:func:`from_keras`, :func:`to_keras`; ``pip install jrnn[keras]``,
 ``KERAS_BACKEND=jax``) stores kernels ``(in, out)`` with the gates side by
@@ -27,7 +8,6 @@ order; GRU gates are (z, r, h), reordered to jrnn's (r, z, n).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,339 +21,9 @@ from jrnn.cells.elman import elman
 from jrnn.cells.gru import gru
 from jrnn.cells.lstm import lstm
 from jrnn.cells.stack import stack
-from jrnn.unroll import Bidirectional, bidirectional
+from jrnn.interop._common import shape_str
 
-__all__ = ["from_flax_linen", "from_keras", "from_torch_state_dict", "to_keras"]
-
-_TORCH_KINDS = {
-    "rnn_tanh": ("elman", "tanh", 1),
-    "rnn_relu": ("elman", "relu", 1),
-    "lstm": ("lstm", None, 4),
-    "gru": ("gru", None, 3),
-}
-_TORCH_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
-
-
-def _shape(shape) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
-
-
-def _torch_kind(kind: str, nonlinearity: str) -> tuple[str, str | None, int]:
-    if not isinstance(kind, str):
-        raise ValueError(f"kind must be a string, got {type(kind).__name__}.")
-    key = kind.lower()
-    if key == "rnn":
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(
-                f"nonlinearity must be 'tanh' or 'relu' (as in torch.nn.RNN), got {nonlinearity!r}."
-            )
-        key = f"rnn_{nonlinearity}"
-    if key not in _TORCH_KINDS:
-        raise ValueError(f"kind must be one of {sorted(_TORCH_KINDS) + ['rnn']}, got {kind!r}.")
-    return _TORCH_KINDS[key]
-
-
-def _make_cell(family: str, n: int, activation: str | None, use_bias: bool) -> Cell:
-    if family == "elman":
-        return elman(n, activation, use_bias=use_bias)
-    return lstm(n) if family == "lstm" else gru(n)
-
-
-def _layer_params(family: str, w_ih, w_hh, b_ih, b_hh) -> dict[str, jnp.ndarray]:
-    params = {"W_xh": jnp.asarray(w_ih), "W_hh": jnp.asarray(w_hh)}
-    if family == "gru":
-        zeros = np.zeros(w_hh.shape[:1], w_hh.dtype)
-        params["b_xh"] = jnp.asarray(zeros if b_ih is None else b_ih)
-        params["b_hh"] = jnp.asarray(zeros if b_hh is None else b_hh)
-    elif b_ih is not None:
-        params["b_h"] = jnp.asarray(b_ih + b_hh)
-    elif family == "lstm":
-        params["b_h"] = jnp.zeros(w_hh.shape[:1], jnp.asarray(w_hh).dtype)
-    return params
-
-
-def from_torch_state_dict(
-    state_dict: Mapping[str, Any],
-    kind: str,
-    *,
-    num_layers: int | None = None,
-    nonlinearity: str = "tanh",
-    prefix: str = "",
-) -> tuple[Cell | Bidirectional, Any]:
-    """Converts a PyTorch ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` state dict to a jrnn cell.
-
-    The converted cell computes PyTorch's outputs exactly (batch-first
-    ``(B, T, d)`` inputs, zero initial state): ``jrnn.unroll(cell, params,
-    xs)[1]`` equals ``module(torch.from_numpy(xs))[0]`` for a module built with
-    ``batch_first=True``.
-
-    Args:
-      state_dict: ``{"weight_ih_l0": array, ...}`` as ``module.state_dict()``
-        with NumPy (or array-like) values. ``bias=False`` modules (no
-        ``bias_*`` keys) give an Elman cell with ``use_bias=False`` and
-        zero biases for LSTM / GRU (which always carry a bias in jrnn).
-      kind: ``"rnn_tanh"``, ``"rnn_relu"``, ``"lstm"``, ``"gru"`` (PyTorch's
-        ``mode`` strings, case-insensitive), or ``"rnn"`` with ``nonlinearity``.
-      num_layers: expected layer count; default: inferred from the keys.
-      nonlinearity: for ``kind="rnn"``: ``"tanh"`` or ``"relu"``.
-      prefix: only keys starting with ``prefix`` (e.g. ``"encoder.rnn."``) are
-        read, with the prefix removed.
-
-    Returns:
-      ``(cell, params)``: a jrnn cell and its params for one layer; a
-      :func:`jrnn.stack` and the tuple of layer params for several; a
-      :func:`jrnn.bidirectional` and ``(forward_params, backward_params)``
-      for a one-layer ``bidirectional=True`` module (apply with
-      ``bi.apply(params, xs)``).
-
-    Raises:
-      ValueError: unknown ``kind``; a missing, unexpected or mis-shaped key
-        (the message names the key, the shape received and the shape
-        expected); ``proj_size`` LSTMs; multi-layer bidirectional modules.
-
-    Example::
-
-        >>> import numpy as np, jrnn
-        >>> rng = np.random.default_rng(0)
-        >>> sd = {"weight_ih_l0": rng.normal(size=(12, 2)),
-        ...       "weight_hh_l0": rng.normal(size=(12, 3)),
-        ...       "bias_ih_l0": rng.normal(size=12), "bias_hh_l0": rng.normal(size=12)}
-        >>> cell, params = jrnn.interop.from_torch_state_dict(sd, "lstm")
-        >>> cell.name, params["b_h"].shape
-        ('lstm', (12,))
-    """
-    family, activation, gates = _torch_kind(kind, nonlinearity)
-    if not isinstance(state_dict, Mapping):
-        raise ValueError(
-            f"state_dict must be a mapping of parameter names to arrays, got "
-            f"{type(state_dict).__name__}."
-        )
-    sd: dict[str, np.ndarray] = {}
-    for name, value in state_dict.items():
-        if not isinstance(name, str) or not name.startswith(prefix):
-            continue
-        key = name[len(prefix) :]
-        match = _TORCH_KEY.match(key)
-        if match is None:
-            raise ValueError(
-                f"state_dict has an unexpected key {name!r}; expected weight_ih_l<k>, "
-                f"weight_hh_l<k>, bias_ih_l<k>, bias_hh_l<k> (optionally with _reverse)."
-            )
-        if match.group(1) == "weight_hr":
-            raise ValueError(
-                f"state_dict has key {name!r}: LSTMs with proj_size > 0 have no jrnn "
-                "equivalent; use proj_size=0."
-            )
-        sd[key] = np.asarray(value)
-    if "weight_hh_l0" not in sd:
-        raise ValueError(
-            f"state_dict is missing key {prefix + 'weight_hh_l0'!r} (got keys "
-            f"{sorted(prefix + k for k in sd)}); expected a PyTorch nn.RNN/LSTM/GRU state dict."
-        )
-    layers = sorted({int(_TORCH_KEY.match(k).group(2)) for k in sd})
-    inferred = layers[-1] + 1
-    if num_layers is None:
-        num_layers = inferred
-    elif isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-        raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}.")
-    elif inferred > num_layers:
-        extra = sorted(prefix + k for k in sd if int(_TORCH_KEY.match(k).group(2)) >= num_layers)
-        raise ValueError(
-            f"state_dict has keys for {inferred} layers but num_layers={num_layers}: "
-            f"unexpected keys {extra}."
-        )
-    bidir = any(k.endswith("_reverse") for k in sd)
-    has_bias = "bias_ih_l0" in sd or "bias_hh_l0" in sd
-    if bidir and num_layers > 1:
-        raise ValueError(
-            f"bidirectional state dicts are supported for num_layers=1 only, got {num_layers} "
-            "layers (keys ending in _reverse): layer l+1 reads both directions of layer l, "
-            "which a jrnn.stack cannot express."
-        )
-
-    w_hh0 = sd["weight_hh_l0"]
-    if w_hh0.ndim != 2 or w_hh0.shape[0] != gates * w_hh0.shape[-1]:
-        raise ValueError(
-            f"state_dict[{prefix + 'weight_hh_l0'!r}] has shape {_shape(w_hh0.shape)}, expected "
-            f"({gates} * hidden_size, hidden_size) for kind={kind!r}."
-        )
-    n = w_hh0.shape[1]
-
-    def get(key, shape):
-        if key not in sd:
-            raise ValueError(
-                f"state_dict is missing key {prefix + key!r} (expected shape {_shape(shape)})."
-            )
-        arr = sd[key]
-        if arr.shape != shape:
-            raise ValueError(
-                f"state_dict[{prefix + key!r}] has shape {_shape(arr.shape)}, expected "
-                f"{_shape(shape)} (kind={kind!r}, hidden_size={n})."
-            )
-        return arr
-
-    w_ih0 = sd.get("weight_ih_l0")
-    if w_ih0 is None or w_ih0.ndim != 2:
-        got = "missing" if w_ih0 is None else f"shape {_shape(w_ih0.shape)}"
-        raise ValueError(
-            f"state_dict[{prefix + 'weight_ih_l0'!r}]: {got}, expected ({gates * n}, input_size)."
-        )
-    d = w_ih0.shape[1]
-    cells, params = [], []
-    for layer in range(num_layers):
-        directions = ("", "_reverse") if bidir else ("",)
-        for suffix in directions:
-            tag = f"_l{layer}{suffix}"
-            w_ih = get("weight_ih" + tag, (gates * n, d))
-            w_hh = get("weight_hh" + tag, (gates * n, n))
-            b_ih = get("bias_ih" + tag, (gates * n,)) if has_bias else None
-            b_hh = get("bias_hh" + tag, (gates * n,)) if has_bias else None
-            params.append(_layer_params(family, w_ih, w_hh, b_ih, b_hh))
-            cells.append(_make_cell(family, n, activation, has_bias))
-        d = n
-    if bidir:
-        return bidirectional(cells[0], cells[1]), (params[0], params[1])
-    if num_layers == 1:
-        return cells[0], params[0]
-    return stack(cells), tuple(params)
-
-
-# --------------------------------------------------------------------------- flax linen
-
-_FLAX_KINDS = {
-    "simple": "simple",
-    "simplecell": "simple",
-    "lstm": "lstm",
-    "lstmcell": "lstm",
-    "optimizedlstmcell": "lstm",
-    "optimized_lstm": "lstm",
-    "gru": "gru",
-    "grucell": "gru",
-}
-# (submodule, has bias) in gate order; input kernels first, then recurrent.
-_FLAX_LAYOUT = {
-    "simple": ((("i", True),), (("h", False),)),
-    "lstm": (
-        (("ii", False), ("if", False), ("ig", False), ("io", False)),
-        (("hi", True), ("hf", True), ("hg", True), ("ho", True)),
-    ),
-    "gru": (
-        (("ir", True), ("iz", True), ("in", True)),
-        (("hr", False), ("hz", False), ("hn", True)),
-    ),
-}
-
-
-def from_flax_linen(
-    params: Mapping[str, Any],
-    kind: str,
-    *,
-    activation: str = "tanh",
-    residual: bool = False,
-) -> tuple[Cell, dict[str, jnp.ndarray]]:
-    """Converts the params of a ``flax.linen`` recurrent cell to a jrnn cell.
-
-    Supported: ``SimpleCell`` (``{"i": {kernel, bias}, "h": {kernel}}``),
-    ``LSTMCell`` / ``OptimizedLSTMCell`` (``ii, if, ig, io`` kernels;
-    ``hi, hf, hg, ho`` kernels and biases) and ``GRUCell`` (``ir, iz, in``
-    kernels and biases; ``hr, hz`` kernels; ``hn`` kernel and bias). Kernels
-    are ``(in, out)`` in Flax and transposed here:
-
-    .. math::
-
-       W_{xh} = [K_{i\\cdot}^\\top]_{\\text{gates}}, \\quad
-       W_{hh} = [K_{h\\cdot}^\\top]_{\\text{gates}}
-
-    Flax's LSTM carry is ``(c, h)``; jrnn's is ``(h, c)``. The step outputs are
-    equal for the same input sequence and zero initial carry.
-
-    Args:
-      params: the cell's param dict (``variables["params"]`` or the whole
-        ``variables``; a single ``"params"`` key is unwrapped).
-      kind: ``"simple"``, ``"lstm"``, ``"gru"`` or the class name
-        (``"SimpleCell"``, ``"LSTMCell"``, ``"OptimizedLSTMCell"``, ``"GRUCell"``).
-      activation: ``SimpleCell``'s ``activation_fn`` as a jrnn activation name
-        (Flax does not store it in the params).
-      residual: ``SimpleCell(residual=True)``, which computes
-        ``f(W_i x + b + W_h h + h)``; folded into ``W_hh + I``.
-
-    Returns:
-      ``(cell, params)`` for a jrnn ``elman`` / ``lstm`` / ``gru`` cell.
-
-    Raises:
-      ValueError: unknown kind; a missing, unexpected or mis-shaped entry (the
-        message names it, the shape received and the shape expected).
-
-    Example::
-
-        >>> import jax, jax.numpy as jnp, flax.linen as nn, jrnn
-        >>> flax_cell = nn.GRUCell(features=4)
-        >>> variables = flax_cell.init(jax.random.key(0), jnp.zeros(4), jnp.zeros(3))
-        >>> cell, params = jrnn.interop.from_flax_linen(variables, "GRUCell")
-        >>> params["W_xh"].shape
-        (12, 3)
-    """
-    if not isinstance(kind, str) or kind.lower() not in _FLAX_KINDS:
-        raise ValueError(f"kind must be one of {sorted(set(_FLAX_KINDS))}, got {kind!r}.")
-    family = _FLAX_KINDS[kind.lower()]
-    if not isinstance(params, Mapping):
-        raise ValueError(
-            f"params must be a mapping (a Flax param dict), got {type(params).__name__}."
-        )
-    if set(params) == {"params"}:
-        params = params["params"]
-    inputs, hiddens = _FLAX_LAYOUT[family]
-    expected = {name for name, _ in inputs + hiddens}
-    unexpected = sorted(set(params) - expected)
-    if unexpected:
-        raise ValueError(
-            f"params has unexpected entries {unexpected} for kind={kind!r}; expected "
-            f"{sorted(expected)}."
-        )
-
-    def entry(name, leaf, shape):
-        if name not in params or leaf not in params[name]:
-            raise ValueError(
-                f"params is missing params[{name!r}][{leaf!r}] (expected shape {_shape(shape)}) "
-                f"for kind={kind!r}."
-            )
-        arr = np.asarray(params[name][leaf])
-        if arr.shape != shape:
-            raise ValueError(
-                f"params[{name!r}][{leaf!r}] has shape {_shape(arr.shape)}, expected "
-                f"{_shape(shape)}."
-            )
-        return arr
-
-    first = inputs[0][0]
-    k0 = params.get(first, {}).get("kernel") if isinstance(params.get(first), Mapping) else None
-    k0 = None if k0 is None else np.asarray(k0)
-    if k0 is None or k0.ndim != 2:
-        got = "missing" if k0 is None else f"shape {_shape(k0.shape)}"
-        raise ValueError(f"params[{first!r}]['kernel']: {got}, expected (input_size, hidden_size).")
-    d, n = k0.shape
-    w_xh = np.concatenate([entry(name, "kernel", (d, n)).T for name, _ in inputs])
-    w_hh = np.concatenate([entry(name, "kernel", (n, n)).T for name, _ in hiddens])
-    zero = np.zeros((n,), w_hh.dtype)
-
-    def biases(layout):
-        return np.concatenate([entry(name, "bias", (n,)) if has else zero for name, has in layout])
-
-    if family == "simple":
-        if residual:
-            w_hh = w_hh + np.eye(n, dtype=w_hh.dtype)
-        cell = elman(n, activation)
-        out = {"W_xh": w_xh, "W_hh": w_hh, "b_h": biases(inputs)}
-    elif family == "lstm":
-        cell = lstm(n)
-        out = {"W_xh": w_xh, "W_hh": w_hh, "b_h": biases(hiddens)}
-    else:
-        cell = gru(n)
-        out = {"W_xh": w_xh, "W_hh": w_hh, "b_xh": biases(inputs), "b_hh": biases(hiddens)}
-    return cell, {k: jnp.asarray(v) for k, v in out.items()}
-
-
-# --------------------------------------------------------------------------- keras 3
+__all__ = ["from_keras", "to_keras"]
 
 # Keras activation name -> (jrnn registry name, parameters). Each pairing is also checked
 # numerically when it is used (:func:`_check_activation`), so a Keras release that changes
@@ -676,7 +326,7 @@ def from_keras(layer_or_model) -> tuple[Cell | Any, Any]:
     kernel = _keras_array(dense.kernel)
     if kernel.ndim != 2:
         raise ValueError(
-            f"{dense_where}: kernel of shape {_shape(kernel.shape)} is not supported."
+            f"{dense_where}: kernel of shape {shape_str(kernel.shape)} is not supported."
         )
     act = dense_act
     m = kernel.shape[1]
@@ -687,33 +337,48 @@ def from_keras(layer_or_model) -> tuple[Cell | Any, Any]:
     return model, {"cell": cell_params, "readout": readout}
 
 
-_TO_KERAS_CELLS = ("elman", "irnn", "lstm", "gru", "gru_reset_before")
+def _simple_rnn(keras, cell: Cell, p, return_sequences: bool, where: str):
+    act = _to_keras_activation(cell.activation, where)
+    use_bias = "b_h" in p
+    layer = keras.layers.SimpleRNN(cell.hidden_size, activation=act, use_bias=use_bias,
+                                   return_sequences=return_sequences)
+    return layer, [p["W_xh"].T, p["W_hh"].T] + ([p["b_h"]] if use_bias else [])
+
+
+def _lstm_layer(keras, cell: Cell, p, return_sequences: bool, where: str):
+    layer = keras.layers.LSTM(cell.hidden_size, return_sequences=return_sequences)
+    return layer, [p["W_xh"].T, p["W_hh"].T, p["b_h"]]
+
+
+def _gru_layer(reset_after: bool):
+    def build(keras, cell: Cell, p, return_sequences: bool, where: str):
+        order = _gru_order(cell.hidden_size)
+        layer = keras.layers.GRU(cell.hidden_size, reset_after=reset_after,
+                                 return_sequences=return_sequences)
+        # reset-before: b_hh sits outside the reset gate, so it folds into Keras' one bias.
+        bias = (np.stack([p["b_xh"][order], p["b_hh"][order]]) if reset_after
+                else (p["b_xh"] + p["b_hh"])[order])
+        return layer, [p["W_xh"][order].T, p["W_hh"][order].T, bias]
+
+    return build
+
+
+#: The one name table of the Keras export: jrnn cell family -> builder of the
+#: Keras layer and its weight list (a format adapter at the edge may dispatch on
+#: ``cell.name``; nothing else in jrnn does).
+_TO_KERAS = {
+    "elman": _simple_rnn,
+    "irnn": _simple_rnn,
+    "lstm": _lstm_layer,
+    "gru": _gru_layer(reset_after=True),
+    "gru_reset_before": _gru_layer(reset_after=False),
+}
 
 
 def _to_keras_layer(keras, cell: Cell, params, return_sequences: bool, where: str):
     """A Keras recurrent layer and its weight list for one jrnn cell."""
-    n = cell.hidden_size
     p = {k: np.asarray(v) for k, v in params.items()}
-    if cell.name in ("elman", "irnn"):
-        act = _to_keras_activation(cell.activation, where)
-        use_bias = "b_h" in p
-        layer = keras.layers.SimpleRNN(n, activation=act, use_bias=use_bias,
-                                       return_sequences=return_sequences)
-        weights = [p["W_xh"].T, p["W_hh"].T] + ([p["b_h"]] if use_bias else [])
-    elif cell.name == "lstm":
-        layer = keras.layers.LSTM(n, return_sequences=return_sequences)
-        weights = [p["W_xh"].T, p["W_hh"].T, p["b_h"]]
-    elif cell.name in ("gru", "gru_reset_before"):
-        order = _gru_order(n)
-        after = cell.name == "gru"
-        layer = keras.layers.GRU(n, reset_after=after, return_sequences=return_sequences)
-        # reset-before: b_hh sits outside the reset gate, so it folds into Keras' one bias.
-        bias = (np.stack([p["b_xh"][order], p["b_hh"][order]]) if after
-                else (p["b_xh"] + p["b_hh"])[order])
-        weights = [p["W_xh"][order].T, p["W_hh"][order].T, bias]
-    else:  # pragma: no cover  (to_keras checks the names first)
-        raise AssertionError(cell.name)
-    return layer, weights
+    return _TO_KERAS[cell.name](keras, cell, p, return_sequences, where)
 
 
 def to_keras(model_or_cell, params, *, layers=None):
@@ -794,7 +459,7 @@ def to_keras(model_or_cell, params, *, layers=None):
     elif cell is not None:
         layers, cell_params = [cell], (cell_params,)
     for i, c in enumerate(layers):  # every cell convertible, before any weight is read
-        if c.name not in _TO_KERAS_CELLS:
+        if c.name not in _TO_KERAS:
             raise ValueError(
                 f"layer {i}: cell {c.describe()} has no Keras equivalent; supported: elman / "
                 "irnn (SimpleRNN), lstm (LSTM), gru (GRU), gru(reset_after=False) "

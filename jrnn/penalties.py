@@ -1,0 +1,396 @@
+"""Loss terms that control a recurrent cell's Jacobians: gradient flossing and norm penalties.
+
+Gradient flossing (Engelken, "Gradient flossing: improving gradient descent
+through dynamic control of Jacobians", NeurIPS 2023) trains the leading ``k``
+Lyapunov exponents of the network driven by the training inputs towards 0:
+
+.. math::
+
+   P_{\\mathrm{floss}}(\\theta) = \\frac{1}{B k} \\sum_{b=1}^{B} \\sum_{i=1}^{k}
+   \\left(\\lambda_i^{(b)}(\\theta) - \\lambda^\\ast\\right)^2, \\qquad
+   \\lambda_i = \\frac{1}{T} \\sum_t \\log |(R_t)_{ii}|, \\quad J_t Q_{t-1} = Q_t R_t,
+
+differentiated through the QR chain of :func:`jrnn.diagnostics.lyapunov_spectrum`
+(so any faster path that function gains, e.g. streaming, is used here too).
+``lambda_i`` is in nats per step; ``||d s_T / d s_t||`` grows or decays like
+``exp((T - t) lambda_1)``, so ``lambda_1 ~ 0`` keeps the error signal of a
+``T - t``-step-old input neither vanishing nor exploding, and ``k`` exponents
+near 0 keep a ``k``-dimensional subspace of such signals alive.
+
+Pieces (all pure; the loss terms sit below :mod:`jrnn.train`, the schedules
+that build train steps from them sit above it, in :mod:`jrnn.flossing`):
+
+* :func:`lyapunov_penalty` — the flossing loss term; :func:`jacobian_norm_penalty`
+  and :func:`spectral_norm_penalty` — the classic baselines (keep
+  ``||J_t||`` or ``||W_hh||_2`` near a target). Each is a :class:`Penalty`.
+* :func:`regularize` — ``(apply_fn, loss)`` with ``loss + weight * penalty``
+  for :func:`jrnn.train.make_train_step` ("always" flossing); :func:`penalty_loss`
+  — ``(apply_fn, loss)`` with ``weight * penalty`` alone (flossing updates).
+
+The QR re-orthonormalisation need not run every step ("QR every ``r`` steps",
+``every``), which cuts the cost of each penalty evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jrnn.cells.base import Cell
+from jrnn.diagnostics import jacobians as _jac
+from jrnn.diagnostics.lyapunov import QR_METHODS, lyapunov_spectrum
+from jrnn.validation import check_int, check_number
+
+__all__ = [
+    "Penalty",
+    "jacobian_norm_penalty",
+    "lyapunov_penalty",
+    "penalty_loss",
+    "regularize",
+    "spectral_norm_penalty",
+]
+
+#: Sane range of a flossing target, nats per step: beyond +-1 a gradient is
+#: multiplied by e every step, which no training target can want.
+TARGET_RANGE = (-1.0, 1.0)
+
+
+class Penalty(NamedTuple):
+    """A loss term on the recurrent cell's parameters and a batch of inputs.
+
+    Fields:
+      name: ``"lyapunov"``, ``"jacobian_norm"`` or ``"spectral_norm"``.
+      fn: ``(cell_params, xs (B, T, d) or (T, d)) -> ()`` the penalty value.
+      exponents: for ``"lyapunov"``, ``(cell_params, xs) -> (B, k)`` (or
+        ``(k,)``) the exponents the penalty sees; None otherwise.
+      config: the static settings, for reports.
+    """
+
+    name: str
+    fn: Callable[[Any, jax.Array], jax.Array]
+    exponents: Callable[[Any, jax.Array], jax.Array] | None = None
+    config: tuple[tuple[str, Any], ...] = ()
+
+
+def _check_cell(cell, method: str = "auto") -> Cell:
+    if not isinstance(cell, Cell):
+        hint = " (for a jrnn.models.Model pass model.cell)" if hasattr(cell, "cell") else ""
+        raise TypeError(f"cell must be a jrnn.Cell{hint}, got {type(cell).__name__}.")
+    if method not in _jac.JACOBIAN_METHODS:
+        raise ValueError(f"method must be one of {_jac.JACOBIAN_METHODS}, got {method!r}.")
+    if method == "analytic" and cell.jacobian is None:
+        raise ValueError(
+            f"method='analytic' needs a cell with an analytic jacobian, but cell "
+            f"{cell.describe()} has none; use method='auto' (jax.jacfwd of the step)."
+        )
+    return cell
+
+
+def _optional_int(value, name: str, minimum: int) -> int | None:
+    return None if value is None else check_int(value, name, low=minimum)
+
+
+def _window(xs, warmup: int, steps: int | None, batch: int | None, name: str):
+    """``xs[:batch, :warmup + steps]`` with the lengths checked (shapes are static)."""
+    if xs is None or isinstance(xs, str):
+        raise TypeError(f"{name}: xs must be a (T, d) or (B, T, d) array, got {xs!r}.")
+    xs = jnp.asarray(xs)
+    if xs.ndim not in (2, 3):
+        raise ValueError(f"xs must be (T, d) or (B, T, d), got shape {xs.shape}.")
+    if 0 in xs.shape:
+        raise ValueError(f"{name}: xs must not be empty, got shape {xs.shape}.")
+    T = xs.shape[-2]
+    need = warmup + (steps if steps is not None else 1)
+    if T < need:
+        raise ValueError(
+            f"{name}: xs has T={T} steps, but warmup={warmup} + steps="
+            f"{steps if steps is not None else 1} = {need} are needed."
+        )
+    if steps is not None:
+        xs = xs[..., : warmup + steps, :]
+    if batch is not None and xs.ndim == 3:
+        xs = xs[:batch]
+    return xs
+
+
+def lyapunov_penalty(
+    cell: Cell,
+    k: int,
+    target=0.0,
+    *,
+    every: int = 1,
+    warmup: int = 0,
+    steps: int | None = None,
+    batch: int | None = None,
+    qr: str = "auto",
+    method: str = "auto",
+    key: jax.Array | None = None,
+) -> Penalty:
+    """The gradient-flossing loss ``mean_{b,i} (lambda_i^(b) - target_i)^2`` (Engelken 2023).
+
+    .. math::
+
+       P(\\theta) = \\frac{1}{B k} \\sum_{b, i \\le k}
+       \\left(\\lambda_i^{(b)} - \\lambda^\\ast_i\\right)^2
+
+    with ``lambda_i^(b)`` the ``i``-th exponent (descending, nats per step) of
+    trajectory ``b`` of the batch, from :func:`jrnn.diagnostics.lyapunov_spectrum`
+    with ``reorth_every=every`` after ``warmup`` alignment steps. Differentiable
+    with respect to the cell parameters, through the trajectory and the QR chain.
+
+    Args:
+      cell: the recurrent :class:`~jrnn.cells.base.Cell` (``model.cell`` for a model).
+      k: number of leading exponents flossed, ``1 <= k <= cell.state_size``.
+      target: ``lambda*``, a number or ``(k,)`` values in ``[-1, 1]`` nats per
+        step (0: neither vanishing nor exploding).
+      every: QR re-orthonormalisation every ``every`` steps (the paper's
+        speed-up; each block is checked and redone stepwise if inaccurate).
+      warmup: leading steps that only align the frame (not averaged).
+      steps: time steps averaged after the warmup (default: the rest of ``xs``);
+        ``xs`` is cut to ``warmup + steps`` steps.
+      batch: use only the first ``batch`` sequences of ``xs`` (cost).
+      qr, method: passed to ``lyapunov_spectrum``.
+      key: PRNG key of the initial frame when ``k < S`` (default ``key(0)``).
+
+    Returns:
+      A :class:`Penalty` whose ``fn(cell_params, xs)`` is the scalar above and
+      ``exponents(cell_params, xs)`` the ``(B, k)`` exponents it penalises.
+
+    Raises:
+      TypeError: ``cell`` is not a Cell (e.g. a Model).
+      ValueError: ``k`` not in ``[1, S]``; ``target`` not finite, outside
+        ``[-1, 1]`` or of the wrong length; ``every``, ``warmup``, ``steps``,
+        ``batch`` not integers in range; ``qr`` / ``method`` unknown;
+        ``method="analytic"`` for a cell without an analytic Jacobian; (when
+        called) ``xs`` shorter than ``warmup + steps``.
+
+    Example::
+
+        >>> import jax, jax.numpy as jnp, jrnn
+        >>> cell = jrnn.cells.elman(8, "tanh")
+        >>> params = cell.init(jax.random.key(0), 1)
+        >>> pen = jrnn.penalties.lyapunov_penalty(cell, k=2, warmup=10)
+        >>> xs = jax.random.normal(jax.random.key(1), (4, 50, 1))
+        >>> float(pen.fn(params, xs)) > 0, pen.exponents(params, xs).shape
+        (True, (4, 2))
+    """
+    _check_cell(cell, method)
+    S = cell.state_size
+    k = check_int(k, "k", low=1)
+    if k > S:
+        raise ValueError(f"k must be at most the cell's state size {S}, got {k}.")
+    try:
+        if isinstance(target, bool | np.bool_) or np.asarray(target).dtype.kind not in "iuf":
+            raise TypeError
+        tgt = np.asarray(target, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"target must be a real number or ({k},) real numbers in {list(TARGET_RANGE)} nats "
+            f"per step, got {target!r}."
+        ) from None
+    if tgt.ndim > 1 or (tgt.ndim == 1 and tgt.shape[0] != k):
+        raise ValueError(f"target must be a number or have shape ({k},), got shape {tgt.shape}.")
+    lo, hi = TARGET_RANGE
+    if not np.all(np.isfinite(tgt)) or np.any(tgt < lo) or np.any(tgt > hi):
+        raise ValueError(
+            f"target must be finite and in [{lo}, {hi}] nats per step, got {target!r}."
+        )
+    every = check_int(every, "every", low=1)
+    warmup = check_int(warmup, "warmup", low=0)
+    steps = _optional_int(steps, "steps", 1)
+    batch = _optional_int(batch, "batch", 1)
+    if qr not in QR_METHODS:
+        raise ValueError(f"qr must be one of {QR_METHODS}, got {qr!r}.")
+    tgt_list = tgt.tolist()
+
+    def exponents(params, xs):
+        xs = _window(xs, warmup, steps, batch, "lyapunov_penalty")
+        spec = lyapunov_spectrum(cell, params, xs, k=k, reorth_every=every, warmup=warmup,
+                                 method=method, qr=qr, key=key)
+        return spec.exponents
+
+    def fn(params, xs):
+        lam = exponents(params, xs)
+        tgt_arr = jnp.broadcast_to(jnp.asarray(tgt_list, lam.dtype), lam.shape)
+        return jnp.mean(jnp.square(lam - tgt_arr))
+
+    config = (("k", k), ("target", tgt_list), ("every", every), ("warmup", warmup),
+              ("steps", steps), ("batch", batch), ("qr", qr), ("method", method))
+    return Penalty("lyapunov", fn, exponents, config)
+
+
+def _check_norm_target(target) -> float:
+    return check_number(target, "target", low=0.0, high=10.0, low_open=True)
+
+
+def jacobian_norm_penalty(
+    cell: Cell,
+    target: float = 1.0,
+    *,
+    norm: str = "spectral",
+    steps: int | None = None,
+    batch: int | None = None,
+    method: str = "auto",
+) -> Penalty:
+    """Baseline: keep every step Jacobian's norm near ``target``.
+
+    .. math::
+
+       P(\\theta) = \\frac{1}{B T} \\sum_{b, t} \\left(\\lVert J_t^{(b)} \\rVert - c\\right)^2,
+       \\qquad J_t = \\partial s_t / \\partial s_{t-1},
+
+    with ``||.||`` the spectral norm (``norm="spectral"``) or the RMS singular
+    value ``||J||_F / sqrt(S)`` (``norm="rms"``, smooth everywhere). A local,
+    one-step control of the factors of ``d s_T / d s_t``, cheaper than the
+    spectrum but blind to how the factors align (Pascanu, Mikolov & Bengio
+    2013 regularise a related norm ratio).
+
+    Args:
+      cell: the recurrent Cell.
+      target: ``c`` in ``(0, 10]``.
+      norm: ``"spectral"`` or ``"rms"``.
+      steps, batch: use the first ``steps`` steps and ``batch`` sequences.
+      method: Jacobian method (:func:`jrnn.diagnostics.step_jacobians`).
+
+    Raises:
+      TypeError / ValueError: as :func:`lyapunov_penalty`, for a bad cell,
+      target, norm, steps or batch.
+    """
+    _check_cell(cell, method)
+    c = _check_norm_target(target)
+    if norm not in ("spectral", "rms"):
+        raise ValueError(f"norm must be 'spectral' or 'rms', got {norm!r}.")
+    steps = _optional_int(steps, "steps", 1)
+    batch = _optional_int(batch, "batch", 1)
+    S = cell.state_size
+
+    def fn(params, xs):
+        xs = _window(xs, 0, steps, batch, "jacobian_norm_penalty")
+        batched = _jac.prepare(cell, params, xs, None)
+        seq = lambda x, cr: _jac.sequence_jacobians(cell, params, x, cr, method)[0]
+        Js = _jac.map_sequences(seq, batched, xs, None)
+        if norm == "spectral":
+            nrm = jnp.linalg.svd(Js, compute_uv=False)[..., 0]
+        else:
+            nrm = jnp.sqrt(jnp.sum(jnp.square(Js), axis=(-2, -1)) / S)
+        return jnp.mean(jnp.square(nrm - c))
+
+    return Penalty("jacobian_norm", fn, None, (("target", c), ("norm", norm), ("steps", steps),
+                                               ("batch", batch), ("method", method)))
+
+
+def spectral_norm_penalty(cell: Cell, target: float = 1.0) -> Penalty:
+    """Baseline: ``(sigma_max(W_hh) - c)^2`` on the cell's effective recurrent matrix.
+
+    Input-independent (``xs`` is ignored); ``sigma_max(W_hh) <= 1`` with
+    ``|f'| <= 1`` bounds every ``||J_t||`` by 1 (Pascanu et al. 2013).
+
+    Raises:
+      TypeError: ``cell`` is not a Cell.
+      ValueError: the cell exposes no ``recurrent_matrix`` (e.g. an LSTM:
+        use :func:`jacobian_norm_penalty` or :func:`lyapunov_penalty`), or a
+        target outside ``(0, 10]``.
+    """
+    _check_cell(cell)
+    c = _check_norm_target(target)
+    if cell.recurrent_matrix is None:
+        raise ValueError(
+            f"spectral_norm_penalty needs a cell with a recurrent_matrix, but "
+            f"{cell.describe()} has none; use jacobian_norm_penalty or lyapunov_penalty."
+        )
+
+    def fn(params, xs):
+        del xs
+        W = cell.recurrent_matrix(params)
+        return jnp.square(jnp.linalg.svd(W, compute_uv=False)[0] - c)
+
+    return Penalty("spectral_norm", fn, None, (("target", c),))
+
+
+def _default_params_of(params):
+    """Model params ``{"cell": ..., "readout": ...}`` -> the cell's; anything else as is."""
+    if isinstance(params, dict) and "cell" in params:
+        return params["cell"]
+    return params
+
+
+def _check_penalty(penalty) -> Penalty:
+    if not isinstance(penalty, Penalty):
+        raise TypeError(
+            f"penalty must be a jrnn.penalties.Penalty (from lyapunov_penalty, "
+            f"jacobian_norm_penalty or spectral_norm_penalty), got {type(penalty).__name__}."
+        )
+    return penalty
+
+
+def _check_weight(weight) -> float:
+    return check_number(weight, "weight", low=0.0)
+
+
+def regularize(
+    apply_fn: Callable[[Any, Any], Any],
+    loss: Callable[[Any, Any], jax.Array],
+    penalty: Penalty,
+    weight: float,
+    *,
+    params_of: Callable[[Any], Any] | None = None,
+) -> tuple[Callable, Callable]:
+    """``(apply_fn', loss')`` for :func:`jrnn.train.make_train_step` minimising
+    ``loss(apply_fn(params, x), y) + weight * penalty.fn(params_of(params), x)``.
+
+    ``apply_fn'`` returns ``(predictions, penalty value)``; the step's recorded
+    ``loss`` is the total. The penalty sees the same training inputs ``x``.
+
+    Args:
+      apply_fn, loss: as for ``make_train_step``.
+      penalty: a :class:`Penalty`.
+      weight: ``>= 0``.
+      params_of: model params -> cell params (default: ``params["cell"]`` when
+        ``params`` is a model's dict, else ``params``).
+
+    Example::
+
+        >>> import jax, optax, jrnn
+        >>> model = jrnn.models.rnn(jrnn.cells.elman(8), 1)
+        >>> pen = jrnn.penalties.lyapunov_penalty(model.cell, k=2)
+        >>> apply, loss = jrnn.penalties.regularize(model.apply, jrnn.tasks.mse, pen, 0.1)
+        >>> step = jrnn.train.make_train_step(apply, loss, optax.adam(1e-3))
+    """
+    _check_penalty(penalty)
+    w = _check_weight(weight)
+    get = params_of or _default_params_of
+
+    def apply(params, x):
+        return apply_fn(params, x), penalty.fn(get(params), x)
+
+    def total(out, y):
+        pred, pen = out
+        return loss(pred, y) + w * pen
+
+    return apply, total
+
+
+def penalty_loss(
+    penalty: Penalty,
+    weight: float = 1.0,
+    *,
+    params_of: Callable[[Any], Any] | None = None,
+) -> tuple[Callable, Callable]:
+    """``(apply_fn, loss)`` for :func:`jrnn.train.make_train_step` minimising
+    ``weight * penalty.fn(params_of(params), x)`` alone.
+
+    The targets ``y`` are ignored and parameters the penalty does not touch (a
+    readout) get zero gradient: the flossing update of Engelken 2023
+    (:func:`jrnn.flossing.make_penalty_step` builds the step from it).
+
+    Args:
+      penalty, weight, params_of: as :func:`regularize`.
+    """
+    _check_penalty(penalty)
+    w = _check_weight(weight)
+    get = params_of or _default_params_of
+    return (lambda p, x: w * penalty.fn(get(p), x)), (lambda value, y: value)
