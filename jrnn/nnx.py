@@ -112,7 +112,7 @@ class RNN(_Wrapped):
         params: Any = None,
     ):
         if not isinstance(cell, Cell):
-            raise ValueError(f"cell must be a jrnn Cell, got {type(cell).__name__}.")
+            raise TypeError(f"cell must be a jrnn Cell, got {type(cell).__name__}.")
         self.cell = nnx.static(cell)
         self.weights = nnx.data(_to_params(_init_or_check(cell.init, input_size, rngs, params)))
 
@@ -189,7 +189,7 @@ class RNNModel(_Wrapped):
 def _init_or_check(init, input_size: int, rngs: nnx.Rngs | None, params: Any) -> Any:
     if params is None:
         if not isinstance(rngs, nnx.Rngs):
-            raise ValueError(
+            raise TypeError(
                 f"rngs must be an nnx.Rngs (e.g. nnx.Rngs(0)) when params is None, got "
                 f"{type(rngs).__name__}."
             )

@@ -43,7 +43,7 @@ import numpy as np
 from jrnn.cells.base import Cell
 from jrnn.diagnostics import jacobians as _jac
 from jrnn.diagnostics.lyapunov import QR_METHODS, lyapunov_spectrum
-from jrnn.validation import check_int, check_number
+from jrnn.validation import NumberTypeError, check_int, check_number
 
 __all__ = [
     "Penalty",
@@ -161,10 +161,12 @@ def lyapunov_penalty(
       ``exponents(cell_params, xs)`` the ``(B, k)`` exponents it penalises.
 
     Raises:
-      TypeError: ``cell`` is not a Cell (e.g. a Model).
+      TypeError: ``cell`` is not a Cell (e.g. a Model); ``k``, ``every``,
+        ``warmup``, ``steps`` or ``batch`` not an integer; ``target`` not real
+        numbers (a :class:`~jrnn.validation.NumberTypeError`, also a ValueError).
       ValueError: ``k`` not in ``[1, S]``; ``target`` not finite, outside
         ``[-1, 1]`` or of the wrong length; ``every``, ``warmup``, ``steps``,
-        ``batch`` not integers in range; ``qr`` / ``method`` unknown;
+        ``batch`` out of range; ``qr`` / ``method`` unknown;
         ``method="analytic"`` for a cell without an analytic Jacobian; (when
         called) ``xs`` shorter than ``warmup + steps``.
 
@@ -188,7 +190,7 @@ def lyapunov_penalty(
             raise TypeError
         tgt = np.asarray(target, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise NumberTypeError(  # a TypeError, and a ValueError as check_number's
             f"target must be a real number or ({k},) real numbers in {list(TARGET_RANGE)} nats "
             f"per step, got {target!r}."
         ) from None

@@ -321,7 +321,7 @@ def fit(
         ``checkpoint_dir``, a checkpoint of another model or past ``steps``.
     """
     if not isinstance(state, TrainState):
-        raise ValueError(f"state must be a jrnn.train.TrainState, got {type(state).__name__}.")
+        raise TypeError(f"state must be a jrnn.train.TrainState, got {type(state).__name__}.")
     if not callable(step_fn):
         raise TypeError(f"step_fn must be callable, got {type(step_fn).__name__}.")
     validation.check_key(state.rng, "state.rng", batched=None)

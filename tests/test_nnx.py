@@ -73,9 +73,9 @@ def test_wrap_existing_params_and_set_params():
         jnnx.RNN(cell, 4, params=params)
     with pytest.raises(ValueError, match="params must have the structure"):
         layer.set_params({"W_xh": params["W_xh"]})
-    with pytest.raises(ValueError, match="rngs must be an nnx.Rngs"):
+    with pytest.raises(TypeError, match="rngs must be an nnx.Rngs"):
         jnnx.RNN(cell, 2)
-    with pytest.raises(ValueError, match="cell must be a jrnn Cell"):
+    with pytest.raises(TypeError, match="cell must be a jrnn Cell"):
         jnnx.RNN("gru", 2, rngs=nnx.Rngs(0))
 
 

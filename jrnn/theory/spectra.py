@@ -50,6 +50,7 @@ import jax.numpy as jnp
 
 from jrnn import activations as _activations
 from jrnn.theory._quadrature import DIVERGED_Q, check_scales, q_chi, quadrature_nodes
+from jrnn.validation import check_int
 
 __all__ = [
     "AnnealedSpectrum",
@@ -120,6 +121,7 @@ def annealed_spectrum(
       :class:`AnnealedSpectrum`.
 
     Raises:
+      TypeError: ``n`` not an integer.
       ValueError: unknown activation, negative scales or ``n < 1``.
 
     Example::
@@ -130,10 +132,9 @@ def annealed_spectrum(
         [-0.0668, -0.235, -0.4904, -1.0397]
     """
     check_scales(sigma_w=sigma_w, sigma_b=sigma_b, sigma_u=sigma_u)
-    if int(n) < 1:
-        raise ValueError(f"n must be a positive number of units, got {n!r}.")
+    n = check_int(n, "n (the number of units)", low=1)
     act = _activations.get(activation)
-    return _annealed(act, sigma_w, sigma_b, sigma_u, int(n))
+    return _annealed(act, sigma_w, sigma_b, sigma_u, n)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
@@ -205,6 +206,7 @@ def product_singular_values(
       :class:`ProductSingularValues`.
 
     Raises:
+      TypeError: ``depth`` not an integer.
       ValueError: unknown activation or ``weights``, negative scales, ``depth < 1``.
 
     Example::
@@ -217,10 +219,9 @@ def product_singular_values(
     check_scales(sigma_w=sigma_w, sigma_b=sigma_b, sigma_u=sigma_u)
     if weights not in ("gaussian", "orthogonal"):
         raise ValueError(f"weights must be 'gaussian' or 'orthogonal', got {weights!r}.")
-    if int(depth) < 1:
-        raise ValueError(f"depth must be a positive number of steps, got {depth!r}.")
+    depth = check_int(depth, "depth (the number of steps)", low=1)
     act = _activations.get(activation)
-    return _products(act, sigma_w, sigma_b, sigma_u, int(depth), weights == "gaussian")
+    return _products(act, sigma_w, sigma_b, sigma_u, depth, weights == "gaussian")
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5))
