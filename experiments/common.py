@@ -75,7 +75,7 @@ class Run:
     """The flags every experiment shares: where to write, the seed, multi-host JAX."""
 
     out: str | None = None
-    """output directory (default results/NAME/)"""
+    """output directory (None: results/NAME/)"""
     seed: int = 0
     """base random seed: every key of the run derives from it"""
     coordinator_address: str | None = None
@@ -132,7 +132,7 @@ def parse(
         raise ValueError(f"default must be one of {names}, got {default!r}.")
     # The preset decides the defaults of every field, so it is read first; tyro then
     # parses the whole line again (an unknown preset is reported by tyro).
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--preset", default=default)
     chosen = pre.parse_known_args(argv)[0].preset
     chosen = chosen if chosen in presets else default

@@ -83,8 +83,7 @@ class Config:
     checkpoint_every: int = 320
     """steps between checkpoints"""
     keras: bool = False
-    """also train the program in Keras 3 (KERAS_BACKEND=jax), import it into jrnn and compare
-    diagnostics of both trained models"""
+    """also train it in Keras 3 (KERAS_BACKEND=jax), import it and compare both models"""
     diag: Diagnostics = Diagnostics()
     """the diagnostics of --keras"""
 
