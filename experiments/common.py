@@ -1,121 +1,175 @@
 """The contract every experiment follows, and the helpers that implement it.
 
-An experiment is a module ``experiments/NAME.py`` with small constants at the
-top and a ``main(argv=None)``; importing it has no side effects. It runs as::
+An experiment is a module (or package) ``experiments/NAME`` with one frozen
+dataclass ``Config`` of its settings, a dict ``PRESETS`` of named instances
+(``smoke`` for the test suite, and ``quick`` / ``default`` / ``full`` where the
+study has them), and a ``main(argv=None)``; importing it has no side effects.
+It runs as::
 
-    python -m experiments.NAME [--quick] [--seed N] [--out DIR]
+    python -m experiments.NAME [--preset P] [--FIELD VALUE ...] [--seed N] [--out DIR]
                                [--coordinator-address HOST:PORT --num-processes P --process-id I]
 
-and writes into ``DIR`` (default ``results/NAME/``):
+``--help`` lists every field of the config with its value in the chosen preset
+(``--preset full --help`` shows the full one); any field can be overridden and
+an unknown flag is an error. It writes into ``DIR`` (default ``results/NAME/``):
 
 * ``metrics.json`` — results only: numbers (and the strings / lists / dicts
   holding them), keys sorted, non-finite numbers written as ``null``; no
   timestamps or timings, so two runs with the same seed give the same file;
-* ``run_info.json`` — what is *not* reproducible: wall time, machine, versions;
+* ``run_info.json`` — how the numbers were made and what is *not*
+  reproducible: the command line, the preset and full config, the seed, jrnn's
+  git commit, package versions, the device, wall time (:func:`write_run_info`);
 * ``report.md`` — the human-readable report, with PNG figures beside it;
 * ``checkpoints/`` — training checkpoints; rerunning after an interruption
   resumes from them (see :func:`checkpoint_dir`).
 
-A hidden ``--smoke`` flag selects a tiny configuration for the test suite.
-
 Typical use::
 
     def main(argv=None):
-        args = common.parse_args("long_sequence", __doc__, argv)
-        cfg = SMOKE if args.smoke else QUICK if args.quick else FULL
+        args = common.parse(NAME, __doc__, PRESETS, "default", argv)
+        cfg = args.config
         ...
         common.write_metrics(args.out, metrics)
         common.write_report(args.out, text)
-        common.write_run_info(args.out, wall_time=...)
+        common.write_run_info(args, wall_time_s=...)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib.metadata
 import json
 import math
 import os
 import platform
+import subprocess
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any, Literal
 
 __all__ = [
-    "add_common_args",
+    "Args",
+    "Run",
     "checkpoint_dir",
-    "format_table",
     "init_distributed",
-    "markdown_table",
-    "parse_args",
+    "one_after_another",
+    "parse",
     "print_table",
     "progress",
     "pyplot",
     "save_figure",
+    "table",
     "write_metrics",
     "write_report",
     "write_run_info",
 ]
 
 RESULTS_ROOT = "results"
+# The packages whose versions run_info.json records.
+PACKAGES = ("jrnn", "jax", "jaxlib", "flax", "optax", "chex", "numpy", "scipy")
 
 
-def add_common_args(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
-    """Adds ``--quick --seed --out --smoke`` and the multi-host flags to ``parser``."""
-    parser.add_argument("--quick", action="store_true",
-                        help="a reduced configuration that runs in minutes on a laptop CPU")
-    parser.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
-    parser.add_argument("--out", default=None,
-                        help=f"output directory (default {RESULTS_ROOT}/{name}/)")
-    parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
-    group = parser.add_argument_group("multi-host (jax.distributed.initialize)")
-    group.add_argument("--coordinator-address", default=None, help="HOST:PORT of process 0")
-    group.add_argument("--num-processes", type=int, default=None)
-    group.add_argument("--process-id", type=int, default=None)
-    return parser
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """The flags every experiment shares: where to write, the seed, multi-host JAX."""
+
+    out: str | None = None
+    """output directory (None: results/NAME/)"""
+    seed: int = 0
+    """base random seed: every key of the run derives from it"""
+    coordinator_address: str | None = None
+    """multi-host (jax.distributed.initialize): HOST:PORT of process 0"""
+    num_processes: int | None = None
+    """multi-host: the number of processes"""
+    process_id: int | None = None
+    """multi-host: this process's index"""
 
 
-def parse_args(
+@dataclasses.dataclass(frozen=True)
+class Args:
+    """A parsed command line: the experiment, its preset, its config and the common flags."""
+
+    name: str
+    preset: str
+    config: Any
+    run: Run
+    argv: tuple[str, ...]
+
+    @property
+    def out(self) -> str:
+        return self.run.out
+
+    @property
+    def seed(self) -> int:
+        return self.run.seed
+
+
+def parse(
     name: str,
     description: str | None,
+    presets: Mapping[str, Any],
+    default: str,
     argv: Sequence[str] | None = None,
-    extra: Any = None,
-) -> argparse.Namespace:
-    """Parses the common flags (plus ``extra(parser)`` ones), fills ``args.out``,
-    creates it, and initialises multi-host JAX when asked.
+) -> Args:
+    """Parses ``argv`` into one of ``presets`` (a frozen dataclass each) with any field
+    overridden, plus the common :class:`Run` flags; creates the output directory,
+    applies :func:`jrnn.host.configure_xla` and initialises multi-host JAX when asked.
 
     Args:
-      name: the experiment's name (default output ``results/NAME``).
+      name: the experiment's name (``python -m experiments.NAME``; default output
+        ``results/NAME``).
       description: shown by ``--help`` (the module docstring).
+      presets: preset name -> config instance (all of one dataclass type).
+      default: the preset used without ``--preset``.
       argv: arguments without the program name; None reads ``sys.argv``.
-      extra: optional ``parser -> None`` adding experiment-specific flags.
     """
-    parser = argparse.ArgumentParser(
-        prog=f"python -m experiments.{name}",
-        description=description,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    import tyro
+
+    argv = tuple(sys.argv[1:] if argv is None else argv)
+    names = tuple(presets)
+    if default not in presets:
+        raise ValueError(f"default must be one of {names}, got {default!r}.")
+    # The preset decides the defaults of every field, so it is read first; tyro then
+    # parses the whole line again (an unknown preset is reported by tyro).
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--preset", default=default)
+    chosen = pre.parse_known_args(argv)[0].preset
+    chosen = chosen if chosen in presets else default
+    config_type = type(presets[default])
+    cli = dataclasses.make_dataclass(
+        "Cli",
+        [
+            ("preset", Annotated[Literal[names], tyro.conf.arg(  # type: ignore[valid-type]
+                help="the preset every field starts from (its values show below)")],
+             dataclasses.field(default=chosen)),
+            ("config", config_type, dataclasses.field(default=presets[chosen])),
+            ("run", Run, dataclasses.field(default=Run())),
+        ],
+        frozen=True,
     )
-    add_common_args(parser, name)
-    if extra is not None:
-        extra(parser)
-    args = parser.parse_args(argv)
+    parsed = tyro.cli(
+        cli, args=list(argv), prog=f"python -m experiments.{name}", description=description,
+        config=(tyro.conf.OmitArgPrefixes,),
+    )
+    run = parsed.run
+    if run.out is None:
+        run = dataclasses.replace(run, out=os.path.join(RESULTS_ROOT, name))
     from jrnn import host
 
     host.configure_xla()  # before the first computation; importing sets nothing
-    if args.out is None:
-        args.out = os.path.join(RESULTS_ROOT, name)
-    os.makedirs(args.out, exist_ok=True)
-    args.name = name
-    init_distributed(args)
-    return args
+    os.makedirs(run.out, exist_ok=True)
+    init_distributed(run)
+    return Args(name=name, preset=parsed.preset, config=parsed.config, run=run, argv=argv)
 
 
-def init_distributed(args: argparse.Namespace) -> bool:
+def init_distributed(run: Run) -> bool:
     """Calls ``jax.distributed.initialize`` when any multi-host flag is given.
 
     Returns True if it initialised. All three flags are needed (JAX's
     auto-detection on a cluster is used only when none is given).
     """
-    flags = (args.coordinator_address, args.num_processes, args.process_id)
+    flags = (run.coordinator_address, run.num_processes, run.process_id)
     if all(f is None for f in flags):
         return False
     if any(f is None for f in flags):
@@ -126,9 +180,9 @@ def init_distributed(args: argparse.Namespace) -> bool:
     import jax
 
     jax.distributed.initialize(
-        coordinator_address=args.coordinator_address,
-        num_processes=args.num_processes,
-        process_id=args.process_id,
+        coordinator_address=run.coordinator_address,
+        num_processes=run.num_processes,
+        process_id=run.process_id,
     )
     return True
 
@@ -170,22 +224,86 @@ def write_metrics(out: str, metrics: dict) -> str:
     return path
 
 
-def write_run_info(out: str, **info: Any) -> str:
-    """Writes ``OUT/run_info.json``: ``info`` (e.g. ``wall_time_s``) plus machine and
-    versions. Kept apart from ``metrics.json`` because none of it is reproducible."""
+def _portable(arg: str) -> str:
+    """A command-line argument with any absolute path made relative to the working directory
+    (or cut to its last part, ``.../NAME``, where it lies outside it)."""
+    key, sep, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+    if os.path.isabs(value):
+        rel = os.path.relpath(value)
+        value = rel if not rel.startswith("..") else os.path.join("...", os.path.basename(value))
+    return key + sep + value
+
+
+def _git_commit() -> dict:
+    """jrnn's git commit and whether its tree has uncommitted changes (best effort: None
+    where jrnn is not in a git checkout or git is missing)."""
+    import jrnn
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(jrnn.__file__)))
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return {"commit": None, "dirty": None}
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
+    return {"commit": head.stdout.strip(), "dirty": dirty}
+
+
+def _versions() -> dict:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _config_record(config: Any) -> Any:
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return {"type": type(config).__qualname__, **dataclasses.asdict(config)}
+    return config
+
+
+def write_run_info(args: Args, **info: Any) -> str:
+    """Writes ``OUT/run_info.json``: how the numbers in ``metrics.json`` were made.
+
+    Records the command line (absolute paths made relative), the preset and the
+    full config, the base seed, jrnn's git commit (``git rev-parse HEAD``, best
+    effort) and whether its tree was dirty, the versions of jrnn, jax, jaxlib,
+    flax, optax, chex, numpy and scipy, the device and machine, plus ``info``
+    (e.g. ``wall_time_s``). Kept apart from ``metrics.json`` because the
+    machine and timings are not reproducible. Holds no absolute paths.
+    """
     import jax
 
     base = {
-        "argv": sys.argv,
+        "experiment": args.name,
+        "command": ["python", "-m", f"experiments.{args.name}"]
+        + [_portable(a) for a in args.argv],
+        "preset": args.preset,
+        "config": _config_record(args.config),
+        "seed": args.seed,
+        "out": _portable(args.out),
+        "multi_host": {"coordinator_address": args.run.coordinator_address,
+                       "num_processes": args.run.num_processes,
+                       "process_id": args.run.process_id},
+        "git": _git_commit(),
+        "versions": _versions(),
         "python": platform.python_version(),
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
+        "device_kind": jax.devices()[0].device_kind,
         "machine": platform.platform(),
         "cpu_count": os.cpu_count(),
     }
     base.update(info)
-    path = os.path.join(out, "run_info.json")
+    path = os.path.join(args.out, "run_info.json")
     _write_json(path, _clean(base, "run_info"))
     return path
 
@@ -236,29 +354,44 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain-text table with aligned columns (floats to 4 significant places)."""
-    cells = [[str(h) for h in headers]] + [[_fmt(v) for v in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
-                               enumerate(zip(r, widths)))
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join([line(cells[0]), sep] + [line(r) for r in cells[1:]])
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *,
+          markdown: bool = True) -> str:
+    """The one table formatter (``tabulate``): GitHub Markdown, or plain text for a terminal
+    (``markdown=False``). Floats print to 4 decimals (3 significant digits when tiny or
+    huge); every other cell as ``str``."""
+    from tabulate import tabulate
+
+    cells = [[_fmt(v) for v in row] for row in rows]
+    if markdown:
+        return tabulate(cells, headers=list(headers), tablefmt="github", disable_numparse=True)
+    align = ("left",) + ("right",) * (len(headers) - 1)
+    return tabulate(cells, headers=list(headers), tablefmt="simple", disable_numparse=True,
+                    colalign=align)
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None):
-    """Prints :func:`format_table` (with an optional title) to stdout."""
+    """Prints :func:`table` as plain text (with an optional title) to stdout."""
     if title:
         print(f"\n{title}")
-    print(format_table(headers, rows))
+    print(table(headers, rows, markdown=False))
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """The same table as GitHub Markdown."""
-    out = ["| " + " | ".join(str(h) for h in headers) + " |",
-           "|" + "|".join("---" for _ in headers) + "|"]
-    out += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(out)
+def one_after_another(params: Any, *measurements: Callable[[Any], Any]) -> list:
+    """``[m(params) for m in measurements]``, each started only once the previous result is
+    computed (:func:`jrnn.host.after`).
+
+    Run concurrently inside one jitted program, LAPACK-based diagnostics (QR, SVD,
+    ``eigh``) can deadlock jaxlib 0.10's CPU thread pool (:mod:`jrnn.host`); this is
+    the one place the studies order them. Values are unchanged.
+    """
+    from jrnn import host
+
+    results = []
+    for measure in measurements:
+        result = measure(params)
+        params = host.after(params, result)
+        results.append(result)
+    return results
 
 
 def train_seeds(

@@ -28,9 +28,9 @@ held-out batch:
   initialisation that were active at the end.
 
 Run ``python -m experiments.dead_neurons`` (about 3 minutes on 2 CPU cores),
-``--quick``, ``--full`` (larger nets, longer runs, more seeds and rates),
-``--activations relu,elu`` (any registered names). Training is checkpointed
-under ``OUT/checkpoints/ACTIVATION``; an interrupted run resumes there.
+``--preset quick``, ``--preset full`` (larger nets, longer runs, more seeds and rates),
+``--activations relu elu`` (any registered names); ``--help`` lists every field. Training is
+checkpointed under ``OUT/checkpoints/ACTIVATION``; an interrupted run resumes there.
 """
 
 from __future__ import annotations
@@ -50,19 +50,56 @@ from experiments import common
 
 NAME = "dead_neurons"
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu")
-SMOKE_ACTIVATIONS = ("relu",)
 INITS = ("standard", "critical", "negative-bias")
 NEG_BIAS = -0.5
 INPUT_SIZE = 2  # adding problem: (value, marker)
 
-DEFAULT = dict(hidden=32, T=20, batch=32, steps=300, lrs=(1e-3, 1e-2, 1e-1), seeds=3,
-               eval_every=20, eval_size=256, checkpoint_every=100)
-QUICK = dict(hidden=32, T=20, batch=32, steps=150, lrs=(1e-3, 1e-1), seeds=3,
-             eval_every=15, eval_size=256, checkpoint_every=50)
-FULL = dict(hidden=128, T=50, batch=64, steps=3000, lrs=(1e-4, 1e-3, 1e-2, 3e-2, 1e-1),
-            seeds=8, eval_every=100, eval_size=1000, checkpoint_every=500)
-SMOKE = dict(hidden=6, T=6, batch=4, steps=4, lrs=(1e-2, 1e-1), seeds=2, eval_every=2,
-             eval_size=8, checkpoint_every=2)
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Networks, training budget and activations of the dead-neuron study."""
+
+    hidden: int = 32
+    """hidden units"""
+    T: int = 20
+    """adding-problem sequence length"""
+    batch: int = 32
+    """training batch size"""
+    steps: int = 300
+    """Adam steps"""
+    lrs: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
+    """learning rates (each a member of the vmapped program)"""
+    seeds: int = 3
+    """seeds per (initialisation, learning rate)"""
+    eval_every: int = 20
+    """steps between held-out evaluations"""
+    eval_size: int = 256
+    """held-out sequences"""
+    checkpoint_every: int = 100
+    """steps between checkpoints"""
+    activations: tuple[str, ...] = ACTIVATIONS
+    """registered activation names"""
+
+    def __post_init__(self):
+        if not self.activations:
+            raise ValueError("activations must name at least one activation, got ().")
+        for name in self.activations:
+            jrnn.activations.get(name)  # raises with the nearest names
+
+    def measured(self) -> dict:
+        """``metrics.json``'s ``config``: every field but the activations."""
+        return {k: (list(v) if isinstance(v, tuple) else v)
+                for k, v in dataclasses.asdict(self).items() if k != "activations"}
+
+
+PRESETS = {
+    "smoke": Config(hidden=6, T=6, batch=4, steps=4, lrs=(1e-2, 1e-1), seeds=2, eval_every=2,
+                    eval_size=8, checkpoint_every=2, activations=("relu",)),
+    "quick": Config(steps=150, lrs=(1e-3, 1e-1), eval_every=15, checkpoint_every=50),
+    "default": Config(),
+    "full": Config(hidden=128, T=50, batch=64, steps=3000, lrs=(1e-4, 1e-3, 1e-2, 3e-2, 1e-1),
+                   seeds=8, eval_every=100, eval_size=1000, checkpoint_every=500),
+}
+DEFAULT_PRESET = "default"
 
 
 # ------------------------------------------------------------------ configurations
@@ -100,15 +137,15 @@ def members(spec: dict, lrs, seeds: int) -> dict[str, np.ndarray]:
     }
 
 
-def build(activation: str, cfg: dict, seed: int):
+def build(activation: str, cfg: Config, seed: int):
     """Model, jitted vmapped train step, initial states and evaluation for one activation."""
-    cell = jrnn.cells.elman(cfg["hidden"], activation,
+    cell = jrnn.cells.elman(cfg.hidden, activation,
                             recurrent_init=jrnn.initializers.scaled_normal(1.0))
-    probe = jrnn.cells.elman(cfg["hidden"], inactive_probe(activation))
+    probe = jrnn.cells.elman(cfg.hidden, inactive_probe(activation))
     model = jrnn.models.rnn(cell, 1)
     spec = init_spec(activation)
-    grid = members(spec, cfg["lrs"], cfg["seeds"])
-    T, batch = cfg["T"], cfg["batch"]
+    grid = members(spec, cfg.lrs, cfg.seeds)
+    T, batch = cfg.T, cfg.batch
     # The step's optimizer reads the learning rate from each member's state.
     opt = optax.inject_hyperparams(optax.adam)(learning_rate=0.0)
     step = jrnn.train.make_train_step(model.apply, jrnn.tasks.mse, opt, skip_nonfinite=True)
@@ -125,7 +162,7 @@ def build(activation: str, cfg: dict, seed: int):
     states = jax.jit(jax.vmap(make_state))(
         jnp.asarray(grid["init"], jnp.float32), jnp.asarray(grid["lr"], jnp.float32),
         jnp.asarray(grid["seed"]))
-    ex, ey = jrnn.tasks.adding(jax.random.key(seed + 2), cfg["eval_size"], T)
+    ex, ey = jrnn.tasks.adding(jax.random.key(seed + 2), cfg.eval_size, T)
 
     def evaluate(params):
         health = jrnn.diagnostics.unit_health(cell, params["cell"], ex)
@@ -138,18 +175,18 @@ def build(activation: str, cfg: dict, seed: int):
     return model, vstep, states, veval, spec, grid
 
 
-def run_activation(activation: str, cfg: dict, seed: int, out: str, on_step=None) -> dict:
+def run_activation(activation: str, cfg: Config, seed: int, out: str, on_step=None) -> dict:
     """Trains every member of one activation (resumable) and summarises it."""
     model, vstep, states, veval, spec, grid = build(activation, cfg, seed)
     ev0, mask0 = jax.device_get(veval(states.params))
     config = {"activation": activation, "seed": seed, "neg_bias": NEG_BIAS,
               "inits": {k: list(v) for k, v in spec.items()},
-              **{k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}}
+              **cfg.measured()}
     result = jrnn.train.fit(
-        vstep, states, lambda keys, t: keys, steps=cfg["steps"],
-        eval_fn=lambda p: veval(p)[0], eval_every=cfg["eval_every"], callback=on_step,
+        vstep, states, lambda keys, t: keys, steps=cfg.steps,
+        eval_fn=lambda p: veval(p)[0], eval_every=cfg.eval_every, callback=on_step,
         nan_guard=False, checkpoint_dir=common.checkpoint_dir(out, activation),
-        checkpoint_every=cfg["checkpoint_every"], config=config,
+        checkpoint_every=cfg.checkpoint_every, config=config,
     )
     _, mask1 = jax.device_get(veval(result.state.params))
     mask0, mask1 = np.asarray(mask0, bool), np.asarray(mask1, bool)  # (M, n)
@@ -160,11 +197,11 @@ def run_activation(activation: str, cfg: dict, seed: int, out: str, on_step=None
     finite = np.asarray(result.history["finite"], bool)  # (steps, M)
     dead_applies = inactive_probe(activation).dead_below == jrnn.activations.get(
         activation).dead_below
-    S = cfg["seeds"]
+    S = cfg.seeds
     runs = {}
     for i, init in enumerate(spec):
-        for j, lr in enumerate(cfg["lrs"]):
-            sl = slice((i * len(cfg["lrs"]) + j) * S, (i * len(cfg["lrs"]) + j + 1) * S)
+        for j, lr in enumerate(cfg.lrs):
+            sl = slice((i * len(cfg.lrs) + j) * S, (i * len(cfg.lrs) + j + 1) * S)
             m0, m1 = mask0[sl], mask1[sl]
             alive0 = (~m0).sum()
             runs[f"{init}/lr={lr:g}"] = {
@@ -209,10 +246,10 @@ def table_rows(results: dict) -> list[list]:
     return rows
 
 
-def _grid_plot(results: dict, cfg: dict, out: str, key: str, ylabel: str, name: str,
+def _grid_plot(results: dict, cfg: Config, out: str, key: str, ylabel: str, name: str,
                baseline: float | None = None, log: bool = False) -> str:
     plt = common.pyplot()
-    inits, lrs = INITS, cfg["lrs"]
+    inits, lrs = INITS, cfg.lrs
     fig, axes = plt.subplots(len(inits), len(lrs), figsize=(3.6 * len(lrs), 2.7 * len(inits)),
                              squeeze=False, sharex=True, sharey=True, constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -240,7 +277,7 @@ def _grid_plot(results: dict, cfg: dict, out: str, key: str, ylabel: str, name: 
     return common.save_figure(fig, out, name)
 
 
-def plot(results: dict, cfg: dict, out: str) -> list[str]:
+def plot(results: dict, cfg: Config, out: str) -> list[str]:
     return [
         _grid_plot(results, cfg, out, "inactive", "inactive (relu: dead) fraction",
                    "dead_fraction"),
@@ -249,11 +286,11 @@ def plot(results: dict, cfg: dict, out: str) -> list[str]:
     ]
 
 
-def conclusions(results: dict, cfg: dict) -> list[str]:
+def conclusions(results: dict, cfg: Config) -> list[str]:
     """Sentences computed from the measurements (nothing else)."""
     out = []
     acts = list(results)
-    settings = [(i, lr) for i in INITS for lr in cfg["lrs"]]
+    settings = [(i, lr) for i in INITS for lr in cfg.lrs]
     key = lambda i, lr: f"{i}/lr={lr:g}"
     for act, r in results.items():
         if not r["dead_applies"]:
@@ -270,11 +307,11 @@ def conclusions(results: dict, cfg: dict) -> list[str]:
             f"(from {b['inactive_init_median']:.3g} at initialisation) with {best[0]} "
             f"initialisation at lr = {best[1]:g}."
         )
-        if len(cfg["lrs"]) > 1:
+        if len(cfg.lrs) > 1:
             mono = [i for i in INITS
                     if all(r["runs"][key(i, a)]["inactive_final_median"]
                            <= r["runs"][key(i, b_)]["inactive_final_median"]
-                           for a, b_ in zip(cfg["lrs"][:-1], cfg["lrs"][1:]))]
+                           for a, b_ in zip(cfg.lrs[:-1], cfg.lrs[1:]))]
             out.append(
                 f"{act}: the final dead fraction is non-decreasing in the learning rate for "
                 f"{len(mono)} of {len(INITS)} initialisations"
@@ -323,16 +360,16 @@ def conclusions(results: dict, cfg: dict) -> list[str]:
     return out
 
 
-def report(results: dict, cfg: dict, mode: str, figures: list[str]) -> str:
+def report(results: dict, cfg: Config, mode: str, figures: list[str]) -> str:
     lines = [
         "# Dead neurons during training",
         "",
-        f"Mode: {mode}. Elman RNN (hidden {cfg['hidden']}) + linear readout on the adding "
-        f"problem (T = {cfg['T']}, batch {cfg['batch']}), {cfg['steps']} Adam steps, no "
-        f"clipping, {cfg['seeds']} seeds per setting, all settings of one activation in one "
+        f"Mode: {mode}. Elman RNN (hidden {cfg.hidden}) + linear readout on the adding "
+        f"problem (T = {cfg.T}, batch {cfg.batch}), {cfg.steps} Adam steps, no "
+        f"clipping, {cfg.seeds} seeds per setting, all settings of one activation in one "
         f"vmapped program. Initialisations: standard W_hh ~ N(0, 1/n); critical "
         f"W_hh ~ N(0, g*^2/n); negative-bias: standard with b_h = {NEG_BIAS}. Measured on "
-        f"{cfg['eval_size']} held-out sequences.",
+        f"{cfg.eval_size} held-out sequences.",
         "",
         "*inactive*: fraction of units whose pre-activation is <= 0 at every step of every "
         "held-out sequence (median over seeds). For relu these units are *dead*: output 0, "
@@ -344,7 +381,7 @@ def report(results: dict, cfg: dict, mode: str, figures: list[str]) -> str:
         "can fire again when they change. *skipped*: non-finite updates not applied "
         "(no clipping: a diverging member keeps its last finite parameters).",
         "",
-        common.markdown_table(HEADERS, table_rows(results)),
+        common.table(HEADERS, table_rows(results)),
         "",
         "## Conclusions (computed from the numbers above)",
         "",
@@ -357,32 +394,13 @@ def report(results: dict, cfg: dict, mode: str, figures: list[str]) -> str:
 
 
 # ------------------------------------------------------------------ main
-def _extra_flags(parser):
-    parser.add_argument("--full", action="store_true",
-                        help="larger networks, longer runs, more seeds and learning rates")
-    parser.add_argument("--activations", default=None,
-                        help=f"comma-separated registered names (default: {','.join(ACTIVATIONS)})")
-
-
-def _select(arg: str | None, default) -> tuple[str, ...]:
-    if arg is None:
-        return tuple(default)
-    chosen = tuple(s.strip() for s in arg.split(",") if s.strip())
-    if not chosen:
-        raise ValueError(f"--activations must name at least one activation, got {arg!r}.")
-    for name in chosen:
-        jrnn.activations.get(name)  # raises with the nearest names
-    return chosen
-
-
 def main(argv=None) -> dict:
     """Runs the study; writes metrics.json, report.md and PNGs under ``--out``."""
-    args = common.parse_args(NAME, __doc__, argv, extra=_extra_flags)
-    mode = "smoke" if args.smoke else "full" if args.full else "quick" if args.quick else "default"
-    cfg = dict({"smoke": SMOKE, "full": FULL, "quick": QUICK, "default": DEFAULT}[mode])
-    acts = _select(args.activations, SMOKE_ACTIVATIONS if args.smoke else ACTIVATIONS)
+    args = common.parse(NAME, __doc__, PRESETS, DEFAULT_PRESET, argv)
+    cfg, mode = args.config, args.preset
+    acts = cfg.activations
     t0 = time.perf_counter()
-    bar = common.progress(len(acts) * cfg["steps"], NAME)
+    bar = common.progress(len(acts) * cfg.steps, NAME)
     results = {}
     for act in acts:
         bar.set_postfix_str(act)
@@ -393,13 +411,13 @@ def main(argv=None) -> dict:
     metrics = {
         "mode": mode, "seed": args.seed, "activations": list(acts), "inits": list(INITS),
         "neg_bias": NEG_BIAS, "baseline": jrnn.tasks.ADDING_BASELINE,
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
+        "config": cfg.measured(),
         "results": results, "conclusions": conclusions(results, cfg),
     }
     common.write_metrics(args.out, metrics)
     common.write_report(args.out, report(results, cfg, mode, figures))
     wall = time.perf_counter() - t0
-    common.write_run_info(args.out, wall_time_s=wall, mode=mode)
+    common.write_run_info(args, wall_time_s=wall, mode=mode)
     common.print_table(HEADERS, table_rows(results), title=f"{NAME} ({mode}), {wall:.0f} s")
     return metrics
 

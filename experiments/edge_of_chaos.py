@@ -35,12 +35,14 @@ simulated state then overflows, and exponents that come out non-finite are
 counted and reported, never silently dropped.
 
 Run ``python -m experiments.edge_of_chaos`` (about 3 minutes on 2 CPU cores),
-``--quick`` (fewer gains, one size), ``--full`` (N up to 1024, longer runs),
-``--activations relu,tanh`` (any registered names, ``all`` for every one).
+``--preset quick`` (fewer gains, one size), ``--preset full`` (N up to 1024, longer runs),
+``--activations relu tanh`` (any registered names, ``all`` for every one); ``--help`` lists
+every field.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -55,25 +57,85 @@ from experiments import common
 NAME = "edge_of_chaos"
 ACTIVATIONS = ("tanh", "hard_tanh", "sigmoid", "relu", "elu", "selu", "gelu", "silu",
                "softplus", "identity")
-SMOKE_ACTIVATIONS = ("tanh",)
 SIGMA_B = 0.05
 AWAY_OCTAVES = 0.5  # "away from the transition": |log2(sigma_w / g*)| >= this
 NEAR_FRACTION = 0.1  # a measured crossing "agrees" when within 10% of g*
 BISECTIONS = 40  # of the log bracket [1e-2, 1e2]: 9.2 / 2^40 ~ 1e-11 relative
 FALLBACK_CENTRE = 1.0  # grid centre where g* is not finite (no transition in the bracket)
 
-# gains: measured gains g* 2^linspace(-span, span, gains); theory_points: the theory line.
-DEFAULT = dict(sizes=(64, 256), seeds=4, gains=13, span=2.0, T=400, warmup=200,
-               theory_points=49)
-QUICK = dict(sizes=(64,), seeds=4, gains=9, span=2.0, T=300, warmup=100, theory_points=33)
-FULL = dict(sizes=(64, 256, 1024), seeds=8, gains=25, span=2.0, T=2000, warmup=500,
-            theory_points=97)
-SMOKE = dict(sizes=(64,), seeds=4, gains=5, span=2.0, T=80, warmup=30, theory_points=9)
-# Driven nets at the input-aware g*(sigma_u) and gated cells at init (predictions vs measurements).
-DRIVEN = dict(sigma_u=(0.0, 0.5, 1.0, 1.5, 2.0), line_points=21, d=4, gated_size=256,
-              gated_T=160, gate_biases=(-1.0, 0.0, 1.0, 2.0, 3.0))
-DRIVEN_SMOKE = dict(sigma_u=(0.0, 1.0), line_points=5, d=4, gated_size=32, gated_T=40,
-                    gate_biases=(0.0, 2.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Networks, gains and activations of the edge-of-chaos study."""
+
+    sizes: tuple[int, ...] = (64, 256)
+    """network sizes N"""
+    seeds: int = 4
+    """networks per (gain, N)"""
+    gains: int = 13
+    """measured gains g* 2^linspace(-span, span, gains)"""
+    span: float = 2.0
+    """octaves either side of g*"""
+    T: int = 400
+    """steps per network"""
+    warmup: int = 200
+    """steps before the Lyapunov average"""
+    theory_points: int = 49
+    """points of the mean-field line"""
+    activations: tuple[str, ...] = ACTIVATIONS
+    """registered activation names, or 'all' for every registered one"""
+    sigma_b: float = SIGMA_B
+    """bias standard deviation"""
+    x64: bool = False
+    """simulate in float64: an unbounded state overflows at e^709 instead of e^88 (slower)"""
+    driven_sigma_u: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0)
+    """input drives sigma_u of the driven nets measured at the input-aware g*(sigma_u)"""
+    driven_line_points: int = 21
+    """points of the critical line g*(sigma_u)"""
+    driven_inputs: int = 4
+    """input features of the driven nets"""
+    gated_size: int = 256
+    """GRU / LSTM width for the gated gain per step"""
+    gated_T: int = 160
+    """GRU / LSTM steps"""
+    gate_biases: tuple[float, ...] = (-1.0, 0.0, 1.0, 2.0, 3.0)
+    """update (GRU) / forget (LSTM) gate biases measured"""
+
+    def __post_init__(self):
+        if not (math.isfinite(self.sigma_b) and self.sigma_b >= 0):
+            raise ValueError(f"sigma_b must be a finite number >= 0, got {self.sigma_b!r}.")
+        if not self.activations:
+            raise ValueError("activations must name at least one activation, got ().")
+        if self.activations != ("all",):
+            for name in self.activations:
+                jrnn.activations.get(name)  # raises with the nearest names
+
+    def selected_activations(self) -> tuple[str, ...]:
+        """The activations to measure (``all``: every registered one, now)."""
+        if self.activations == ("all",):
+            return tuple(jrnn.activations.names())
+        return self.activations
+
+    def measured(self) -> dict:
+        """``metrics.json``'s ``config``: the sizes, seeds, gains and lengths."""
+        keep = ("sizes", "seeds", "gains", "span", "T", "warmup", "theory_points")
+        return {k: (list(v) if isinstance(v, tuple) else v)
+                for k, v in dataclasses.asdict(self).items() if k in keep}
+
+
+_SMALL = dict(driven_sigma_u=(0.0, 1.0), driven_line_points=5, gated_size=32, gated_T=40,
+              gate_biases=(0.0, 2.0))
+PRESETS = {
+    "smoke": Config(sizes=(64,), seeds=4, gains=5, span=2.0, T=80, warmup=30, theory_points=9,
+                    activations=("tanh",), **_SMALL),
+    "quick": Config(sizes=(64,), seeds=4, gains=9, span=2.0, T=300, warmup=100,
+                    theory_points=33),
+    "default": Config(),
+    "full": Config(sizes=(64, 256, 1024), seeds=8, gains=25, span=2.0, T=2000, warmup=500,
+                   theory_points=97),
+}
+DEFAULT_PRESET = "default"
 
 
 # ------------------------------------------------------------------ networks
@@ -179,19 +241,19 @@ def gated_gain(kind: str, size: int, T: int, bias, seed, sigma_w=1.0, sigma_u=0.
     return float(jnp.mean(jnp.sum(J**2, axis=(1, 2)) / J.shape[-1]))
 
 
-def driven_and_gated(acts, cfg: dict, dcfg: dict, sigma_b: float, seed: int) -> dict:
+def driven_and_gated(acts, cfg: Config, sigma_b: float, seed: int) -> dict:
     """Input-aware critical lines g*(sigma_u) with lambda_max measured on them, and the gated
     mean field's gain per step against GRU / LSTM measurements."""
-    size = cfg["sizes"][-1]
-    line_u = np.linspace(0.0, max(dcfg["sigma_u"]), dcfg["line_points"])
+    size = cfg.sizes[-1]
+    line_u = np.linspace(0.0, max(cfg.driven_sigma_u), cfg.driven_line_points)
     out = {"driven": {}, "gated": {}}
     for act in acts:
         line = np.asarray(jrnn.theory.critical_line(act, sigma_b * np.ones_like(line_u),
                                                     sigma_u=line_u), np.float64)
         pts = []
-        for i, su in enumerate(dcfg["sigma_u"]):
+        for i, su in enumerate(cfg.driven_sigma_u):
             g = float(jrnn.theory.critical_gain(act, sigma_b, sigma_u=su))
-            lam = (float(driven_lambda(act, size, cfg["T"], cfg["warmup"], dcfg["d"], g, su,
+            lam = (float(driven_lambda(act, size, cfg.T, cfg.warmup, cfg.driven_inputs, g, su,
                                        seed + i)) if math.isfinite(g) else None)
             blind = float(jrnn.theory.critical_gain(act, sigma_b))
             pts.append({"sigma_u": su, "critical_gain": g if math.isfinite(g) else None,
@@ -200,17 +262,17 @@ def driven_and_gated(acts, cfg: dict, dcfg: dict, sigma_b: float, seed: int) -> 
         out["driven"][act] = {"line_sigma_u": line_u.tolist(),
                               "line_gain": [x if math.isfinite(x) else None for x in line],
                               "points": pts}
-    biases = np.asarray(dcfg["gate_biases"], np.float64)
+    biases = np.asarray(cfg.gate_biases, np.float64)
     fine = np.linspace(biases.min(), biases.max(), 4 * len(biases))
     for kind, key in (("gru", "bias_z"), ("lstm", "bias_f")):
         fn = (jrnn.theory.gated.gru_mean_field if kind == "gru"
               else jrnn.theory.gated.lstm_mean_field)
         pred = [float(fn(1.0, sigma_u=0.5, **{key: float(b)}).chi) for b in fine]
-        meas = [gated_gain(kind, dcfg["gated_size"], dcfg["gated_T"], float(b), seed)
+        meas = [gated_gain(kind, cfg.gated_size, cfg.gated_T, float(b), seed)
                 for b in biases]
         out["gated"][kind] = {"bias": key, "theory_bias": fine.tolist(), "theory_chi": pred,
                               "measured_bias": biases.tolist(), "measured_chi": meas,
-                              "sigma_w": 1.0, "sigma_u": 0.5, "N": dcfg["gated_size"]}
+                              "sigma_w": 1.0, "sigma_u": 0.5, "N": cfg.gated_size}
     return out
 
 
@@ -306,9 +368,9 @@ def summarise(gains: np.ndarray, theory_lam: np.ndarray, g_star: float, raw: dic
     }
 
 
-def measure(activation: str, cfg: dict, sigma_b: float, seed: int, on_program=None) -> dict:
-    """Theory and simulation for one activation, every size in ``cfg["sizes"]``."""
-    G, P, span = cfg["gains"], cfg["theory_points"], cfg["span"]
+def measure(activation: str, cfg: Config, sigma_b: float, seed: int, on_program=None) -> dict:
+    """Theory and simulation for one activation, every size in ``cfg.sizes``."""
+    G, P, span = cfg.gains, cfg.theory_points, cfg.span
     mult = 2.0 ** np.linspace(-span, span, G)
     line = 2.0 ** np.linspace(-span, span, P)
     g_star, gains_all, lam_all, q_all = jax.device_get(
@@ -319,10 +381,10 @@ def measure(activation: str, cfg: dict, sigma_b: float, seed: int, on_program=No
     theory_lam = np.asarray(lam_all[:G], np.float64)
     if on_program:
         on_program()
-    seeds = jnp.arange(seed, seed + cfg["seeds"])
+    seeds = jnp.arange(seed, seed + cfg.seeds)
     by_size = {}
-    for N in cfg["sizes"]:
-        fn = functools.partial(lyapunov_max, activation, N, cfg["T"], cfg["warmup"], sigma_b)
+    for N in cfg.sizes:
+        fn = functools.partial(lyapunov_max, activation, N, cfg.T, cfg.warmup, sigma_b)
         raw = jax.device_get(jrnn.parallel.sweep(fn, gain=jnp.asarray(gains), seed=seeds))
         by_size[f"N{N}"] = summarise(gains, theory_lam, g_star, raw)
         if on_program:
@@ -481,16 +543,16 @@ def conclusions(results: dict, sizes) -> list[str]:
 
 
 def report(results, cfg, mode, sigma_b, figure, activations) -> str:
-    sizes = cfg["sizes"]
+    sizes = cfg.sizes
     lines = [
         "# Edge of chaos: largest Lyapunov exponent vs gain",
         "",
         f"Mode: {mode}. Random autonomous networks h_(t+1) = phi(W h_t + b), "
         f"W ~ N(0, sigma_w^2/N), b ~ N(0, {sigma_b}^2), h_0 ~ N(0, I), zero input; "
-        f"N in {list(sizes)}, {cfg['seeds']} seeds per gain, T = {cfg['T']} steps of which the "
-        f"first {cfg['warmup']} are warmup, in {jnp.zeros(()).dtype}. "
-        f"Gains g* x 2^[-{cfg['span']}, {cfg['span']}] "
-        f"({cfg['gains']} points) around each activation's mean-field critical gain g*. "
+        f"N in {list(sizes)}, {cfg.seeds} seeds per gain, T = {cfg.T} steps of which the "
+        f"first {cfg.warmup} are warmup, in {jnp.zeros(()).dtype}. "
+        f"Gains g* x 2^[-{cfg.span}, {cfg.span}] "
+        f"({cfg.gains} points) around each activation's mean-field critical gain g*. "
         "lambda_max by the Benettin method (one tangent vector, Jacobian-vector products of the "
         "Elman cell's step); theory 0.5 ln chi from `jrnn.theory.mean_field`.",
         "",
@@ -499,7 +561,7 @@ def report(results, cfg, mode, sigma_b, figure, activations) -> str:
         f"a factor 2^{AWAY_OCTAVES} from g* where both are finite. A gain where any seed's "
         "exponent is not finite has no median (marked x at the bottom of its panel).",
         "",
-        common.markdown_table(headers(sizes), table_rows(results, sizes)),
+        common.table(headers(sizes), table_rows(results, sizes)),
         "",
         "## Conclusions (computed from the numbers above)",
         "",
@@ -517,68 +579,38 @@ def report(results, cfg, mode, sigma_b, figure, activations) -> str:
 
 
 # ------------------------------------------------------------------ main
-def _extra_flags(parser):
-    parser.add_argument("--full", action="store_true",
-                        help="publication-scale sizes (N up to 1024), gains and seeds (long)")
-    parser.add_argument("--activations", default=None,
-                        help="comma-separated registered activation names, or 'all' "
-                             f"(default: {','.join(ACTIVATIONS)})")
-    parser.add_argument("--sigma-b", type=float, default=SIGMA_B,
-                        help=f"bias standard deviation (default {SIGMA_B})")
-    parser.add_argument("--x64", action="store_true",
-                        help="simulate in float64: an unbounded state overflows at e^709 "
-                             "instead of e^88 (slower)")
-
-
-def select_activations(arg: str | None, default) -> tuple[str, ...]:
-    """``--activations``: names checked against the registry (typos get suggestions)."""
-    if arg is None:
-        return tuple(default)
-    if arg.strip() == "all":
-        return tuple(jrnn.activations.names())
-    chosen = tuple(s.strip() for s in arg.split(",") if s.strip())
-    if not chosen:
-        raise ValueError(f"--activations must name at least one activation, got {arg!r}.")
-    for name in chosen:
-        jrnn.activations.get(name)  # raises with the nearest names
-    return chosen
-
-
 def main(argv=None) -> dict:
     """Runs the study; writes metrics.json, report.md and lyapunov_vs_gain.png under ``--out``."""
-    args = common.parse_args(NAME, __doc__, argv, extra=_extra_flags)
-    mode = "smoke" if args.smoke else "full" if args.full else "quick" if args.quick else "default"
-    cfg = dict({"smoke": SMOKE, "full": FULL, "quick": QUICK, "default": DEFAULT}[mode])
-    sigma_b = float(args.sigma_b)
-    if not (math.isfinite(sigma_b) and sigma_b >= 0):
-        raise ValueError(f"--sigma-b must be a finite number >= 0, got {args.sigma_b!r}.")
-    acts = select_activations(args.activations, SMOKE_ACTIVATIONS if args.smoke else ACTIVATIONS)
-    if args.x64:
+    args = common.parse(NAME, __doc__, PRESETS, DEFAULT_PRESET, argv)
+    cfg, mode = args.config, args.preset
+    sigma_b = float(cfg.sigma_b)
+    acts = cfg.selected_activations()
+    if cfg.x64:
         jax.config.update("jax_enable_x64", True)
     t0 = time.perf_counter()
-    bar = common.progress(len(acts) * (1 + len(cfg["sizes"])), NAME)
+    bar = common.progress(len(acts) * (1 + len(cfg.sizes)), NAME)
     results = {}
     for act in acts:
         bar.set_postfix_str(act)
         results[act] = measure(act, cfg, sigma_b, args.seed, on_program=bar.update)
     bar.close()
-    figure = plot(results, cfg["sizes"], args.out)
-    extra = driven_and_gated(acts, cfg, DRIVEN_SMOKE if args.smoke else DRIVEN, sigma_b, args.seed)
+    figure = plot(results, cfg.sizes, args.out)
+    extra = driven_and_gated(acts, cfg, sigma_b, args.seed)
     plot_driven(extra, args.out)
     metrics = {
         "mode": mode, "seed": args.seed, "sigma_b": sigma_b, "activations": list(acts),
         "dtype": str(jnp.zeros(()).dtype),
         "away_octaves": AWAY_OCTAVES,
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
+        "config": cfg.measured(),
         "results": results,
         "driven_and_gated": extra,
-        "conclusions": conclusions(results, cfg["sizes"]),
+        "conclusions": conclusions(results, cfg.sizes),
     }
     common.write_metrics(args.out, metrics)
     common.write_report(args.out, report(results, cfg, mode, sigma_b, figure, acts))
     wall = time.perf_counter() - t0
-    common.write_run_info(args.out, wall_time_s=wall, mode=mode)
-    common.print_table(headers(cfg["sizes"]), table_rows(results, cfg["sizes"]),
+    common.write_run_info(args, wall_time_s=wall, mode=mode)
+    common.print_table(headers(cfg.sizes), table_rows(results, cfg.sizes),
                        title=f"{NAME} ({mode}, sigma_b = {sigma_b}), {wall:.0f} s")
     return metrics
 

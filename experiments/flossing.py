@@ -23,12 +23,14 @@ Reported: held-out accuracy and loss vs delay (median and range over seeds),
 seeds solved (accuracy >= ``SOLVED_ACCURACY``), the ``k`` leading exponents at
 init, after flossing and after training (measured on held-out input streams),
 ``log ||d h_T / d h_t||`` vs lag, and the wall time of a flossing update vs a
-task update. ``--quick`` runs in minutes on a CPU; the default configuration
-is the paper-like scale (long; checkpointed and resumable).
+task update. ``--preset quick`` runs in minutes on a CPU; the default
+configuration is the paper-like scale (long; checkpointed and resumable).
+``--help`` lists every field of the config.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -42,24 +44,78 @@ SOLVED_ACCURACY = 0.9  # solved: held-out accuracy >= this (chance is 0.5)
 BASELINE_ACCURACY = 0.6  # "at the baseline": held-out accuracy below this
 CLAIM_TOL = 0.02  # |lambda_i| after flossing, nats per step
 
-FULL = dict(
-    delays=(20, 40, 60, 80, 100, 150, 200), seeds=8, hidden=64, batch=32, steps=2000,
-    pre_steps=500, lr=1e-3, floss_lr=1e-2, clip=1.0, k=16, floss_batch=8, floss_warmup=10,
-    eval_size=1000, eval_every=100, checkpoint_every=500, spectrum_len=500,
-    spectrum_batch=8, spectrum_warmup=100, variants=VARIANTS,
-)
-QUICK = dict(
-    delays=(20, 50, 100), seeds=4, hidden=32, batch=32, steps=150, pre_steps=150, lr=3e-3,
-    floss_lr=1e-2, clip=1.0, k=4, floss_batch=4, floss_warmup=10, eval_size=256,
-    eval_every=25, checkpoint_every=50, spectrum_len=200, spectrum_batch=4,
-    spectrum_warmup=50, variants=VARIANTS,
-)
-SMOKE = dict(
-    delays=(4,), seeds=2, hidden=4, batch=4, steps=3, pre_steps=2, lr=1e-2, floss_lr=1e-2,
-    clip=1.0, k=2, floss_batch=2, floss_warmup=1, eval_size=8, eval_every=3,
-    checkpoint_every=3, spectrum_len=12, spectrum_batch=2, spectrum_warmup=2,
-    variants=("tanh", "tanh+floss"),
-)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Delays, variants, training and flossing budgets of the flossing study."""
+
+    delays: tuple[int, ...] = (20, 40, 60, 80, 100, 150, 200)
+    """copy delays d"""
+    seeds: int = 8
+    """seeds per variant (vmapped)"""
+    hidden: int = 64
+    """hidden units"""
+    batch: int = 32
+    """training batch size"""
+    steps: int = 2000
+    """task (Adam) steps"""
+    pre_steps: int = 500
+    """flossing updates before training"""
+    lr: float = 1e-3
+    """task learning rate"""
+    floss_lr: float = 1e-2
+    """flossing learning rate"""
+    clip: float = 1.0
+    """global-norm gradient clipping"""
+    k: int = 16
+    """Lyapunov exponents flossed and measured"""
+    floss_batch: int = 8
+    """training sequences per flossing update"""
+    floss_warmup: int = 10
+    """warm-up steps of the flossing penalty"""
+    eval_size: int = 1000
+    """held-out sequences"""
+    eval_every: int = 100
+    """steps between held-out evaluations"""
+    checkpoint_every: int = 500
+    """steps between checkpoints"""
+    spectrum_len: int = 500
+    """steps of the held-out streams the exponents are measured on"""
+    spectrum_batch: int = 8
+    """held-out streams"""
+    spectrum_warmup: int = 100
+    """warm-up steps of the measured exponents"""
+    variants: tuple[str, ...] = VARIANTS
+    """variants compared"""
+
+    def __post_init__(self):
+        if not self.variants:
+            raise ValueError("variants must name at least one variant, got ().")
+        for v in self.variants:
+            if v not in VARIANTS:
+                raise ValueError(f"variant must be one of {VARIANTS}, got {v!r}.")
+
+
+PRESETS = {
+    "smoke": Config(
+        delays=(4,), seeds=2, hidden=4, batch=4, steps=3, pre_steps=2, lr=1e-2, floss_lr=1e-2,
+        clip=1.0, k=2, floss_batch=2, floss_warmup=1, eval_size=8, eval_every=3,
+        checkpoint_every=3, spectrum_len=12, spectrum_batch=2, spectrum_warmup=2,
+        variants=("tanh", "tanh+floss")),
+    "quick": Config(
+        delays=(20, 50, 100), seeds=4, hidden=32, batch=32, steps=150, pre_steps=150, lr=3e-3,
+        floss_lr=1e-2, clip=1.0, k=4, floss_batch=4, floss_warmup=10, eval_size=256,
+        eval_every=25, checkpoint_every=50, spectrum_len=200, spectrum_batch=4,
+        spectrum_warmup=50),
+    "full": Config(),
+}
+DEFAULT_PRESET = "full"
+
+
+def _listed(cfg: Config) -> dict:
+    """The config as a JSON-ready dict (tuples as lists)."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
 
 
 def delayed_copy(key, batch: int, delay: int):
@@ -81,30 +137,33 @@ def make_cell(variant: str, hidden: int) -> jrnn.Cell:
     raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}.")
 
 
-def _penalty(variant: str, cell, cfg: dict, delay: int):
+def _penalty(variant: str, cell, cfg: Config, delay: int):
     if variant.endswith("+floss"):
-        return jrnn.train.lyapunov_penalty(cell, cfg["k"], 0.0, batch=cfg["floss_batch"],
-                                           warmup=min(cfg["floss_warmup"], delay - 1))
+        return jrnn.train.lyapunov_penalty(cell, cfg.k, 0.0, batch=cfg.floss_batch,
+                                           warmup=min(cfg.floss_warmup, delay - 1))
     if variant.endswith("+jacnorm"):
-        return jrnn.train.jacobian_norm_penalty(cell, 1.0, norm="rms", batch=cfg["floss_batch"])
+        return jrnn.train.jacobian_norm_penalty(cell, 1.0, norm="rms", batch=cfg.floss_batch)
     return None
 
 
-def _diagnostics(cell, cfg: dict, seed: int, lag_len: int):
+def _diagnostics(cell, cfg: Config, seed: int, lag_len: int):
     """``params (seeds) -> (exponents (S, k), log ||d h_T/d h_t|| (S, L+1) by lag)``, jitted."""
     import jax
     import jax.numpy as jnp
 
     key = jax.random.key(seed + 3)
-    xs = jnp.where(jax.random.bernoulli(key, 0.5, (cfg["spectrum_batch"], cfg["spectrum_len"], 1)),
+    xs = jnp.where(jax.random.bernoulli(key, 0.5, (cfg.spectrum_batch, cfg.spectrum_len, 1)),
                    1.0, -1.0)
-    k = min(cfg["k"], cell.state_size)
+    k = min(cfg.k, cell.state_size)
 
     def one(p):
-        spec = jrnn.diagnostics.lyapunov_spectrum(cell, p, xs, k=k,
-                                                  warmup=cfg["spectrum_warmup"])
+        spec, prop = common.one_after_another(  # LAPACK calls in turn (jrnn.host)
+            p,
+            lambda q: jrnn.diagnostics.lyapunov_spectrum(cell, q, xs, k=k,
+                                                         warmup=cfg.spectrum_warmup),
+            lambda q: jrnn.diagnostics.propagation(cell, q, xs[0, :lag_len]),
+        )
         lam = jnp.mean(spec.exponents, axis=0)
-        prop = jrnn.diagnostics.propagation(cell, p, xs[0, :lag_len])
         return lam, prop.log_spectral_norm[::-1]  # index = lag T - t
 
     fn = jax.jit(jax.vmap(one))
@@ -116,32 +175,32 @@ def _diagnostics(cell, cfg: dict, seed: int, lag_len: int):
     return measure
 
 
-def run_one(delay: int, variant: str, cfg: dict, seed: int, out: str, on_step=None):
+def run_one(delay: int, variant: str, cfg: Config, seed: int, out: str, on_step=None):
     """Flosses (if the variant does), trains all seeds, measures; returns (result, timings)."""
     import jax
     import jax.numpy as jnp
     import optax
 
-    S, B = cfg["seeds"], cfg["batch"]
-    cell = make_cell(variant, cfg["hidden"])
+    S, B = cfg.seeds, cfg.batch
+    cell = make_cell(variant, cfg.hidden)
     model = jrnn.models.rnn(cell, 1)
     penalty = _penalty(variant, cell, cfg, delay)
-    pre = cfg["pre_steps"] if penalty is not None else 0
+    pre = cfg.pre_steps if penalty is not None else 0
     schedule = (jrnn.train.flossing_schedule("before", pre_steps=pre) if penalty is not None
                 else jrnn.train.flossing_schedule("none"))
-    opt = optax.adam(cfg["lr"])
+    opt = optax.adam(cfg.lr)
     gen = lambda key: delayed_copy(key, B, delay)
     transform = lambda f: jax.jit(jax.vmap(lambda st, key: f(st, gen(key))))
     step = jrnn.train.make_flossing_step(
-        model.apply, jrnn.tasks.mse, opt, penalty, schedule, clip_norm=cfg["clip"],
-        skip_nonfinite=True, transform=transform, floss_optimizer=optax.adam(cfg["floss_lr"]))
+        model.apply, jrnn.tasks.mse, opt, penalty, schedule, clip_norm=cfg.clip,
+        skip_nonfinite=True, transform=transform, floss_optimizer=optax.adam(cfg.floss_lr))
 
     idx = jnp.arange(S)
     init_keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(seed), s))(idx)
     data_keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(seed + 1), s))(idx)
     params0 = jax.vmap(lambda k: model.init(k, 1))(init_keys)
     state = jax.vmap(lambda p, r: jrnn.train.init_state(p, opt, r))(params0, data_keys)
-    ex, ey = delayed_copy(jax.random.key(seed + 2), cfg["eval_size"], delay)
+    ex, ey = delayed_copy(jax.random.key(seed + 2), cfg.eval_size, delay)
 
     def evaluate(p):
         pred = model.apply(p, ex)
@@ -149,14 +208,14 @@ def run_one(delay: int, variant: str, cfg: dict, seed: int, out: str, on_step=No
 
     veval = jax.jit(jax.vmap(evaluate))
     config = {"delay": delay, "variant": variant, "seed": seed,
-              **{k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}}
+              **_listed(cfg)}
     ckpt = lambda phase: common.checkpoint_dir(out, f"d{delay}", variant, phase)
     fit = lambda st, total, phase: jrnn.train.fit(
         step, st, lambda keys, t: keys, steps=total, eval_fn=veval,
-        eval_every=cfg["eval_every"] if phase == "train" else 0, callback=on_step,
-        nan_guard=False, checkpoint_dir=ckpt(phase), checkpoint_every=cfg["checkpoint_every"],
+        eval_every=cfg.eval_every if phase == "train" else 0, callback=on_step,
+        nan_guard=False, checkpoint_dir=ckpt(phase), checkpoint_every=cfg.checkpoint_every,
         config=config)
-    lag_len = max(cfg["delays"]) + 1
+    lag_len = max(cfg.delays) + 1
     measure = _diagnostics(cell, cfg, seed, lag_len)
     lam0, prop0 = measure(params0["cell"])
     times = {"floss": [], "task": []}
@@ -165,7 +224,7 @@ def run_one(delay: int, variant: str, cfg: dict, seed: int, out: str, on_step=No
         state = res_f.state
         times["floss"] = res_f.step_times[1:]
         lam_f, prop_f = measure(state.params["cell"])
-    res = fit(state, pre + cfg["steps"], "train")
+    res = fit(state, pre + cfg.steps, "train")
     times["task"] = res.step_times[1:]
     lam_t, prop_t = measure(res.state.params["cell"])
     ev = res.eval_history
@@ -194,9 +253,9 @@ def run_one(delay: int, variant: str, cfg: dict, seed: int, out: str, on_step=No
     return r, times
 
 
-def claims(runs: dict, cfg: dict) -> dict:
+def claims(runs: dict, cfg: Config) -> dict:
     """The two claims of the issue, evaluated on the measured numbers."""
-    S = cfg["seeds"]
+    S = cfg.seeds
     most = S // 2 + 1
     out = {"exponents_within_tol": {}, "lambda1_within_tol": {},
            "solved_only_with_flossing": []}
@@ -239,7 +298,7 @@ def table_rows(runs: dict) -> list[list]:
     return rows
 
 
-def plot(runs: dict, cfg: dict, out: str) -> list[str]:
+def plot(runs: dict, cfg: Config, out: str) -> list[str]:
     plt = common.pyplot()
     delays = [int(d[1:]) for d in runs]
     variants = list(next(iter(runs.values())))
@@ -299,30 +358,30 @@ def plot(runs: dict, cfg: dict, out: str) -> list[str]:
     return files
 
 
-def report(runs: dict, cfg: dict, mode: str, figures: list[str], claim: dict,
+def report(runs: dict, cfg: Config, mode: str, figures: list[str], claim: dict,
            timing: dict) -> str:
     lines = [
         "# Gradient flossing on the delayed copy task",
         "",
-        f"Mode: {mode}. {cfg['seeds']} seeds per variant (vmapped), hidden size {cfg['hidden']}, "
-        f"batch {cfg['batch']}, {cfg['steps']} Adam steps (lr {cfg['lr']}, clip {cfg['clip']}); "
-        f"flossing: {cfg['pre_steps']} updates before training (Adam lr {cfg['floss_lr']}) of "
-        f"mean((lambda_1..{cfg['k']})^2) on {cfg['floss_batch']} training sequences. Exponents "
-        f"measured on {cfg['spectrum_batch']} held-out +-1 streams of {cfg['spectrum_len']} steps "
-        f"(warmup {cfg['spectrum_warmup']}), nats per step.",
+        f"Mode: {mode}. {cfg.seeds} seeds per variant (vmapped), hidden size {cfg.hidden}, "
+        f"batch {cfg.batch}, {cfg.steps} Adam steps (lr {cfg.lr}, clip {cfg.clip}); "
+        f"flossing: {cfg.pre_steps} updates before training (Adam lr {cfg.floss_lr}) of "
+        f"mean((lambda_1..{cfg.k})^2) on {cfg.floss_batch} training sequences. Exponents "
+        f"measured on {cfg.spectrum_batch} held-out +-1 streams of {cfg.spectrum_len} steps "
+        f"(warmup {cfg.spectrum_warmup}), nats per step.",
         "",
         f"Task: after d distractor bits output the bit seen d steps earlier; chance accuracy 0.5, "
         f"baseline MSE 1. *Solved*: accuracy >= {SOLVED_ACCURACY}; *at baseline*: "
         f"accuracy < {BASELINE_ACCURACY}.",
         "",
-        common.markdown_table(HEADERS, table_rows(runs)),
+        common.table(HEADERS, table_rows(runs)),
         "",
         "## Claims",
         "",
-        f"- lambda_1 within {CLAIM_TOL} of 0 after flossing (seeds of {cfg['seeds']}, per "
+        f"- lambda_1 within {CLAIM_TOL} of 0 after flossing (seeds of {cfg.seeds}, per "
         f"delay/variant): {claim['lambda1_within_tol']} -> "
         f"{'holds' if claim['lambda1_claim_holds'] else 'does NOT hold'} on most seeds.",
-        f"- All {cfg['k']} flossed exponents within {CLAIM_TOL} of 0 after flossing: "
+        f"- All {cfg.k} flossed exponents within {CLAIM_TOL} of 0 after flossing: "
         f"{claim['exponents_within_tol']} -> "
         f"{'holds' if claim['exponents_claim_holds'] else 'does NOT hold'} on most seeds.",
         f"- Delays the flossed tanh RNN solves on most seeds while the unflossed one stays at "
@@ -331,7 +390,7 @@ def report(runs: dict, cfg: dict, mode: str, figures: list[str], claim: dict,
         "",
         "## Cost (wall time per update, median; this run's machine, see run_info.json)",
         "",
-        common.markdown_table(["delay", "variant", "flossing update (ms)", "task update (ms)",
+        common.table(["delay", "variant", "flossing update (ms)", "task update (ms)",
                                "ratio"],
                               [[d, v, 1e3 * t["floss"], 1e3 * t["task"],
                                 t["floss"] / t["task"]] for (d, v), t in timing.items()]),
@@ -343,16 +402,15 @@ def report(runs: dict, cfg: dict, mode: str, figures: list[str], claim: dict,
 
 def main(argv=None) -> dict:
     """Runs the study and writes metrics.json, report.md and PNGs under ``--out``."""
-    args = common.parse_args(NAME, __doc__, argv)
-    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    cfg = dict(SMOKE if args.smoke else QUICK if args.quick else FULL)
+    args = common.parse(NAME, __doc__, PRESETS, DEFAULT_PRESET, argv)
+    cfg, mode = args.config, args.preset
     t0 = time.perf_counter()
-    per_run = lambda v: cfg["steps"] + (cfg["pre_steps"] if "+" in v else 0)
-    bar = common.progress(len(cfg["delays"]) * sum(per_run(v) for v in cfg["variants"]), NAME)
+    per_run = lambda v: cfg.steps + (cfg.pre_steps if "+" in v else 0)
+    bar = common.progress(len(cfg.delays) * sum(per_run(v) for v in cfg.variants), NAME)
     runs: dict = {}
     timing: dict = {}
-    for d in cfg["delays"]:
-        for v in cfg["variants"]:
+    for d in cfg.delays:
+        for v in cfg.variants:
             bar.set_postfix_str(f"d={d} {v}")
             r, times = run_one(d, v, cfg, args.seed, args.out, on_step=lambda s, m: bar.update())
             runs.setdefault(f"d{d}", {})[v] = r
@@ -363,13 +421,12 @@ def main(argv=None) -> dict:
     figures = plot(runs, cfg, args.out)
     metrics = {"mode": mode, "seed": args.seed, "solved_accuracy": SOLVED_ACCURACY,
                "baseline_accuracy": BASELINE_ACCURACY, "claim_tolerance": CLAIM_TOL,
-               "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
-               "runs": runs, "claims": claim}
+               "config": _listed(cfg), "runs": runs, "claims": claim}
     common.write_metrics(args.out, metrics)
     common.write_report(args.out, report(runs, cfg, mode, figures, claim, timing))
     wall = time.perf_counter() - t0
     common.write_run_info(
-        args.out, wall_time_s=wall, mode=mode,
+        args, wall_time_s=wall, mode=mode,
         seconds_per_step={f"d{d}/{v}": t for (d, v), t in timing.items()})
     common.print_table(HEADERS, table_rows(runs), title=f"{NAME} ({mode}), {wall:.0f} s")
     print(f"claims: {claim}")

@@ -14,13 +14,15 @@ baseline) and the median number of steps they needed — the presentation of Le
 et al. 2015 (Fig. 2) and Arjovsky et al. 2016 (Fig. 1). A cell whose gradient
 vanishes over ``T`` steps stays at the baseline.
 
-``--quick`` (a few minutes on 2 CPU cores) uses short runs and lengths where
-the difference already shows; without it, the paper-scale lengths (hours on a
-CPU; checkpointed, so an interrupted run resumes where it stopped).
+``--preset quick`` (a few minutes on 2 CPU cores) uses short runs and lengths
+where the difference already shows; without it, the paper-scale lengths (hours
+on a CPU; checkpointed, so an interrupted run resumes where it stopped).
+``--help`` lists every field of the config.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 
@@ -39,25 +41,58 @@ ANTISYMMETRIC = dict(eps=0.1, gamma=0.01)  # Chang et al. 2019 (eps from their g
 SOLVED_FRACTION = 0.1  # solved: held-out loss < SOLVED_FRACTION * baseline
 RESIDUAL_ALPHA = 0.1  # h_t = h_{t-1} + alpha tanh(...): small alpha keeps |J_t| near 1
 
-# One configuration per mode. Lengths: adding T; copy: the delay T (sequence T + 20).
-FULL = dict(
-    adding_lengths=(150, 200, 300, 400),  # Le et al. 2015
-    copy_delays=(100, 200, 300, 500),  # Arjovsky et al. 2016
-    seeds=3, hidden=128, batch=32, steps=20_000, lr=1e-3, clip=1.0,
-    eval_every=200, eval_size=1000, checkpoint_every=1000, cells=CELLS,
-)
-QUICK = dict(
-    adding_lengths=(10, 50), copy_delays=(10,),
-    seeds=3, hidden=32, batch=32, steps=800, lr=1e-2, clip=1.0,
-    eval_every=50, eval_size=500, checkpoint_every=200, cells=CELLS,
-)
-SMOKE = dict(
-    adding_lengths=(6,), copy_delays=(3,),
-    seeds=2, hidden=4, batch=4, steps=6, lr=1e-2, clip=1.0,
-    eval_every=3, eval_size=8, checkpoint_every=3, cells=("elman-tanh",),
-)
 COPY_SYMBOLS, COPY_LENGTH = 8, 10
-COPY_LENGTH_SMOKE = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Tasks, lengths, cells and training budget of the long-memory study."""
+
+    adding_lengths: tuple[int, ...] = (150, 200, 300, 400)
+    """adding-problem lengths T (Le et al. 2015)"""
+    copy_delays: tuple[int, ...] = (100, 200, 300, 500)
+    """copy-task delays T, sequence T + 20 (Arjovsky et al. 2016)"""
+    seeds: int = 3
+    """seeds per cell (vmapped)"""
+    hidden: int = 128
+    """hidden units"""
+    batch: int = 32
+    """training batch size"""
+    steps: int = 20_000
+    """Adam steps"""
+    lr: float = 1e-3
+    """Adam learning rate"""
+    clip: float = 1.0
+    """global-norm gradient clipping"""
+    eval_every: int = 200
+    """steps between held-out evaluations"""
+    eval_size: int = 1000
+    """held-out sequences"""
+    checkpoint_every: int = 1000
+    """steps between checkpoints"""
+    cells: tuple[str, ...] = CELLS
+    """cells compared"""
+    copy_length: int = COPY_LENGTH
+    """symbols to copy"""
+
+    def __post_init__(self):
+        if not self.cells:
+            raise ValueError("cells must name at least one cell, got ().")
+        for name in self.cells:
+            if name not in CELLS:
+                raise ValueError(f"cells must be among {CELLS}, got {name!r}.")
+
+
+PRESETS = {
+    "smoke": Config(adding_lengths=(6,), copy_delays=(3,), seeds=2, hidden=4, batch=4, steps=6,
+                    lr=1e-2, clip=1.0, eval_every=3, eval_size=8, checkpoint_every=3,
+                    cells=("elman-tanh",), copy_length=2),
+    "quick": Config(adding_lengths=(10, 50), copy_delays=(10,), seeds=3, hidden=32, batch=32,
+                    steps=800, lr=1e-2, clip=1.0, eval_every=50, eval_size=500,
+                    checkpoint_every=200),
+    "full": Config(),
+}
+DEFAULT_PRESET = "full"
 
 
 def make_cell(name: str, hidden: int) -> jrnn.Cell:
@@ -83,13 +118,13 @@ def make_cell(name: str, hidden: int) -> jrnn.Cell:
     return factories[name]()
 
 
-def task_spec(task: str, length: int, cfg: dict):
+def task_spec(task: str, length: int, cfg: Config):
     """``(generate(key, batch) -> (x, y), input_size, output_size, sequences, loss, baseline)``."""
     if task == "adding":
         gen = lambda key, b: jrnn.tasks.adding(key, b, length)
         return gen, 2, 1, False, jrnn.tasks.mse, jrnn.tasks.ADDING_BASELINE
     if task == "copy":
-        L = cfg.get("copy_length", COPY_LENGTH)
+        L = cfg.copy_length
         gen = lambda key, b: jrnn.tasks.copy_memory(key, b, length, COPY_SYMBOLS, L)
         base = jrnn.tasks.copy_baseline(length, COPY_SYMBOLS, L)
         return (gen, COPY_SYMBOLS + 2, COPY_SYMBOLS + 1, True,
@@ -97,24 +132,25 @@ def task_spec(task: str, length: int, cfg: dict):
     raise ValueError(f"task must be 'adding' or 'copy', got {task!r}.")
 
 
-def run_one(task: str, length: int, cell_name: str, cfg: dict, seed: int, out: str,
+def run_one(task: str, length: int, cell_name: str, cfg: Config, seed: int, out: str,
             on_step=None) -> dict:
-    """Trains ``cfg["seeds"]`` seeds of one cell on one task/length (vmapped); resumable.
+    """Trains ``cfg.seeds`` seeds of one cell on one task/length (vmapped); resumable.
 
     Returns per-seed final held-out losses, steps to solve, the held-out curve
     (mean over seeds) and the count of skipped non-finite updates.
     """
     gen, d_in, d_out, seqs, loss, baseline = task_spec(task, length, cfg)
-    model = jrnn.models.rnn(make_cell(cell_name, cfg["hidden"]), d_out, return_sequences=seqs)
-    S = cfg["seeds"]
+    model = jrnn.models.rnn(make_cell(cell_name, cfg.hidden), d_out, return_sequences=seqs)
+    S = cfg.seeds
     config = {"task": task, "length": length, "cell": cell_name, "seed": seed,
-              **{k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}}
+              **{k: (list(v) if isinstance(v, tuple) else v)
+                 for k, v in dataclasses.asdict(cfg).items()}}
     _, result, _ = common.train_seeds(
-        model, d_in, gen, loss, seed=seed, seeds=S, lr=cfg["lr"], clip=cfg["clip"],
-        batch=cfg["batch"], steps=cfg["steps"], eval_size=cfg["eval_size"],
-        eval_every=cfg["eval_every"],
+        model, d_in, gen, loss, seed=seed, seeds=S, lr=cfg.lr, clip=cfg.clip,
+        batch=cfg.batch, steps=cfg.steps, eval_size=cfg.eval_size,
+        eval_every=cfg.eval_every,
         checkpoint_dir=common.checkpoint_dir(out, task, f"T{length}", cell_name),
-        checkpoint_every=cfg["checkpoint_every"], config=config, on_step=on_step,
+        checkpoint_every=cfg.checkpoint_every, config=config, on_step=on_step,
     )
     ev_steps = result.eval_history["step"]
     ev = np.asarray(result.eval_history["loss"], dtype=np.float64)  # (E, S)
@@ -185,20 +221,20 @@ def plot(runs: dict, out: str) -> list[str]:
     return files
 
 
-def report(runs: dict, cfg: dict, mode: str, figures: list[str]) -> str:
+def report(runs: dict, cfg: Config, mode: str, figures: list[str]) -> str:
     lines = [
         "# Long-memory tasks across lengths",
         "",
-        f"Mode: {mode}. {cfg['seeds']} seeds per cell (vmapped), hidden size {cfg['hidden']}, "
-        f"batch {cfg['batch']}, {cfg['steps']} Adam steps at learning rate {cfg['lr']}, "
-        f"global-norm clipping {cfg['clip']}.",
+        f"Mode: {mode}. {cfg.seeds} seeds per cell (vmapped), hidden size {cfg.hidden}, "
+        f"batch {cfg.batch}, {cfg.steps} Adam steps at learning rate {cfg.lr}, "
+        f"global-norm clipping {cfg.clip}.",
         "",
         f"*Solved*: held-out loss below {SOLVED_FRACTION} x the memoryless baseline "
         "(adding: always answer 1, MSE 1/6; copy: blanks then a uniform guess, "
         "10 ln 8 / (T + 20)). *Steps to solve*: median first evaluation step below that "
         "line, over the seeds that reached it. Copy-task T is the delay (sequence T + 20).",
         "",
-        common.markdown_table(HEADERS, table_rows(runs)),
+        common.table(HEADERS, table_rows(runs)),
         "",
     ]
     lines += [f"![{f}]({f})" for f in figures]
@@ -207,30 +243,28 @@ def report(runs: dict, cfg: dict, mode: str, figures: list[str]) -> str:
 
 def main(argv=None) -> dict:
     """Runs the study and writes metrics.json, report.md and PNGs under ``--out``."""
-    args = common.parse_args(NAME, __doc__, argv)
-    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    cfg = dict(SMOKE if args.smoke else QUICK if args.quick else FULL)
-    if args.smoke:
-        cfg["copy_length"] = COPY_LENGTH_SMOKE
-    plan = [("adding", T) for T in cfg["adding_lengths"]] + [
-        ("copy", T) for T in cfg["copy_delays"]]
+    args = common.parse(NAME, __doc__, PRESETS, DEFAULT_PRESET, argv)
+    cfg, mode = args.config, args.preset
+    plan = [("adding", T) for T in cfg.adding_lengths] + [
+        ("copy", T) for T in cfg.copy_delays]
     t0 = time.perf_counter()
-    bar = common.progress(len(plan) * len(cfg["cells"]) * cfg["steps"], NAME)
+    bar = common.progress(len(plan) * len(cfg.cells) * cfg.steps, NAME)
     runs: dict = {}
     for task, T in plan:
-        for cell in cfg["cells"]:
+        for cell in cfg.cells:
             bar.set_postfix_str(f"{task} T={T} {cell}")
             r = run_one(task, T, cell, cfg, args.seed, args.out, on_step=lambda s, m: bar.update())
             runs.setdefault(task, {}).setdefault(f"T{T}", {})[cell] = r
     bar.close()
     figures = plot(runs, args.out)
     metrics = {"mode": mode, "seed": args.seed, "solved_fraction": SOLVED_FRACTION,
-               "config": {k: v for k, v in cfg.items() if k != "cells"},
-               "cells": list(cfg["cells"]), "runs": runs}
+               "config": {k: (list(v) if isinstance(v, tuple) else v)
+                          for k, v in dataclasses.asdict(cfg).items() if k != "cells"},
+               "cells": list(cfg.cells), "runs": runs}
     common.write_metrics(args.out, metrics)
     common.write_report(args.out, report(runs, cfg, mode, figures))
     wall = time.perf_counter() - t0
-    common.write_run_info(args.out, wall_time_s=wall, mode=mode)
+    common.write_run_info(args, wall_time_s=wall, mode=mode)
     common.print_table(HEADERS, table_rows(runs), title=f"{NAME} ({mode}), {wall:.0f} s")
     return metrics
 

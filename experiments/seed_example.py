@@ -32,6 +32,7 @@ Keras, ``--keras`` says how to install it and the jrnn part runs alone.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -43,22 +44,72 @@ import jrnn
 from experiments import common
 
 NAME = "seed_example"
-FULL = dict(hidden=(64, 32), epochs=100, batch=32, lr=1e-3, n_train=1024, n_test=512,
-            length=10, checkpoint_every=320)
-QUICK = dict(FULL, epochs=20)
-SMOKE = dict(FULL, hidden=(8, 4), epochs=2, n_train=64, n_test=32, checkpoint_every=4)
-# Diagnostics: windows for propagation / Jacobians / health; long trajectories for Lyapunov.
-DIAG = dict(windows=64, lyap_batch=4, lyap_length=400, lyap_warmup=100, lyap_k=8)
-DIAG_SMOKE = dict(windows=8, lyap_batch=2, lyap_length=40, lyap_warmup=10, lyap_k=4)
+
+
+@dataclasses.dataclass(frozen=True)
+class Diagnostics:
+    """What ``--keras`` measures on both trained models."""
+
+    windows: int = 64
+    """test windows for propagation, Jacobians and unit health"""
+    lyap_batch: int = 4
+    """long sine trajectories for the Lyapunov exponents"""
+    lyap_length: int = 400
+    """steps of each trajectory"""
+    lyap_warmup: int = 100
+    """warm-up steps before the Lyapunov average"""
+    lyap_k: int = 8
+    """leading exponents measured"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The article's program, its data and training budget."""
+
+    hidden: tuple[int, ...] = (64, 32)
+    """SimpleRNN widths, one layer each"""
+    epochs: int = 100
+    """epochs over the training set"""
+    batch: int = 32
+    """batch size"""
+    lr: float = 1e-3
+    """Adam learning rate (Keras' default)"""
+    n_train: int = 1024
+    """training windows"""
+    n_test: int = 512
+    """test windows"""
+    length: int = 10
+    """window length"""
+    checkpoint_every: int = 320
+    """steps between checkpoints"""
+    keras: bool = False
+    """also train it in Keras 3 (KERAS_BACKEND=jax), import it and compare both models"""
+    diag: Diagnostics = Diagnostics()
+    """the diagnostics of --keras"""
+
+    def measured(self) -> dict:
+        """``metrics.json``'s ``config``: the program, data and budget (not --keras)."""
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in dataclasses.fields(self) if f.name not in ("keras", "diag")}
+
+
+PRESETS = {
+    "smoke": Config(hidden=(8, 4), epochs=2, n_train=64, n_test=32, checkpoint_every=4,
+                    diag=Diagnostics(windows=8, lyap_batch=2, lyap_length=40, lyap_warmup=10,
+                                     lyap_k=4)),
+    "quick": Config(epochs=20),
+    "full": Config(),
+}
+DEFAULT_PRESET = "full"
 KERAS_MISSING = (
     "--keras needs Keras 3 on the JAX backend (no TensorFlow): pip install 'jrnn[keras]' "
     "(or pip install keras) and run with KERAS_BACKEND=jax. Running the jrnn part only."
 )
 
 
-def build(cfg: dict) -> jrnn.models.Model:
+def build(cfg: Config) -> jrnn.models.Model:
     """SimpleRNN(64, return_sequences=True) -> SimpleRNN(32) -> Dense(1)."""
-    return jrnn.models.rnn([jrnn.cells.elman(n) for n in cfg["hidden"]], output_size=1)
+    return jrnn.models.rnn([jrnn.cells.elman(n) for n in cfg.hidden], output_size=1)
 
 
 def load_keras():
@@ -74,27 +125,27 @@ def load_keras():
     return keras, None
 
 
-def train_keras(keras, cfg: dict, seed: int, x_train, y_train, x_test, y_test):
+def train_keras(keras, cfg: Config, seed: int, x_train, y_train, x_test, y_test):
     """The article's program in Keras 3: returns ``(model, epoch losses, test MSE)``."""
     keras.utils.set_random_seed(seed)
     L = keras.layers
-    hidden = cfg["hidden"]
+    hidden = cfg.hidden
     layers = [L.SimpleRNN(n, return_sequences=i < len(hidden) - 1) for i, n in enumerate(hidden)]
     with jax.numpy_rank_promotion("allow"):  # Keras' own code broadcasts
-        km = keras.Sequential([keras.Input((cfg["length"], 1))] + layers + [L.Dense(1)])
-        km.compile(optimizer=keras.optimizers.Adam(cfg["lr"]), loss="mean_squared_error")
-        hist = km.fit(np.asarray(x_train), np.asarray(y_train), epochs=cfg["epochs"],
-                      batch_size=cfg["batch"], shuffle=True, verbose=0)
+        km = keras.Sequential([keras.Input((cfg.length, 1))] + layers + [L.Dense(1)])
+        km.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss="mean_squared_error")
+        hist = km.fit(np.asarray(x_train), np.asarray(y_train), epochs=cfg.epochs,
+                      batch_size=cfg.batch, shuffle=True, verbose=0)
         test_mse = float(km.evaluate(np.asarray(x_test), np.asarray(y_test), verbose=0))
     return km, [float(v) for v in hist.history["loss"]], test_mse
 
 
-def diagnostics(cfg: dict, xs, xs_long, dcfg: dict):
+def diagnostics(cfg: Config, xs, xs_long, dcfg: Diagnostics):
     """A jitted ``params -> dict`` of jrnn's diagnostics of a seed model (``build(cfg)``).
 
     One compiled program serves every model of the same shape (jrnn- and Keras-trained).
     """
-    layers = [jrnn.cells.elman(n) for n in cfg["hidden"]]
+    layers = [jrnn.cells.elman(n) for n in cfg.hidden]
     cell = jrnn.stack(layers)
     D = jrnn.diagnostics
     T = xs.shape[-2]
@@ -102,16 +153,19 @@ def diagnostics(cfg: dict, xs, xs_long, dcfg: dict):
     @jax.jit
     def arrays(params):
         p = params["cell"]
-        out = {
-            "log_norm0": D.propagation(cell, p, xs).log_spectral_norm[:, 0],  # (B,)
-            "sv": D.singular_values(D.step_jacobians(cell, p, xs)),  # (B, T, S)
-            "exps": D.lyapunov_spectrum(cell, p, xs_long, k=dcfg["lyap_k"],
-                                        warmup=dcfg["lyap_warmup"]).exponents,  # (B, k)
-        }
+        log_norm0, sv, exps, bounds = common.one_after_another(  # LAPACK in turn (jrnn.host)
+            p,
+            lambda q: D.propagation(cell, q, xs).log_spectral_norm[:, 0],  # (B,)
+            lambda q: D.singular_values(D.step_jacobians(cell, q, xs)),  # (B, T, S)
+            lambda q: D.lyapunov_spectrum(cell, q, xs_long, k=dcfg.lyap_k,
+                                          warmup=dcfg.lyap_warmup).exponents,  # (B, k)
+            lambda q: [D.pascanu_bound(c, ql).bound for c, ql in zip(layers, q)],
+        )
+        out = {"log_norm0": log_norm0, "sv": sv, "exps": exps}
         inputs = xs
         for l, (c, pl) in enumerate(zip(layers, p)):
             out[f"health{l}"] = D.unit_health(c, pl, inputs)
-            out[f"pascanu{l}"] = D.pascanu_bound(c, pl).bound
+            out[f"pascanu{l}"] = bounds[l]
             inputs = jrnn.unroll(c, pl, inputs)[1]
         return out
 
@@ -156,8 +210,8 @@ def keras_comparison(cfg, seed, jrnn_params, data, dcfg, jrnn_test_mse):
     max_diff = float(np.max(np.abs(k_out - j_out)))
     key = jax.random.key(seed + 1)
     k_long = jax.random.fold_in(key, 1)
-    xs = x_test[: dcfg["windows"]]
-    xs_long, _ = jrnn.tasks.sine(k_long, dcfg["lyap_batch"], dcfg["lyap_length"])
+    xs = x_test[: dcfg.windows]
+    xs_long, _ = jrnn.tasks.sine(k_long, dcfg.lyap_batch, dcfg.lyap_length)
     diagnose = diagnostics(cfg, xs, xs_long, dcfg)
     ours, theirs = diagnose(jrnn_params), diagnose(params)
     metrics = {
@@ -169,7 +223,7 @@ def keras_comparison(cfg, seed, jrnn_params, data, dcfg, jrnn_test_mse):
         "import_max_abs_output_diff": max_diff,
         "diagnostics_jrnn_trained": ours,
         "diagnostics_keras_trained": theirs,
-        "diagnostics_config": dcfg,
+        "diagnostics_config": dataclasses.asdict(dcfg),
     }
     names = [
         ("test MSE", None),
@@ -178,7 +232,7 @@ def keras_comparison(cfg, seed, jrnn_params, data, dcfg, jrnn_test_mse):
         ("step Jacobian sigma_max (mean)", "step_sigma_max_mean"),
         ("step Jacobian sigma_min (mean)", "step_sigma_min_mean"),
         ("largest Lyapunov exponent (nats/step, ± s.e.)", "lyapunov_max"),
-    ] + [(f"layer {l + 1} {q}", f"layer{l + 1}_{k}") for l in range(len(cfg["hidden"]))
+    ] + [(f"layer {l + 1} {q}", f"layer{l + 1}_{k}") for l in range(len(cfg.hidden))
          for q, k in (("saturated fraction", "saturated_fraction"),
                       ("dead fraction", "dead_fraction"),
                       ("Pascanu bound", "pascanu_bound"))]
@@ -189,7 +243,7 @@ def keras_comparison(cfg, seed, jrnn_params, data, dcfg, jrnn_test_mse):
 
     rows = [[label, jrnn_test_mse, k_test] if k is None else [label, cell(ours, k), cell(theirs, k)]
             for label, k in names]
-    k = dcfg["lyap_k"]
+    k = dcfg.lyap_k
     rows.append([f"top {k} Lyapunov exponents",
                  " ".join(f"{v:.3f}" for v in ours["lyapunov_exponents_mean"]),
                  " ".join(f"{v:.3f}" for v in theirs["lyapunov_exponents_mean"])])
@@ -198,50 +252,43 @@ def keras_comparison(cfg, seed, jrnn_params, data, dcfg, jrnn_test_mse):
     text = [
         "", "## The same program trained in Keras 3", "",
         f"Keras {keras.__version__} (JAX backend), same data, Adam, MSE, "
-        f"{cfg['epochs']} epochs; weights imported with `jrnn.interop.from_keras` "
+        f"{cfg.epochs} epochs; weights imported with `jrnn.interop.from_keras` "
         f"(max |jrnn - Keras| output difference on the test windows: {max_diff:.1e}). "
         f"Diagnostics on {xs.shape[0]} test windows (T={xs.shape[1]}); Lyapunov exponents "
-        f"on {dcfg['lyap_batch']} sine trajectories of {dcfg['lyap_length']} steps "
-        f"({dcfg['lyap_warmup']} warm-up), state = both layers' hidden units.", "",
-        common.markdown_table(["diagnostic", "trained in jrnn", "trained in Keras"], rows),
+        f"on {dcfg.lyap_batch} sine trajectories of {dcfg.lyap_length} steps "
+        f"({dcfg.lyap_warmup} warm-up), state = both layers' hidden units.", "",
+        common.table(["diagnostic", "trained in jrnn", "trained in Keras"], rows),
     ]
     return metrics, text
 
 
 def main(argv=None) -> dict:
     """Trains the seed's model; writes metrics.json, report.md and PNGs under ``--out``."""
-    args = common.parse_args(
-        NAME, __doc__, argv,
-        extra=lambda p: p.add_argument(
-            "--keras", action="store_true",
-            help="also train the program in Keras 3 (KERAS_BACKEND=jax), import it into jrnn "
-                 "and compare diagnostics of both trained models"),
-    )
-    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    cfg = dict(SMOKE if args.smoke else QUICK if args.quick else FULL)
+    args = common.parse(NAME, __doc__, PRESETS, DEFAULT_PRESET, argv)
+    cfg, mode = args.config, args.preset
     t0 = time.perf_counter()
     key = jax.random.key(args.seed)
     k_init, k_train, k_test, k_run = jax.random.split(key, 4)
     sine = jax.jit(jrnn.tasks.sine, static_argnums=(1, 2))
-    x_train, y_train = sine(k_train, cfg["n_train"], cfg["length"])
-    x_test, y_test = sine(k_test, cfg["n_test"], cfg["length"])
+    x_train, y_train = sine(k_train, cfg.n_train, cfg.length)
+    x_test, y_test = sine(k_test, cfg.n_test, cfg.length)
 
     model = build(cfg)
-    opt = optax.adam(cfg["lr"])
+    opt = optax.adam(cfg.lr)
     step = jrnn.train.make_train_step(model.apply, jrnn.tasks.mse, opt)
     state = jax.jit(lambda k: jrnn.train.init_state(model.init(k, 1), opt, k_run))(k_init)
     test_mse = jax.jit(lambda p: jrnn.tasks.mse(model.apply(p, x_test), y_test))
-    per_epoch = cfg["n_train"] // cfg["batch"]
-    total = cfg["epochs"] * per_epoch
+    per_epoch = cfg.n_train // cfg.batch
+    total = cfg.epochs * per_epoch
     bar = common.progress(total, NAME)
-    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
+    config = cfg.measured()
     config["seed"] = args.seed
     result = jrnn.train.fit(
-        step, state, (x_train, y_train), epochs=cfg["epochs"], batch_size=cfg["batch"],
+        step, state, (x_train, y_train), epochs=cfg.epochs, batch_size=cfg.batch,
         eval_fn=lambda p: {"mse": test_mse(p)}, eval_every=per_epoch,
         callback=lambda s, m: bar.update(), config=config,
         checkpoint_dir=common.checkpoint_dir(args.out, NAME),
-        checkpoint_every=cfg["checkpoint_every"],
+        checkpoint_every=cfg.checkpoint_every,
     )
     bar.close()
     if result.diverged:
@@ -272,7 +319,7 @@ def main(argv=None) -> dict:
     axes[1].set(yscale="log", xlabel="epoch", ylabel="||dL/dθ|| (epoch mean)",
                 title="gradient norm")
     ax = axes[2]
-    t = np.arange(cfg["length"] + 1)
+    t = np.arange(cfg.length + 1)
     for i in range(preds.shape[0]):
         line, = ax.plot(t[:-1], np.asarray(x_test[i, :, 0]), "o-", ms=3)
         ax.plot([t[-1]], [float(y_test[i, 0])], "o", color=line.get_color())
@@ -295,10 +342,10 @@ def main(argv=None) -> dict:
         "test_mse": test_curve.tolist(),
     }
     keras_text = []
-    if args.keras:
+    if cfg.keras:
         keras_metrics, keras_text = keras_comparison(
             cfg, args.seed, result.state.params, (x_train, y_train, x_test, y_test),
-            DIAG_SMOKE if args.smoke else DIAG, final_test)
+            cfg.diag, final_test)
         metrics["keras"] = keras_metrics
     common.write_metrics(args.out, metrics)
     rows = [["final train loss (last epoch)", metrics["final_train_loss_epoch_mean"]],
@@ -309,20 +356,20 @@ def main(argv=None) -> dict:
         "# The seed's Keras example in jrnn",
         "",
         "`SimpleRNN(64, return_sequences=True) -> SimpleRNN(32) -> Dense(1)`, Adam (lr 1e-3), "
-        f"MSE, {cfg['epochs']} epochs, batch {cfg['batch']}, input (10, 1), on next-value sine "
-        f"regression ({cfg['n_train']} training / {cfg['n_test']} test windows). Mode: {mode}.",
+        f"MSE, {cfg.epochs} epochs, batch {cfg.batch}, input (10, 1), on next-value sine "
+        f"regression ({cfg.n_train} training / {cfg.n_test} test windows). Mode: {mode}.",
         "",
         "```python",
         "model = jrnn.models.rnn([jrnn.cells.elman(64), jrnn.cells.elman(32)], output_size=1)",
         "```",
         "",
-        common.markdown_table(["quantity", "value"], rows),
+        common.table(["quantity", "value"], rows),
         "",
         f"![loss curve]({fig_name})",
     ] + (["", f"Training stopped: {result.reason}"] if result.diverged else []) + keras_text)
     common.write_report(args.out, text)
     wall = time.perf_counter() - t0
-    common.write_run_info(args.out, wall_time_s=wall, mode=mode,
+    common.write_run_info(args, wall_time_s=wall, mode=mode,
                           mean_step_time_s=float(np.mean(result.step_times or [0.0])))
     common.print_table(["quantity", "value"], rows, title=f"{NAME} ({mode}), {wall:.0f} s")
     return metrics

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from experiments import activation_study
+from experiments.activation_study import config, verdicts
 
 
 def test_activation_study_smoke(tmp_path):
     out = str(tmp_path / "as")
-    metrics = activation_study.main(["--smoke", "--out", out])
+    metrics = activation_study.main(["--preset", "smoke", "--out", out])
     for f in (
         "metrics.json",
         "report.md",
@@ -68,6 +69,15 @@ def test_activation_study_smoke(tmp_path):
     assert any("ReLU" in c for c in verdicts)
     assert all(v.split()[0] in ("confirmed", "not", "depends") for v in verdicts.values())
     assert metrics["conclusions"] and all(isinstance(c, str) for c in metrics["conclusions"])
+    # run_info.json traces the numbers to the code: commit, versions, device, seed, config.
+    info = json.load(open(os.path.join(out, "run_info.json")))
+    assert info["preset"] == "smoke" and info["seed"] == 0
+    assert info["config"]["T"] == cfg["T"] and info["config"]["cells"] == ["lstm"]
+    assert info["command"][:3] == ["python", "-m", "experiments.activation_study"]
+    assert set(info["versions"]) >= {"jrnn", "jax", "jaxlib", "flax", "optax", "chex", "numpy",
+                                     "scipy"} and info["versions"]["jax"]
+    assert set(info["git"]) == {"commit", "dirty"} and info["devices"]
+    assert str(tmp_path) not in json.dumps(info)  # no absolute paths
 
 
 def test_claims_follow_the_numbers():
@@ -80,16 +90,138 @@ def test_claims_follow_the_numbers():
                 "diverged_trajectories": 0}
 
     vanish = {"a": row("sigmoid", "standard", -30.0), "b": row("tanh", "standard", -12.0)}
-    out = {c["claim"]: c["verdict"] for c in activation_study.claims(vanish, {}, {}, 100)}
+    out = {v.claim: v.verdict for v in verdicts.claims(vanish, {}, {}, 100)}
     assert out["Sigmoid and tanh gradients vanish over long sequences."].startswith("confirmed")
     assert out["Sigmoid (sup|f'| = 1/4) vanishes faster than tanh (sup|f'| = 1)."] == "confirmed"
     # Within error: no finding.
     close = {"a": row("sigmoid", "standard", -12.0, se=5.0),
              "b": row("tanh", "standard", -12.5, se=5.0)}
-    out = {c["claim"]: c["verdict"] for c in activation_study.claims(close, {}, {}, 100)}
+    out = {v.claim: v.verdict for v in verdicts.claims(close, {}, {}, 100)}
     assert out["Sigmoid (sup|f'| = 1/4) vanishes faster than tanh (sup|f'| = 1)."].startswith(
         "not resolved")
     # Critical rows that keep the norm make the verdict depend on the initialisation.
     crit = dict(vanish, c=row("tanh", "critical", -0.5, gain=1.3))
-    out = {c["claim"]: c["verdict"] for c in activation_study.claims(crit, {}, {}, 100)}
+    out = {v.claim: v.verdict for v in verdicts.claims(crit, {}, {}, 100)}
     assert out["Sigmoid and tanh gradients vanish over long sequences."].startswith("depends")
+
+
+# ------------------------------------------------------------------ one verdict at a time
+def _ms(value, stderr=0.1):
+    return {"value": value, "stderr": stderr, "n": 12}
+
+
+def _row(family, act=None, init="standard", log10=-1.0, lam=0.0, gain=1.0):
+    return {"family": family, "activation": act, "init": init, "gain": gain,
+            "log10_norm_at_T": _ms(log10), "lyapunov_max": _ms(lam, 0.01),
+            "diverged_trajectories": 0}
+
+
+def _trained(act=None, final=0.5, solved=0, dead=None):
+    r = {"activation": act, "final_over_baseline": _ms(final, 0.01), "solved_seeds": solved,
+         "final_loss_per_seed": [final] * 3}
+    if dead is not None:
+        r["dead_fraction_before"] = _ms(0.0, 0.0)
+        r["dead_fraction_after"] = _ms(dead, 0.01)
+    return r
+
+
+def _evidence(rows, training=None, gates=None):
+    return verdicts.Evidence.of({f"r{i}": r for i, r in enumerate(rows)}, training or {},
+                                gates or {}, 100)
+
+
+def test_verdict_saturating_vanish():
+    e = _evidence([_row("elman", "sigmoid", log10=-30.0), _row("elman", "tanh", log10=-12.0)])
+    v = verdicts.saturating_vanish(e)
+    assert isinstance(v, verdicts.Verdict) and v.verdict.startswith("confirmed")
+    assert "lag 100" in v.evidence
+    e = _evidence([_row("elman", "sigmoid", log10=-1.0), _row("elman", "tanh", log10=-0.5)])
+    assert verdicts.saturating_vanish(e).verdict == "not confirmed at this lag"
+    assert verdicts.saturating_vanish(_evidence([_row("elman", "relu")])) is None
+
+
+def test_verdict_sigmoid_faster_than_tanh():
+    fast = _evidence([_row("elman", "sigmoid", log10=-30.0), _row("elman", "tanh", log10=-12.0)])
+    assert verdicts.sigmoid_faster_than_tanh(fast).verdict == "confirmed"
+    slow = _evidence([_row("elman", "sigmoid", log10=-5.0), _row("elman", "tanh", log10=-12.0)])
+    assert verdicts.sigmoid_faster_than_tanh(slow).verdict == "not confirmed"
+
+
+def test_verdict_relu_does_not_vanish():
+    kept = _evidence([_row("elman", "relu", log10=-1.0)])
+    assert verdicts.relu_does_not_vanish(kept).verdict == "confirmed"
+    gone = _evidence([_row("elman", "relu", log10=-30.0)])
+    assert verdicts.relu_does_not_vanish(gone).verdict == "not confirmed"
+    # Kept at the critical gain only: it depends on the initialisation.
+    crit = _evidence([_row("elman", "relu", log10=-30.0),
+                      _row("elman", "relu", init="critical", log10=-0.5, gain=1.414)])
+    assert verdicts.relu_does_not_vanish(crit).verdict.startswith("depends")
+
+
+def test_verdict_relu_units_die():
+    dead = _evidence([], {"elman-relu-standard": _trained("relu", dead=0.25)})
+    v = verdicts.relu_units_die(dead)
+    assert v.verdict == "confirmed" and "relu: 0.0% -> 25.0%" in v.evidence
+    alive = _evidence([], {"elman-relu-standard": _trained("relu", dead=0.0)})
+    assert verdicts.relu_units_die(alive).verdict == "not observed at this training budget"
+    # tanh has no dead region: nothing to judge.
+    assert verdicts.relu_units_die(_evidence([], {"t": _trained("tanh", dead=0.0)})) is None
+
+
+def test_verdict_gating_helps():
+    rows = [_row("elman", "tanh", log10=-12.0), _row("lstm", log10=-1.0)]
+    assert verdicts.gating_helps(_evidence(rows)).verdict == (
+        "confirmed for propagation at initialisation")
+    solved = {"lstm": _trained(solved=3), "elman-tanh-standard": _trained("tanh")}
+    v = verdicts.gating_helps(_evidence(rows, solved))
+    assert v.verdict.startswith("confirmed: gated cells solve the adding problem")
+    worse = [_row("elman", "tanh", log10=-1.0), _row("lstm", log10=-12.0)]
+    assert verdicts.gating_helps(_evidence(worse)).verdict == "not confirmed at this budget"
+
+
+def test_verdict_residual_helps():
+    better = _evidence([_row("elman", "tanh", log10=-12.0), _row("residual", log10=-1.0)])
+    assert verdicts.residual_helps(better).verdict == "confirmed"
+    worse = _evidence([_row("elman", "tanh", log10=-1.0), _row("residual", log10=-12.0)])
+    assert verdicts.residual_helps(worse).verdict == "not confirmed"
+    # Better propagation but a worse loss: confirmed for propagation only.
+    tr = {"residual": _trained(final=0.9), "elman-tanh-standard": _trained("tanh", final=0.1)}
+    v = verdicts.residual_helps(_evidence([_row("elman", "tanh", log10=-12.0),
+                                           _row("residual", log10=-1.0)], tr))
+    assert v.verdict.startswith("confirmed for propagation at initialisation; not for training")
+
+
+def test_every_claim_has_a_verdict_function():
+    assert len(verdicts.CLAIMS) == 6
+    rows = [_row("elman", "sigmoid", log10=-30.0), _row("elman", "tanh", log10=-12.0),
+            _row("elman", "relu", log10=-1.0), _row("lstm", log10=-1.0),
+            _row("residual", log10=-1.0)]
+    tr = {"elman-relu-standard": _trained("relu", dead=0.1)}
+    judged = verdicts.claims({f"r{i}": r for i, r in enumerate(rows)}, tr, {}, 100)
+    assert [v.claim for v in judged] == [c(_evidence(rows, tr)).claim for c in verdicts.CLAIMS]
+
+
+def test_cli_lists_typed_fields_and_rejects_unknown_flags(capsys):
+    with pytest.raises(SystemExit) as info:
+        activation_study.main(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for field in ("--preset", "--hidden", "--lyap-warmup", "--train-steps", "--activations",
+                  "--cells", "--no-train", "--out", "--seed", "--coordinator-address"):
+        assert field in text, field
+    # --quick was accepted and ignored before: the study has no quick preset.
+    with pytest.raises(SystemExit) as info:
+        activation_study.main(["--quick"])
+    assert info.value.code != 0
+    with pytest.raises(SystemExit):
+        activation_study.main(["--preset", "quick"])
+
+
+def test_config_validates_and_presets():
+    assert set(config.PRESETS) == {"smoke", "default", "full"}
+    assert config.PRESETS["default"] == config.Config()
+    with pytest.raises(ValueError, match="cells must be among"):
+        config.Config(cells=("lstn",))
+    with pytest.raises(ValueError, match="tanh"):
+        config.Config(activations=("tahn",))
+    assert set(config.REMEDY_CELLS) == set(config.REMEDIES) and len(config.REMEDIES) == 15

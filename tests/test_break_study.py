@@ -2,7 +2,7 @@
 
 import math
 
-from experiments import activation_study
+from experiments.activation_study import config, verdicts
 
 
 def _row(act, m):
@@ -14,19 +14,22 @@ def _row(act, m):
 
 def test_exactly_zero_gradient_counts_as_vanished():
     rows = {"a": _row("sigmoid", -math.inf), "b": _row("tanh", -30.0)}
-    out = {c["claim"]: c["verdict"] for c in activation_study.claims(rows, {}, {}, 100)}
+    out = {v.claim: v.verdict for v in verdicts.claims(rows, {}, {}, 100)}
     # Before: "not confirmed at this lag" and "not resolved (within error)".
     assert out["Sigmoid and tanh gradients vanish over long sequences."].startswith("confirmed")
     assert out["Sigmoid (sup|f'| = 1/4) vanishes faster than tanh (sup|f'| = 1)."] == "confirmed"
     both = {"a": _row("sigmoid", -math.inf), "b": _row("tanh", -math.inf)}
-    out = {c["claim"]: c["verdict"] for c in activation_study.claims(both, {}, {}, 100)}
+    out = {v.claim: v.verdict for v in verdicts.claims(both, {}, {}, 100)}
     assert out["Sigmoid (sup|f'| = 1/4) vanishes faster than tanh (sup|f'| = 1)."].startswith(
         "not resolved")
 
 
-def test_select_rejects_empty_and_dedupes():
+def test_config_rejects_empty_and_dedupes():
     import pytest
 
-    with pytest.raises(ValueError, match="--activations"):  # before: an empty study ran
-        activation_study._select(",", (), None, "activations")
-    assert activation_study._select("lstm,lstm", (), ("lstm",), "cells") == ("lstm",)
+    with pytest.raises(ValueError, match="activations"):  # before: an empty study ran
+        config.Config(activations=())
+    with pytest.raises(ValueError, match="cells"):
+        config.Config(cells=())
+    assert config.Config(cells=("lstm", "lstm")).cells == ("lstm",)
+    assert config.Config(activations=("relu", "relu")).activations == ("relu",)

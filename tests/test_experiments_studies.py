@@ -22,6 +22,12 @@ from experiments import common, dead_neurons, edge_of_chaos
 from jrnn import checkpoint
 
 
+def _md_rows(text):
+    """The cells of every Markdown table row in ``text``."""
+    return [[c.strip() for c in line.strip().strip("|").split("|")]
+            for line in text.splitlines() if line.startswith("|")]
+
+
 def _load(out):
     with open(os.path.join(out, "metrics.json")) as fh:
         text = fh.read()
@@ -32,31 +38,31 @@ def _load(out):
 # ------------------------------------------------------------------ edge of chaos
 def test_edge_of_chaos_smoke(tmp_path):
     out = str(tmp_path / "eoc")
-    edge_of_chaos.main(["--smoke", "--out", out, "--sigma-b", "0"])
+    edge_of_chaos.main(["--preset", "smoke", "--out", out, "--sigma-b", "0"])
     m = _load(out)
     for f in ("report.md", "run_info.json", "lyapunov_vs_gain.png"):
         assert os.path.getsize(os.path.join(out, f)) > 0
-    cfg = edge_of_chaos.SMOKE
+    cfg = edge_of_chaos.PRESETS["smoke"]
     assert m["mode"] == "smoke" and m["sigma_b"] == 0.0 and m["dtype"] == "float64"
-    assert list(m["results"]) == list(edge_of_chaos.SMOKE_ACTIVATIONS) == ["tanh"]
+    assert list(m["results"]) == list(cfg.activations) == ["tanh"]
     r = m["results"]["tanh"]
     assert r["critical_gain"] == pytest.approx(1.0, rel=1e-6)  # tanh, sigma_b = 0
     gains = np.asarray(r["gains"])
-    np.testing.assert_allclose(gains, 2.0 ** np.linspace(-2, 2, cfg["gains"]), rtol=1e-6)
+    np.testing.assert_allclose(gains, 2.0 ** np.linspace(-2, 2, cfg.gains), rtol=1e-6)
     # The mean-field exponent increases with the gain.
     line = np.asarray(r["theory_line_lambda_max"], float)
     assert np.all(np.isfinite(line)) and np.all(np.diff(line) > 0)
-    N = cfg["sizes"][0]
+    N = cfg.sizes[0]
     s = r["sizes"][f"N{N}"]
     lam = np.asarray(s["lambda_per_seed"], float)
-    assert lam.shape == (cfg["gains"], cfg["seeds"])
+    assert lam.shape == (cfg.gains, cfg.seeds)
     assert np.all(np.isfinite(lam)) and s["nonfinite_runs"] == 0
     # Below the transition with sigma_b = 0: h -> 0 and J_t -> tanh'(0) W = W, so the
     # measured exponent is ln rho(W) (spectral radius), close to the mean-field
     # ln sigma_w (rho(W) -> sigma_w as N grows: circular law).
     i = int(np.argmin(np.abs(gains - 0.5)))
     rho = []
-    for seed in range(cfg["seeds"]):
+    for seed in range(cfg.seeds):
         _, params, _, _ = edge_of_chaos.network("tanh", N, 0.0, gains[i], seed)
         rho.append(np.max(np.abs(np.linalg.eigvals(np.asarray(params["W_hh"])))))
     np.testing.assert_allclose(lam[i], np.log(rho), atol=0.05)
@@ -65,7 +71,8 @@ def test_edge_of_chaos_smoke(tmp_path):
     if s["crossing"] is not None:
         assert gains[0] < s["crossing"] < gains[-1]
     report = open(os.path.join(out, "report.md")).read()
-    assert "| tanh |" in report and "![lyapunov_vs_gain.png]" in report
+    assert any(row[0] == "tanh" for row in _md_rows(report))
+    assert "![lyapunov_vs_gain.png]" in report
     assert "## Conclusions" in report
 
 
@@ -115,25 +122,32 @@ def test_zero_crossing_interpolates_in_log_gain():
     assert edge_of_chaos.zero_crossing(g, np.array([-2.0, -1.0, -0.5, -0.1])) is None
 
 
-def test_edge_of_chaos_rejects_unknown_activation(tmp_path):
+def test_edge_of_chaos_rejects_unknown_activation(tmp_path, capsys):
     with pytest.raises(ValueError, match="tanh"):
-        edge_of_chaos.main(["--smoke", "--out", str(tmp_path), "--activations", "tahn"])
+        edge_of_chaos.Config(activations=("tahn",))
+    with pytest.raises(SystemExit) as info:  # the command line says why, with the suggestion
+        edge_of_chaos.main(["--preset", "smoke", "--out", str(tmp_path), "--activations", "tahn"])
+    assert info.value.code != 0
+    out, err = capsys.readouterr()
+    assert "tanh" in out + err
+    with pytest.raises(ValueError, match="sigma_b"):
+        edge_of_chaos.Config(sigma_b=-1.0)
 
 
 # ------------------------------------------------------------------ dead neurons
 def test_dead_neurons_smoke(tmp_path):
     out = str(tmp_path / "dn")
-    dead_neurons.main(["--smoke", "--out", out])
+    dead_neurons.main(["--preset", "smoke", "--out", out])
     m = _load(out)
     for f in ("report.md", "run_info.json", "dead_fraction.png", "loss.png"):
         assert os.path.getsize(os.path.join(out, f)) > 0
-    cfg = dead_neurons.SMOKE
-    assert m["mode"] == "smoke" and list(m["results"]) == list(dead_neurons.SMOKE_ACTIVATIONS)
+    cfg = dead_neurons.PRESETS["smoke"]
+    assert m["mode"] == "smoke" and list(m["results"]) == list(cfg.activations)
     r = m["results"]["relu"]
     assert r["dead_applies"] and r["critical_gain"] == pytest.approx(math.sqrt(2.0), rel=1e-5)
-    expected = {f"{i}/lr={lr:g}" for i in dead_neurons.INITS for lr in cfg["lrs"]}
+    expected = {f"{i}/lr={lr:g}" for i in dead_neurons.INITS for lr in cfg.lrs}
     assert set(r["runs"]) == expected
-    n_evals = cfg["steps"] // cfg["eval_every"] + 1  # plus step 0
+    n_evals = cfg.steps // cfg.eval_every + 1  # plus step 0
     for run in r["runs"].values():
         assert run["eval_step"][0] == 0 and len(run["eval_step"]) == n_evals
         frac = np.asarray(run["inactive_median"])
@@ -141,10 +155,11 @@ def test_dead_neurons_smoke(tmp_path):
         # For ReLU, unit_health's dead fraction is the inactive-probe fraction.
         np.testing.assert_allclose(run["dead_median"], run["inactive_median"])
         assert all(math.isfinite(x) and x > 0 for x in run["final_loss"])
-        assert len(run["final_loss"]) == cfg["seeds"]
-    assert checkpoint.latest_step(common.checkpoint_dir(out, "relu")) == cfg["steps"]
+        assert len(run["final_loss"]) == cfg.seeds
+    assert checkpoint.latest_step(common.checkpoint_dir(out, "relu")) == cfg.steps
     report = open(os.path.join(out, "report.md")).read()
-    assert "| relu | negative-bias |" in report and "![dead_fraction.png]" in report
+    assert any(row[:2] == ["relu", "negative-bias"] for row in _md_rows(report))
+    assert "![dead_fraction.png]" in report
 
 
 def test_inactive_probe_counts_units_off_on_every_step():

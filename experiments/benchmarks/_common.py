@@ -67,9 +67,8 @@ def machine() -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A Markdown table."""
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    fmt = lambda row: "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |"
-    lines = [fmt(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    return "\n".join(lines + [fmt(r) for r in cells])
+    """A Markdown table of the cells as ``str`` (the experiments' one formatter,
+    :func:`experiments.common.table`)."""
+    from experiments import common
+
+    return common.table(headers, [[str(c) for c in row] for row in rows])

@@ -1,0 +1,273 @@
+"""The activation study's measurements: networks at initialisation and after training.
+
+Every function takes a :class:`~experiments.activation_study.config.Config` (``cfg``) and
+returns plain dicts of numbers (means with their standard errors), which
+:mod:`.verdicts` judges and :mod:`.report` writes.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jrnn
+from experiments import common
+from experiments.activation_study.config import INPUT_SIZE, Config
+
+
+def init_params(family: str, cell: jrnn.Cell, key: jax.Array, gain):
+    """``cell.init`` with ``W_hh`` scaled by ``gain`` (traced: one program for all gains).
+
+    For the Elman cells, ``W_hh ~ N(0, 1/n)`` times ``gain`` is ``N(0, gain^2/n)``: gain 1 is
+    the standard initialisation, ``g*`` the critical one.
+    """
+    params = cell.init(key, INPUT_SIZE)
+    if family == "elman":
+        W = params["W_hh"]
+        params = dict(params, W_hh=jnp.asarray(gain, W.dtype) * W)
+    return params
+
+
+def input_drive_variance(cell: jrnn.Cell, hidden: int, samples: int = 16) -> float:
+    """``sigma_u^2 = E[(W_xh x)_i^2]`` for ``x ~ N(0, I_d)``: the mean row norm^2 of ``W_xh``.
+
+    Averaged over ``samples`` draws of the cell's own initialiser, so it holds for any
+    ``input_init``.
+    """
+    keys = jax.random.split(jax.random.key(12345), samples)
+    W = np.asarray(jax.vmap(lambda k: cell.init(k, INPUT_SIZE)["W_xh"])(keys), np.float64)
+    return float(np.mean(np.sum(W**2, axis=-1)))
+
+
+@functools.cache
+def critical_gain(activation: str, sigma_u2: float = 0.0) -> float:
+    """Input-aware ``g*``: ``chi(g*) = 1`` with the drive variance in ``q``; NaN if none."""
+    g = float(_theory_critical_gain(activation, sigma_u2))
+    return g if math.isfinite(g) and g > 0 else float("nan")
+
+
+def _theory_critical_gain(activation: str, sigma_u2: float):
+    return jrnn.theory.critical_gain(activation, sigma_u=math.sqrt(sigma_u2))
+
+
+def theory_for(activation: str, gain: float, sigma_u2: float) -> dict:
+    """Driven mean field: ``q*``, ``chi``, ``lambda_max = 0.5 ln chi`` and the depth scale."""
+    mf = jrnn.theory.mean_field(activation, gain, sigma_u=math.sqrt(sigma_u2))
+    return {"q_star": float(mf.q_star), "chi": float(mf.chi),
+            "lambda_max": float(mf.lambda_max), "log_growth": float(0.5 * math.log(mf.chi)),
+            "xi_c": float(mf.xi_c)}
+
+
+def gated_theory(family: str, cell: jrnn.Cell, cfg: Config, seed: int) -> dict | None:
+    """Gated mean field (Gilboa et al. 2019) for GRU / LSTM rows: ``0.5 ln chi`` per step."""
+    if cell.name not in ("gru", "lstm"):
+        return None
+    params = init_params(family, cell, jax.random.key(seed), 1.0)
+    xs = jax.random.normal(jax.random.key(seed + 1), (cfg.T, INPUT_SIZE))
+    p = jrnn.theory.predict(cell, params, xs)
+    return {"chi": p["chi"], "log_growth": p["log_growth"]}
+
+
+# ------------------------------------------------------------------ at initialisation
+def measure_at_init(family: str, cell: jrnn.Cell, cfg: Config, gain: jax.Array,
+                    seed: jax.Array) -> dict:
+    """Diagnostics of one freshly initialised network; vmapped over (gain, seed) by ``sweep``."""
+    key = jax.random.key(seed)
+    k_p, k_x, k_l, k_c = jax.random.split(key, 4)
+    params = init_params(family, cell, k_p, gain)
+    xs = jax.random.normal(k_x, (cfg.sequences, cfg.T, INPUT_SIZE))
+    # Largest Lyapunov exponent of the driven network: one trajectory per sequence, each from
+    # a random initial state (a zero start can sit on a fixed point), after a warm-up.
+    xl = jax.random.normal(k_l, (cfg.sequences, cfg.lyap_T, INPUT_SIZE))
+    carry0 = jax.tree_util.tree_map(
+        lambda a: jax.random.normal(k_c, (cfg.sequences,) + a.shape, a.dtype),
+        cell.initial_carry(params),
+    )
+    D = jrnn.diagnostics
+    measurements = [
+        lambda p: D.propagation(cell, p, xs),
+        lambda p: D.singular_values(D.step_jacobians(cell, p, xs[0])),
+        lambda p: jrnn.unroll(cell, p, xl, carry=carry0)[0],
+        lambda p: D.lyapunov_spectrum(cell, p, xl, carry=carry0, k=1, warmup=cfg.lyap_warmup),
+    ]
+    bounded = cell.recurrent_matrix is not None and cell.activation is not None
+    if bounded:
+        measurements.append(lambda p: D.pascanu_bound(cell, p).bound)
+    # LAPACK-based diagnostics, ordered one after another (jrnn.host: jaxlib 0.10's CPU pool).
+    prop, sv, final, lyap, *bound = common.one_after_another(params, *measurements)
+    state_finite = jnp.all(jnp.stack([
+        jnp.all(jnp.isfinite(leaf).reshape(cfg.sequences, -1), axis=-1)
+        for leaf in jax.tree_util.tree_leaves(final)
+    ]), axis=0)
+    out = {
+        "log_spectral": prop.log_spectral_norm,  # (sequences, T+1)
+        "log_frobenius": prop.log_frobenius_norm,
+        "singular_values": sv,  # (T, S)
+        "lyapunov_max": lyap.exponents[:, 0],  # (sequences,)
+        "state_finite": state_finite,  # (sequences,)
+    }
+    if bounded:
+        out["pascanu_bound"] = bound[0]
+    return out
+
+
+def mean_stderr(values) -> dict:
+    """``{"value": mean, "stderr": std / sqrt(n), "n": n}`` over the finite values (NaN if none)."""
+    v = np.asarray(values, np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return {"value": float("nan"), "stderr": float("nan"), "n": 0}
+    se = float(np.std(v, ddof=1) / math.sqrt(v.size)) if v.size > 1 else float("nan")
+    return {"value": float(np.mean(v)), "stderr": se, "n": int(v.size)}
+
+
+def summarise_init(raw: dict, cfg: Config) -> dict:
+    """Per lag: median and quartiles over seeds x sequences; at lag T: mean and standard error."""
+    T = cfg.T
+    spec = np.asarray(raw["log_spectral"], np.float64).reshape(-1, T + 1)[:, ::-1]  # by lag
+    frob = np.asarray(raw["log_frobenius"], np.float64).reshape(-1, T + 1)[:, ::-1]
+    spec = np.where(np.isnan(spec) | (spec == np.inf), np.nan, spec)
+    with np.errstate(invalid="ignore"):  # -inf (an exactly zero gradient) is a valid sample
+        q25, med, q75 = np.nanpercentile(spec, [25, 50, 75], axis=0)
+    sv = np.asarray(raw["singular_values"], np.float64)
+    sv_q = np.percentile(sv, [5, 25, 50, 75, 95])
+    at_T = mean_stderr(spec[:, T] / math.log(10.0))
+    # Measured per-step gain 0.5 ln (||J_t||_F^2 / S), the quantity mean-field chi predicts.
+    chi_hat = np.mean(np.sum(sv**2, axis=-1) / sv.shape[-1], axis=-1)  # per seed
+    log_growth = mean_stderr(0.5 * np.log(chi_hat))
+    # ln 0 = -inf is a measurement (an exactly zero gradient, e.g. every unit of a ReLU net
+    # dead on the path), not a failure: it makes the mean -inf rather than dropping out.
+    zero = int(np.sum(spec[:, T] == -np.inf))
+    if zero:
+        at_T = {"value": -math.inf, "stderr": float("nan"), "n": int(spec.shape[0])}
+    lyap = np.asarray(raw["lyapunov_max"], np.float64).ravel()
+    finite_state = np.asarray(raw["state_finite"], bool).ravel()
+    lam = mean_stderr(np.where(finite_state, lyap, np.nan))
+    out = {
+        "lag": list(range(T + 1)),
+        "log_norm_median": med.tolist(),
+        "log_norm_q25": q25.tolist(),
+        "log_norm_q75": q75.tolist(),
+        "log_frobenius_median": np.nanmedian(frob, axis=0).tolist(),
+        "log_norm_at_T": float(med[T]),
+        "log10_norm_at_T": at_T,  # mean and standard error over seeds x sequences
+        "exactly_zero_gradients": zero,
+        "log10_norm_at_T_median": float(med[T] / math.log(10.0)),
+        "rate_per_step": float(med[T] / T),
+        "sv_percentiles_5_25_50_75_95": sv_q.tolist(),
+        "sv_max_median": float(np.median(sv[..., 0])),
+        "log_growth": log_growth,  # measured 0.5 ln chi per step, mean +- stderr over seeds
+        "lyapunov_max": lam,  # mean and standard error over seeds x trajectories
+        "lyapunov_max_per_trajectory": lyap.tolist(),
+        "diverged_trajectories": int(np.sum(~finite_state)),
+        "trajectories": int(finite_state.size),
+    }
+    if "pascanu_bound" in raw:
+        b = np.asarray(raw["pascanu_bound"], np.float64)
+        out["pascanu_bound_median"] = float(np.median(b))
+        out["pascanu_must_vanish_seeds"] = int(np.sum(b < 1.0))
+    return out
+
+
+def sv_sample(raw: dict, limit: int = 4000) -> np.ndarray:
+    sv = np.asarray(raw["singular_values"], np.float64).ravel()
+    sv = sv[sv > 0]
+    if sv.size > limit:
+        sv = np.sort(sv)[np.linspace(0, sv.size - 1, limit).astype(int)]
+    return sv
+
+
+def gate_values_at_init(family: str, cell: jrnn.Cell, cfg: Config, seed: int) -> dict | None:
+    """Mean update/reset (GRU) or forget (LSTM) gate over a driven trajectory at init."""
+    if cell.name not in ("gru", "lstm"):
+        return None
+    params = init_params(family, cell, jax.random.key(seed), 1.0)
+    xs = jax.random.normal(jax.random.key(seed + 1), (cfg.T, INPUT_SIZE))
+    _, hs = jrnn.unroll(cell, params, xs)
+    n = cell.hidden_size
+    h_prev = jnp.concatenate([jnp.zeros((1, n), hs.dtype), hs[:-1]])
+    if cell.name == "gru":
+        a = (xs @ params["W_xh"].T + params["b_xh"][None] + h_prev @ params["W_hh"].T
+             + params["b_hh"][None])
+        return {"reset_r": float(jnp.mean(jax.nn.sigmoid(a[:, :n]))),
+                "update_z": float(jnp.mean(jax.nn.sigmoid(a[:, n:2 * n])))}
+    a = xs @ params["W_xh"].T + h_prev @ params["W_hh"].T + params["b_h"][None]
+    return {"forget_f": float(jnp.mean(jax.nn.sigmoid(a[:, n:2 * n])))}
+
+
+# ------------------------------------------------------------------ training
+def train_seeds(family: str, cell: jrnn.Cell, cfg: Config, seed: int, ckpt_dir: str,
+                on_step=None):
+    """Trains ``cfg.seeds`` copies (vmapped) on the adding problem; resumable.
+
+    Returns ``(model, initial params, FitResult, held-out batch)``.
+    """
+    model = jrnn.models.rnn(cell, 1)
+    T = cfg.train_T
+    config = {"cell": cell.describe(), "family": family, "seed": seed,
+              **{k: v for k, v in cfg.measured().items()
+                 if k.startswith("train_") or k in ("lr", "clip")}}
+    params0, result, held_out = common.train_seeds(
+        model, 2, lambda key, b: jrnn.tasks.adding(key, b, T), jrnn.tasks.mse, seed=seed,
+        seeds=cfg.seeds, lr=cfg.lr, clip=cfg.clip, batch=cfg.train_batch,
+        steps=cfg.train_steps, eval_size=cfg.eval_size,
+        eval_every=max(cfg.train_steps // 20, 1), checkpoint_dir=ckpt_dir,
+        checkpoint_every=cfg.checkpoint_every, config=config, on_step=on_step,
+    )
+    return model, params0, result, held_out
+
+
+def grad_and_health(model, cell: jrnn.Cell, params, batch) -> dict:
+    """``||dL/dh_t||`` over ``t`` (median over the batch) and unit health, for one seed."""
+    x, y = batch
+
+    def loss_of_hs(hs):
+        return jrnn.tasks.mse(model.readout(params, hs[:, -1]), y)
+
+    g = jrnn.diagnostics.gradient_norms(loss_of_hs, cell, params["cell"], x)
+    out = {"grad_hidden": jnp.median(g.hidden, axis=0)}
+    if cell.preactivation is not None and cell.activation is not None:
+        h = jrnn.diagnostics.unit_health(cell, params["cell"], x)
+        out["dead_fraction"] = h.dead_fraction
+        out["saturated_fraction"] = h.saturated_fraction
+    return out
+
+
+def measure_training(family: str, cell: jrnn.Cell, cfg: Config, seed: int, out: str, name: str,
+                     on_step):
+    model, params0, result, held_out = train_seeds(
+        family, cell, cfg, seed, common.checkpoint_dir(out, name), on_step
+    )
+    probe = jax.jit(jax.vmap(lambda p: grad_and_health(model, cell, p, held_out)))
+    before = jax.device_get(probe(params0))
+    after = jax.device_get(probe(result.state.params))
+    ev = np.asarray(result.eval_history["loss"], np.float64)  # (E, S)
+    final = ev[-1]
+    base = jrnn.tasks.ADDING_BASELINE
+    res = {
+        "eval_step": list(result.eval_history["step"]),
+        "eval_loss_per_seed": ev.T.tolist(),
+        "eval_loss_median": np.median(ev, axis=1).tolist(),
+        "final_loss_per_seed": final.tolist(),
+        "final_loss": mean_stderr(final),
+        "final_loss_median": float(np.median(final)),
+        "final_over_baseline": mean_stderr(final / base),
+        "solved_seeds": int(np.sum(final < 0.1 * base)),
+        # A run whose loss ends non-finite or 100x above the baseline diverged: its number is a
+        # symptom, not a result, and is shown as "diverged".
+        "diverged_seeds": int(np.sum(~np.isfinite(final) | (final > 100.0 * base))),
+        "nonfinite_updates": int((~np.asarray(result.history["finite"], bool)).sum()),
+    }
+    for when, m in (("before", before), ("after", after)):
+        gh = np.asarray(m["grad_hidden"], np.float64)  # (S, T)
+        res[f"grad_hidden_{when}"] = np.median(gh, axis=0).tolist()
+        first, last = np.median(gh[:, 0]), np.median(gh[:, -1])
+        res[f"grad_ratio_first_last_{when}"] = float(first / last) if last > 0 else None
+        if "dead_fraction" in m:
+            res[f"dead_fraction_{when}"] = mean_stderr(m["dead_fraction"])
+            res[f"saturated_fraction_{when}"] = mean_stderr(m["saturated_fraction"])
+    return res
