@@ -12,11 +12,11 @@ Variants, several seeds each (vmapped into one program):
 
 * ``tanh``: Elman tanh RNN, Keras init (orthogonal ``W_hh``), no flossing;
 * ``tanh+floss``: the same after ``pre_steps`` flossing updates
-  (:func:`jrnn.train.lyapunov_penalty`, schedule ``"before"``);
+  (:func:`jrnn.penalties.lyapunov_penalty`, schedule ``"before"``);
 * ``critical`` / ``critical+floss``: ``W_hh ~ N(0, g*^2/n)`` at the mean-field
   critical gain (:func:`jrnn.initializers.critical`), without / with flossing;
 * ``tanh+jacnorm``: the baseline penalty ``(||J_t||_rms - 1)^2`` instead of the
-  spectrum (:func:`jrnn.train.jacobian_norm_penalty`), same schedule;
+  spectrum (:func:`jrnn.penalties.jacobian_norm_penalty`), same schedule;
 * ``lstm``: the gated reference, no flossing.
 
 Reported: held-out accuracy and loss vs delay (median and range over seeds),
@@ -139,10 +139,10 @@ def make_cell(variant: str, hidden: int) -> jrnn.Cell:
 
 def _penalty(variant: str, cell, cfg: Config, delay: int):
     if variant.endswith("+floss"):
-        return jrnn.train.lyapunov_penalty(cell, cfg.k, 0.0, batch=cfg.floss_batch,
+        return jrnn.penalties.lyapunov_penalty(cell, cfg.k, 0.0, batch=cfg.floss_batch,
                                            warmup=min(cfg.floss_warmup, delay - 1))
     if variant.endswith("+jacnorm"):
-        return jrnn.train.jacobian_norm_penalty(cell, 1.0, norm="rms", batch=cfg.floss_batch)
+        return jrnn.penalties.jacobian_norm_penalty(cell, 1.0, norm="rms", batch=cfg.floss_batch)
     return None
 
 
@@ -186,12 +186,12 @@ def run_one(delay: int, variant: str, cfg: Config, seed: int, out: str, on_step=
     model = jrnn.models.rnn(cell, 1)
     penalty = _penalty(variant, cell, cfg, delay)
     pre = cfg.pre_steps if penalty is not None else 0
-    schedule = (jrnn.train.flossing_schedule("before", pre_steps=pre) if penalty is not None
-                else jrnn.train.flossing_schedule("none"))
+    schedule = (jrnn.flossing.flossing_schedule("before", pre_steps=pre) if penalty is not None
+                else jrnn.flossing.flossing_schedule("none"))
     opt = optax.adam(cfg.lr)
     gen = lambda key: delayed_copy(key, B, delay)
     transform = lambda f: jax.jit(jax.vmap(lambda st, key: f(st, gen(key))))
-    step = jrnn.train.make_flossing_step(
+    step = jrnn.flossing.make_flossing_step(
         model.apply, jrnn.tasks.mse, opt, penalty, schedule, clip_norm=cfg.clip,
         skip_nonfinite=True, transform=transform, floss_optimizer=optax.adam(cfg.floss_lr))
 

@@ -180,7 +180,7 @@ def test_flossing_experiment_smoke(tmp_path):
     from experiments import flossing
 
     out = str(tmp_path / "fl")
-    m = flossing.main(["--smoke", "--out", out])
+    m = flossing.main(["--preset", "smoke", "--out", out])
     with open(os.path.join(out, "metrics.json")) as fh:
         text = fh.read()
     assert "NaN" not in text and "Infinity" not in text and "time" not in text
@@ -188,19 +188,19 @@ def test_flossing_experiment_smoke(tmp_path):
     for f in ("report.md", "run_info.json", "accuracy_vs_delay.png", "spectra.png",
               "propagation.png"):
         assert os.path.getsize(os.path.join(out, f)) > 0
-    cfg = flossing.SMOKE
-    for d in cfg["delays"]:
-        for v in cfg["variants"]:
+    cfg = flossing.PRESETS["smoke"]
+    for d in cfg.delays:
+        for v in cfg.variants:
             r = m["runs"][f"d{d}"][v]
-            assert len(r["accuracy"]) == cfg["seeds"]
+            assert len(r["accuracy"]) == cfg.seeds
             assert all(0.0 <= a <= 1.0 for a in r["accuracy"])
             assert all(math.isfinite(x) for x in r["loss"])
     info = json.load(open(os.path.join(out, "run_info.json")))
     assert info["seconds_per_step"]
     # Both phases checkpointed their last step under OUT/checkpoints (a rerun resumes there;
     # exact resume itself is tested in test_train / test_checkpoint).
-    d = cfg["delays"][0]
+    d = cfg.delays[0]
     last = lambda v, ph: checkpoint.latest_step(common.checkpoint_dir(out, f"d{d}", v, ph))
-    assert last("tanh+floss", "floss") == cfg["pre_steps"]
-    assert last("tanh+floss", "train") == cfg["pre_steps"] + cfg["steps"]
-    assert last("tanh", "train") == cfg["steps"]
+    assert last("tanh+floss", "floss") == cfg.pre_steps
+    assert last("tanh+floss", "train") == cfg.pre_steps + cfg.steps
+    assert last("tanh", "train") == cfg.steps

@@ -5,6 +5,7 @@ gradients) on random non-trivial weights and biases. Skipped when Keras 3 is not
 except the check of the message that names the extra to install.
 The number of Keras models built is kept small: each costs seconds."""
 
+import dataclasses
 import os
 
 os.environ["KERAS_BACKEND"] = "jax"
@@ -254,17 +255,19 @@ def test_to_keras_rejects_what_keras_lacks():
 def test_seed_example_keras_comparison_smoke(monkeypatch):
     from experiments import seed_example
 
-    cfg = dict(seed_example.SMOKE, hidden=(4, 3), epochs=1, n_train=32, n_test=8)
+    cfg = dataclasses.replace(
+        seed_example.PRESETS["smoke"], hidden=(4, 3), epochs=1, n_train=32, n_test=8
+    )
     x, y = jrnn.tasks.sine(jax.random.key(0), 40, 10)
     data = (x[:32], y[:32], x[32:], y[32:])
     model = seed_example.build(cfg)
     params = model.init(jax.random.key(1), 1)
-    dcfg = dict(seed_example.DIAG_SMOKE, lyap_length=20, lyap_k=2)
+    dcfg = dataclasses.replace(seed_example.PRESETS["smoke"].diag, lyap_length=20, lyap_k=2)
     # jrnn's diagnostics are tested on their own; here only that both models reach them
     seen = []
 
     def fake_diagnostics(cfg_, xs, xs_long, dcfg_):
-        assert xs.shape == (dcfg_["windows"], 10, 1) and xs_long.shape == (2, 20, 1)
+        assert xs.shape == (dcfg_.windows, 10, 1) and xs_long.shape == (2, 20, 1)
         return lambda p: seen.append(p) or dict(
             {"log_dsT_ds0_spectral_mean": -1.0, "step_sigma_max_mean": 1.0,
              "lyapunov_exponents_mean": [0.0, -1.0], "lyapunov_exponents_stderr": [0.1, 0.1],

@@ -68,7 +68,7 @@ def gated_theory(family: str, cell: jrnn.Cell, cfg: Config, seed: int) -> dict |
         return None
     params = init_params(family, cell, jax.random.key(seed), 1.0)
     xs = jax.random.normal(jax.random.key(seed + 1), (cfg.T, INPUT_SIZE))
-    p = jrnn.theory.predict(cell, params, xs)
+    p = jrnn.predict(cell, params, xs)
     return {"chi": p["chi"], "log_growth": p["log_growth"]}
 
 
