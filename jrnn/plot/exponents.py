@@ -166,10 +166,10 @@ def ftle(records, *, columns: Sequence[int] = (0,), bins: int = 40,
 
     Draws the density of ``exponents[:, c]`` over windows (nats per step; a
     batch pools the windows of every sequence) as a step histogram per record
-    and column ``c`` (0-based Benettin column, ``c = 0`` follows ``lambda_1``),
-    a dashed vertical line at the column's mean, and the mean +- standard error
-    and spread in the legend. Non-finite windows sit on the left (``-inf``,
-    NaN) or right (``+inf``) edge with their count.
+    and column ``c`` (0-based Benettin column, ``c = 0`` follows ``lambda_1``)
+    on bins shared by all histograms, a dashed vertical line at the column's
+    mean, and the mean +- standard error and spread in the legend. Non-finite
+    windows sit on the left (``-inf``, NaN) or right (``+inf``) edge with their count.
 
     Args:
       records: a :class:`~jrnn.diagnostics.FiniteTimeExponents`, a sequence
@@ -209,13 +209,17 @@ def ftle(records, *, columns: Sequence[int] = (0,), bins: int = 40,
                 raise ValueError(f"columns entries must be in [0, {e.shape[-1] - 1}], got {c!r}.")
             name = lab if lab is not None else ("" if len(items) == 1 else f"record {i + 1}")
             rows.append((f"{name} $\\lambda_{{{int(c) + 1}}}$".strip(), e[:, int(c)]))
+    pooled = np.concatenate([v[np.isfinite(v)] for _, v in rows])
+    span = (float(pooled.min()), float(pooled.max())) if pooled.size else None
+    if span is not None and span[0] == span[1]:
+        span = (span[0] - 0.5, span[1] + 0.5)
     for (name, v), sty in zip(rows, _style.styles([r[0] for r in rows])):
         finite = v[np.isfinite(v)]
         mean = float(np.mean(finite)) if finite.size else math.nan
         sd = float(np.std(finite, ddof=1)) if finite.size > 1 else math.nan
         se = sd / math.sqrt(finite.size) if finite.size > 1 else math.nan
         label = f"{name}: {_style.fmt(mean)} +- {_style.fmt(se, 2)} (sd {_style.fmt(sd, 2)})"
-        _histogram(ax, v, bins=bins, range_=None, sty=sty, label=label)
+        _histogram(ax, v, bins=bins, range_=span, sty=sty, label=label)
         if math.isfinite(mean):
             ax.axvline(mean, color=sty["color"], linestyle="--", linewidth=1.0)
     _style.finish(ax, xlabel=f"finite-time exponent ({_style.NATS})", ylabel="density")
@@ -357,14 +361,18 @@ def phase_diagram(activations: str | Sequence[str] = "tanh", *, vary: str = "sig
                 linewidth=1.6, label=f"{act}: critical line $\\chi = 1$")
         _style.mark_nonfinite(ax, line, grid, color=sty["color"], axis="x",
                               label=f"{act}: no critical gain", zero_means="none")
+        if act == acts[0] and ok.any():  # name the two phases on either side of the line
+            mid = np.flatnonzero(ok)[int(ok.sum()) // 2]
+            for text, dx, ha in (("ordered\n($\\chi < 1$)", -12, "right"),
+                                 ("chaotic\n($\\chi > 1$)", 12, "left")):
+                t = ax.annotate(text, (line[mid], grid[mid]), xytext=(dx, 0),
+                                textcoords="offset points", ha=ha, va="center", fontsize=8,
+                                color="0.25", style="italic", zorder=6,
+                                bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.7,
+                                      "edgecolor": "none"})
+                t.set_gid("jrnn-phase")
     if measured is not None:
         _scatter(ax, measured, vary, cmap)
-    t = ax.text(0.02, 0.98, "ordered ($\\chi < 1$)", transform=ax.transAxes, ha="left",
-                va="top", fontsize=8, color="0.3")
-    t.set_gid("jrnn-phase")
-    t = ax.text(0.98, 0.02, "chaotic ($\\chi > 1$)", transform=ax.transAxes, ha="right",
-                va="bottom", fontsize=8, color="0.3")
-    t.set_gid("jrnn-phase")
     _style.finish(ax, xlabel="weight scale $\\sigma_w$", ylabel=_AXIS_NAME[vary])
     return ax
 

@@ -184,7 +184,8 @@ def _boxes(ax, items, names) -> None:
     keep = [i for i, v in enumerate(finite) if v.size]
     if keep:
         parts = ax.boxplot([finite[i] for i in keep], positions=pos[keep], whis=(0, 100),
-                           widths=0.6, patch_artist=True)
+                           widths=0.6, patch_artist=True,
+                           medianprops={"color": "black", "linewidth": 1.4})
         for i, box in zip(keep, parts["boxes"]):
             box.set_facecolor(sty[i]["color"])
             box.set_alpha(0.55)
@@ -209,7 +210,8 @@ def singular_values(stats, *, labels: Sequence[str] | None = None, levels=None,
     median over sequences of each statistic. ``mode="boxes"`` (one or several
     records): per configuration a box (whiskers at min and max) of the
     time-averaged ``log10 sigma_i`` over the indices ``i`` (``mean_log / ln 10``,
-    a batch pools its sequences), with ``sigma_1`` as a diamond. ``"auto"``: time
+    a batch pools its sequences), with ``sigma_1`` as a diamond; the box covers
+    the finite values, and the indices whose mean is ``-inf`` are counted below it. ``"auto"``: time
     for one record with per-step fields, else boxes. A zero line marks gain 1.
     Exact zeros (``sigma = 0``, ``log = -inf``) and NaN are counted and marked on
     the lower edge (legend), never dropped.
