@@ -8,6 +8,7 @@ edge of the axes with a count (:func:`jrnn.plot.style.mark_nonfinite`).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -408,8 +409,9 @@ def _scatter(ax, measured, vary: str, cmap: str) -> None:
 
 def _band(values: np.ndarray):
     """Median and min / max over axis 0, NaN ignored, ``-inf`` kept (no interpolation)."""
-    with np.errstate(invalid="ignore"):
-        v = np.where(np.isnan(values), np.nan, values)
+    with warnings.catch_warnings():  # an all-NaN column gives NaN, marked by the caller
+        warnings.simplefilter("ignore", RuntimeWarning)
+        v = values
         med = np.nanquantile(v, 0.5, axis=0, method="inverted_cdf")
         lo = np.nanmin(v, axis=0)
         hi = np.nanmax(v, axis=0)

@@ -25,8 +25,10 @@ _LN10 = math.log(10.0)
 
 
 def _quantiles(values: np.ndarray, levels) -> np.ndarray:
-    """Quantiles over axis 0 without interpolation (``-inf`` stays a valid sample), NaN ignored."""
-    with np.errstate(invalid="ignore"):
+    """Quantiles over axis 0 without interpolation (``-inf`` stays a valid sample), NaN ignored
+    (an all-NaN column gives NaN, which the caller marks)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanquantile(values, levels, axis=0, method="inverted_cdf")
 
 
@@ -112,7 +114,8 @@ def propagation(records, *, labels: Sequence[str] | None = None, norm: str = "sp
         if batch > 1:
             # a band edge at -inf runs to the lower edge of the axes: clip it there for the
             # fill only; the -inf samples themselves are marked below.
-            floor = np.nanmin(np.where(np.isfinite(decades), decades, np.nan))
+            finite = decades[np.isfinite(decades)]
+            floor = finite.min() if finite.size else np.nan
             fill_lo = np.where(lo == -np.inf, floor, lo)
             fill_hi = np.where(hi == -np.inf, floor, hi)
             ax.fill_between(lag, fill_lo, fill_hi, color=sty["color"], alpha=0.15, linewidth=0)

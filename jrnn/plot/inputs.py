@@ -25,9 +25,10 @@ def collect(value: Any, record_type, argument: str, labels: Sequence[str] | None
     """
     if isinstance(value, record_type):
         items: list[tuple[str | None, Any]] = [(None, value)]
-    elif isinstance(value, Mapping):
+    elif isinstance(value, Mapping) and not hasattr(value, "_fields"):
         items = [(str(k), v) for k, v in value.items()]
-    elif isinstance(value, Sequence) and not isinstance(value, str | bytes):
+    elif (isinstance(value, Sequence) and not isinstance(value, str | bytes)
+          and not hasattr(value, "_fields")):  # another record (a NamedTuple) is no sequence
         items = [(None, v) for v in value]
     else:
         raise TypeError(

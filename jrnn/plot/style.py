@@ -36,6 +36,7 @@ __all__ = [
     "NATS",
     "NONFINITE_GID",
     "OKABE_ITO",
+    "REFERENCE_GID",
     "color_of",
     "family_of",
     "mark_nonfinite",
@@ -53,6 +54,9 @@ NATS = "nats / step"
 
 #: gid of every artist that marks a non-finite value (tests and users can find them).
 NONFINITE_GID = "jrnn-nonfinite"
+
+#: gid of the reference line (zero exponent, unit gain) that :func:`finish` draws.
+REFERENCE_GID = "jrnn-reference"
 
 #: Okabe & Ito (2008) colour-blind-safe qualitative palette (black reserved for theory).
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442")
@@ -271,7 +275,7 @@ def finish(ax, *, xlabel: str, ylabel: str, title: str | None = None, legend: bo
     if title:
         ax.set_title(title, fontsize=10)
     if zero is not None:
-        ax.axhline(zero, color="black", linewidth=0.7, zorder=1)
+        ax.axhline(zero, color="black", linewidth=0.7, zorder=1).set_gid(REFERENCE_GID)
     ax.grid(True, alpha=0.25, linewidth=0.6)
     if legend and ax.get_legend_handles_labels()[0]:
         n = len(ax.get_legend_handles_labels()[0])
