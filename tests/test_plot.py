@@ -150,6 +150,12 @@ def test_spectrum_normalized_index_batch_and_unresolved(records):
     grey = [ln for ln in ax.lines if ln.get_color() == style.UNRESOLVED_COLOR]
     assert len(grey) == 1 and len(grey[0].get_xdata()) == 1
     assert "unresolved (below the round-off floor)" in _legend(ax)
+    # a bare record (no stderr, no unresolved mask, no frame) still draws, without error bars
+    bare = jrnn.diagnostics.LyapunovSpectrum(jnp.array([0.1, -0.3]), jnp.zeros((1, 2)),
+                                             jnp.array(1.33), jnp.array(0.1))
+    ax = jrnn.plot.spectrum(bare, normalize_index=True)
+    np.testing.assert_allclose(ax.containers[0].lines[0].get_xdata(), [0.5, 1.0])
+    assert ax.containers[0].has_yerr is False
 
 
 def test_spectrum_rejects_wrong_records(records):
@@ -268,6 +274,13 @@ def test_training_bands_units_and_nonfinite():
     np.testing.assert_allclose(tanh.get_xdata(), [1, 2, 3])
     np.testing.assert_allclose(tanh.get_ydata(), [1.1, 0.5, 0.25])  # NaN is marked, not averaged
     assert len(loss_ax.collections) == 1  # one band (lstm has a single run)
+
+
+def test_training_reads_per_seed_lists_of_a_batched_state():
+    batched = {"step": [1, 2], "loss": [[1.0, 3.0], [0.5, 1.5]]}  # (steps, seeds)
+    ax = jrnn.plot.training(batched)
+    assert _legend(ax) == ["run (median of 2, band: min-max)"]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [2.0, 1.0])
 
 
 def test_training_takes_fit_results():
@@ -416,9 +429,9 @@ def test_every_figure_saves(records, tmp_path):
     jrnn.plot.singular_values({"tanh": r["sv"], "relu": q["sv"]}, ax=axes[3])
     jrnn.plot.training({"step": [1, 2], "loss": [1.0, 0.5], "x": [0, 1]}, keys=("loss", "x"),
                        ax=axes[4:6])
-    jrnn.plot.phase_diagram("tanh", values=[0.0, 0.5], ax=axes[6],
+    jrnn.plot.phase_diagram("tanh", values=np.linspace(0.0, 0.6, 4), ax=axes[6],  # as above:
                             measured={"sigma_w": [1.0], "sigma_b": [0.2], "lambda_max": [0.1]})
-    jrnn.plot.gain_sweep([0.5, 1.0], [-0.5, 0.0], activation="relu", ax=axes[7])
+    jrnn.plot.gain_sweep([0.5, 1.0, 2.0], [-0.5, 0.0, 0.2], activation="tanh", ax=axes[7])
     jrnn.plot.theory_vs_measured([0.1], [0.2], ax=axes[8])
     jrnn.plot.ftle(r["ftle"], ax=axes[9])
     jrnn.plot.clv_angles({"tanh": r["clv"], "relu": q["clv"]}, ax=axes[10])
