@@ -37,14 +37,8 @@ Example::
 """
 
 from jrnn.plot import style
-from jrnn.plot.exponents import (
-    clv_angles,
-    ftle,
-    gain_sweep,
-    phase_diagram,
-    spectrum,
-    theory_vs_measured,
-)
+from jrnn.plot.criticality import gain_sweep, phase_diagram, theory_vs_measured
+from jrnn.plot.exponents import clv_angles, ftle, spectrum
 from jrnn.plot.gradients import propagation, singular_values, training
 from jrnn.plot.style import subplots
 
