@@ -1,0 +1,6 @@
+# %% [markdown]
+# # Is my RNN's gradient vanishing?
+
+# %%
+import jrnn
+print(jrnn.__version__)
