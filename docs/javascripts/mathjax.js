@@ -1,13 +1,11 @@
+// MathJax 3 for both kinds of page: the API pages (pymdownx.arithmatex writes \( \) and \[ \])
+// and the executed tutorials (mkdocs-jupyter keeps the notebooks' $ and $$).
 window.MathJax = {
   tex: {
-    inlineMath: [["\\(", "\\)"]],
-    displayMath: [["\\[", "\\]"]],
+    inlineMath: [["\\(", "\\)"], ["$", "$"]],
+    displayMath: [["\\[", "\\]"], ["$$", "$$"]],
     processEscapes: true,
     processEnvironments: true
-  },
-  options: {
-    ignoreHtmlClass: ".*|",
-    processHtmlClass: "arithmatex"
   }
 };
 
