@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import api_plan  # noqa: E402
 
+
 def _griffe_package():
     import griffe
     from griffe_rst import RstDocstrings

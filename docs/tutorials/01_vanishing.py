@@ -33,7 +33,6 @@
 
 # %%
 import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 

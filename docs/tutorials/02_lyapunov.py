@@ -115,7 +115,8 @@ print("one run     :", np.round(np.asarray(top.exponents), 5))
 calm = jrnn.cells.elman(n, "tanh", recurrent_init=jrnn.initializers.scaled_normal(0.5))
 calm_params = calm.init(jax.random.key(0), d)
 still = jrnn.diagnostics.lyapunov_spectrum(calm, calm_params, jnp.zeros((200, d)), k=4)
-print("stationary:", bool(still.stationary), " lambda_1..4:", np.round(np.asarray(still.exponents), 3))
+print("stationary:", bool(still.stationary))
+print("lambda_1..4:", np.round(np.asarray(still.exponents), 3))
 
 # %% [markdown]
 # A ReLU network zeroes the rows of its inactive units at every step, so the product of its

@@ -72,7 +72,8 @@ print(f"critical gain g* = {g_star:.3f} (without the input drive: "
 
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.plot(grid, theory, label="mean field, 0.5 ln chi")
-ax.errorbar(gains, measured, yerr=2 * np.array(err), fmt="o", ms=4, label="measured lambda_1 (+-2 se)")
+ax.errorbar(gains, measured, yerr=2 * np.array(err), fmt="o", ms=4,
+            label="measured lambda_1 (+-2 se)")
 ax.axhline(0, color="k", lw=0.5)
 ax.axvline(g_star, color="gray", ls="--", lw=0.8, label="g*")
 ax.set(xlabel="gain sigma_w", ylabel="nats/step", title=f"tanh Elman, n={n}")

@@ -28,7 +28,6 @@
 
 # %%
 import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
@@ -135,7 +134,8 @@ h0 = jax.random.normal(jax.random.key(5), (n,))
 before = cell.init(jax.random.key(0), d)
 for label, p in (("before", before), ("after", params)):
     ly = jrnn.diagnostics.lyapunov_spectrum(cell, p, held_out, carry=h0, k=1, transient=50)
-    print(f"{label:6s} flossing: lambda_1 = {float(ly.exponents[0]):+.3f} +- {float(ly.stderr[0]):.3f}")
+    lam, se = float(ly.exponents[0]), float(ly.stderr[0])
+    print(f"{label:6s} flossing: lambda_1 = {lam:+.3f} +- {se:.3f}")
 
 # %% [markdown]
 # `python -m experiments.flossing --quick` runs the full experiment: on the delayed copy task
