@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 
+from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -59,7 +60,7 @@ def _render(page: api_plan.Page) -> str:
 def on_config(config, **kwargs):
     pages, problems = api_plan.plan()
     if problems:
-        raise SystemExit("API reference: " + "; ".join(problems))
+        raise PluginError("API reference: " + "; ".join(problems))
     _PAGES[:] = pages
     entries = [{p.title: p.slug + ".md"} for p in pages]
     nav = config.nav or []
