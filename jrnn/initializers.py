@@ -35,6 +35,7 @@ __all__ = [
     "zeros",
 ]
 
+#: The type of every initialiser here: ``(key, shape, dtype=...) -> jax.Array``.
 Initializer = Callable[..., jax.Array]
 
 

@@ -50,6 +50,7 @@ __all__ = [
 ADDING_BASELINE = 1.0 / 6.0
 """MSE of always predicting 1 on the adding problem: ``Var(u_1 + u_2) = 2/12``."""
 
+#: Lower-case alias of :data:`ADDING_BASELINE`.
 adding_baseline = ADDING_BASELINE
 
 SINE_BASELINE = 0.5
