@@ -102,7 +102,7 @@ plt.show()
 cell = jrnn.cells.elman(n, "tanh", recurrent_init=jrnn.initializers.scaled_normal(2.0))
 params = cell.init(jax.random.key(0), d)
 batch = jax.random.normal(jax.random.key(3), (4, 120, d))
-penalty = jrnn.flossing.lyapunov_penalty(cell, k=1, target=0.0, warmup=20)
+penalty = jrnn.penalties.lyapunov_penalty(cell, k=1, target=0.0, warmup=20)
 
 optimizer = optax.adam(1e-2)
 opt_state = optimizer.init(params)

@@ -29,7 +29,9 @@ __all__ = [
 Array = jax.Array
 
 _SQRT2 = math.sqrt(2.0)
+#: SELU's alpha (Klambauer et al. 2017): the negative saturation value is -alpha * scale.
 SELU_ALPHA = 1.6732632423543772848170429916717
+#: SELU's scale lambda (Klambauer et al. 2017): the self-normalising fixed point (0, 1).
 SELU_SCALE = 1.0507009873554804934193349852946
 
 
