@@ -105,6 +105,16 @@ class Pointwise(NamedTuple):
     step_bound: Callable[[Params], tuple[jax.Array, jax.Array]] | None = None
 
 
+def _member(capability: str, member: str | None = None) -> property:  # transitional
+    """A read-only property: ``cell.<capability>.<member>``, or None without the capability."""
+
+    def get(cell):
+        record = getattr(cell, capability)
+        return record if record is None or member is None else getattr(record, member)
+
+    return property(get)
+
+
 class Cell(NamedTuple):
     """A recurrent cell: static config closed over by pure functions.
 
@@ -157,34 +167,15 @@ class Cell(NamedTuple):
         items = ", ".join(f"{k}={v}" for k, v in (("hidden_size", self.hidden_size),) + self.config)
         return f"{self.name}({items})"
 
-    # The old flat field names, read-only, while the other branches still read them.
-    @property
-    def jacobian(self):  # transitional: removed at integration
-        return None if self.linear is None else self.linear.jacobian
-
-    @property
-    def tangent(self):  # transitional: removed at integration
-        return None if self.linear is None else self.linear.tangent
-
-    @property
-    def fused_rule(self):  # transitional: removed at integration
-        return self.fused
-
-    @property
-    def linear_coeffs(self):  # transitional: removed at integration
-        return None if self.affine is None else self.affine.coeffs
-
-    @property
-    def activation(self):  # transitional: removed at integration
-        return None if self.pointwise is None else self.pointwise.activation
-
-    @property
-    def preactivation(self):  # transitional: removed at integration
-        return None if self.pointwise is None else self.pointwise.preactivation
-
-    @property
-    def recurrent_matrix(self):  # transitional: removed at integration
-        return None if self.pointwise is None else self.pointwise.recurrent_matrix
+    # transitional: removed at integration. The old flat field names, read-only, while the
+    # other branches still read them (cell.jacobian is cell.linear.jacobian, and so on).
+    jacobian = _member("linear", "jacobian")  # transitional: removed at integration
+    tangent = _member("linear", "tangent")  # transitional: removed at integration
+    fused_rule = _member("fused")  # transitional: removed at integration
+    linear_coeffs = _member("affine", "coeffs")  # transitional: removed at integration
+    activation = _member("pointwise", "activation")  # transitional: removed at integration
+    preactivation = _member("pointwise", "preactivation")  # transitional
+    recurrent_matrix = _member("pointwise", "recurrent_matrix")  # transitional
 
 
 def check_positive_int(value: Any, argument: str) -> int:  # transitional: removed at integration
