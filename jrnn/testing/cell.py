@@ -273,8 +273,8 @@ def check_cell(
     Raises:
       AssertionError: naming the failing property, the dtype, the step and the
         largest difference.
-      TypeError: ``cell`` is not a Cell.
-      ValueError: a bad (or empty) ``dtype``, ``steps`` or ``perturb``.
+      TypeError: ``cell`` is not a Cell, or ``steps`` not an integer.
+      ValueError: a bad (or empty) ``dtype``, ``steps < 2`` or a bad ``perturb``.
     """
     if not isinstance(cell, Cell):
         hint = " (for a jrnn.models.Model pass model.cell)" if hasattr(cell, "cell") else ""
@@ -286,8 +286,7 @@ def check_cell(
     for dt in dtypes:
         if dt not in TOLERANCES:
             raise ValueError(f"dtype must be 'float32', 'float64' or both, got {dt!r}.")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-        raise ValueError(f"steps must be an integer >= 2, got {steps!r}.")
+    steps = _validation.check_int(steps, "steps", low=2)
     key = jax.random.key(0) if key is None else key
     report = {}
     for dt in dtypes:
