@@ -144,4 +144,4 @@ def test_one_scalar_check_for_remedy_and_classic_cells():
         validation.check_number(-(10**400), "w")
     with pytest.raises(ValueError, match=r"w must be .*got a Fraction beyond the float range"):
         validation.check_number(fractions.Fraction(10**400, 3), "w")
-    assert not hasattr(jrnn.cells._checks, "check_real")
+    assert not hasattr(jrnn.cells._core_fields, "check_real")

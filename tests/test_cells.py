@@ -252,9 +252,9 @@ class CellContractTest(parameterized.TestCase):
         assert cells.flatten_carry(c1).shape == (cell.state_size,)
 
     def test_bad_sizes_rejected(self):
-        with pytest.raises(ValueError, match="hidden_size must be a positive integer, got 0"):
+        with pytest.raises(ValueError, match="hidden_size must be an integer >= 1, got 0"):
             cells.elman(0)
-        with pytest.raises(ValueError, match="input_size must be a positive integer"):
+        with pytest.raises(ValueError, match="input_size must be an integer >= 1"):
             cells.lstm(3).init(jax.random.key(0), -1)
         with pytest.raises(ValueError, match="Did you mean 'tanh'"):
             cells.elman(3, "tanhh")

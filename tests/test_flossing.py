@@ -151,7 +151,7 @@ def test_bad_input_errors():
     model = jrnn.models.rnn(cell, 1)
     with pytest.raises(TypeError, match="pass model.cell"):
         penalties.lyapunov_penalty(model, k=2)
-    no_jac = cell._replace(jacobian=None)
+    no_jac = cell._replace(linear=cell.linear._replace(jacobian=None))
     with pytest.raises(ValueError, match="has none; use method='auto'"):
         penalties.lyapunov_penalty(no_jac, k=2, method="analytic")
     with pytest.raises(ValueError, match="needs a cell with a recurrent_matrix"):

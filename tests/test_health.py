@@ -85,3 +85,35 @@ def test_pascanu_bound_verdicts():
     )
     with pytest.raises(ValueError, match="gru"):
         pascanu_bound(jrnn.cells.gru(3), jrnn.cells.gru(3).init(jax.random.key(0), 1))
+
+
+def test_pascanu_bound_comes_from_the_cell_not_its_name():
+    """leaky: (1 - dt) + dt g sigma bounds every step; the bound is the cell's own
+    (cell.pointwise.step_bound), so renaming a cell or emptying its config changes nothing."""
+    cell = jrnn.cells.leaky(6, "tanh", dt=0.25, gain=2.0)
+    params = cell.init(jax.random.key(3), 2)
+    sigma = np.linalg.svd(np.asarray(params["W_hh"], np.float64), compute_uv=False)[0]
+    pb = pascanu_bound(cell, params)
+    np.testing.assert_allclose(pb.bound, 0.75 + 0.25 * sigma, rtol=1e-5)
+    np.testing.assert_allclose(pb.branch_bound, 0.25 * sigma, rtol=1e-5)
+    xs = jax.random.normal(jax.random.key(4), (20, 2))
+    Js = jrnn.diagnostics.step_jacobians(cell, params, xs)
+    assert np.all(np.linalg.norm(np.asarray(Js), 2, axis=(-2, -1)) <= float(pb.bound) + 1e-5)
+    res = jrnn.cells.residual(4, "tanh", alpha=-0.5)
+    p = res.init(jax.random.key(0), 1)
+    anonymous = pascanu_bound(res._replace(name="mystery", config=()), p)
+    for a, b in zip(anonymous, pascanu_bound(res, p)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(anonymous.bound, 1.5, rtol=1e-5)  # 1 + |alpha| * 1 * 1
+
+
+def test_missing_capability_is_named():
+    lstm = jrnn.cells.lstm(3)
+    with pytest.raises(ValueError, match=r"lacks the pointwise capability \(cell.pointwise is"):
+        pascanu_bound(lstm, lstm.init(jax.random.key(0), 1))
+    anti = jrnn.cells.antisymmetric(3)
+    with pytest.raises(ValueError, match=r"lacks pointwise.recurrent_matrix, pointwise.step_bound"):
+        pascanu_bound(anti, anti.init(jax.random.key(0), 1))
+    # unit_health needs only the activation and the pre-activation
+    h = unit_health(anti, anti.init(jax.random.key(0), 1), jnp.ones((3, 1)))
+    assert h.dead.shape == (3,)

@@ -54,7 +54,9 @@ def test_float64_check_restores_x64_state():
 
 
 def _elman_with(**fields):
-    return cells.elman(3, "tanh")._replace(**fields)
+    cell = cells.elman(3, "tanh")
+    linear = {k: fields.pop(k) for k in ("jacobian", "tangent") if k in fields}
+    return cell._replace(linear=cell.linear._replace(**linear), **fields)
 
 
 def test_catches_a_wrong_jacobian():

@@ -1,8 +1,9 @@
-"""Recurrent cells: NamedTuples of pure functions, one factory per family."""
+"""Recurrent cells: a core of pure functions plus capability records, one factory per family."""
 
 from jrnn.cells.antisymmetric import antisymmetric
-from jrnn.cells.base import Cell, flatten_carry
+from jrnn.cells.base import Affine, Cell, Linearization, Pointwise, flatten_carry
 from jrnn.cells.elman import elman, irnn, residual
+from jrnn.cells.fused import FusedRule
 from jrnn.cells.gru import gru
 from jrnn.cells.indrnn import indrnn
 from jrnn.cells.leaky import leaky
@@ -15,7 +16,11 @@ from jrnn.cells.oscillatory import cornn, lem
 from jrnn.cells.stack import stack
 
 __all__ = [
+    "Affine",
     "Cell",
+    "FusedRule",
+    "Linearization",
+    "Pointwise",
     "antisymmetric",
     "cornn",
     "elman",

@@ -23,9 +23,9 @@ import jax.numpy as jnp
 
 from jrnn import activations as _activations
 from jrnn import initializers as inits
-from jrnn.cells._checks import spec
-from jrnn.cells.base import Cell, check_positive_int
-from jrnn.validation import check_number
+from jrnn.cells._core_fields import check_input_size, float_spec, input_size_of, zeros_carry
+from jrnn.cells.base import Cell, Linearization, Pointwise
+from jrnn.validation import check_int, check_number
 
 __all__ = ["antisymmetric"]
 
@@ -65,7 +65,7 @@ def antisymmetric(
         >>> sorted(cell.init(jax.random.key(0), 3))
         ['V_h', 'W_h', 'b_h']
     """
-    n = check_positive_int(hidden_size, "hidden_size")
+    n = check_int(hidden_size, "hidden_size", low=1)
     eps = check_number(eps, "eps", low=0.0, low_open=True)
     gamma = check_number(gamma, "gamma", low=0.0)
     gain = check_number(gain, "gain", low=0.0)
@@ -75,7 +75,7 @@ def antisymmetric(
     recurrent_init = recurrent_init or inits.scaled_normal(gain)
 
     def init(key, input_size):
-        d = check_positive_int(input_size, "input_size")
+        d = check_input_size(input_size)
         k_x, k_h, k_b = jax.random.split(key, 3)
         return {
             "W_h": recurrent_init(k_h, (n, n)),
@@ -86,9 +86,6 @@ def antisymmetric(
     def recurrent_matrix(params):
         W = params["W_h"]
         return W - W.T - gamma * jnp.eye(n, dtype=W.dtype)
-
-    def initial_carry(params):
-        return jnp.zeros((n,), params["W_h"].dtype)
 
     def input_map(params, x):
         return params["V_h"] @ x + params["b_h"]
@@ -111,18 +108,11 @@ def antisymmetric(
         return V + d[:, None] * (W @ V - W.T @ V - gamma * V)
 
     return Cell(
-        name="antisymmetric",
-        hidden_size=n,
-        state_size=n,
-        init=init,
-        initial_carry=initial_carry,
-        input_map=input_map,
-        recur=recur,
-        input_size=lambda params: params["V_h"].shape[1],
-        jacobian=jacobian,
-        tangent=tangent,
-        param_spec=lambda d: spec(W_h=(n, n), V_h=(n, d), b_h=(n,)),
-        activation=act,
-        preactivation=preactivation,
+        name="antisymmetric", hidden_size=n, state_size=n,
+        init=init, initial_carry=zeros_carry(n, "W_h"), input_map=input_map, recur=recur,
+        input_size=input_size_of("V_h"),
+        param_spec=lambda d: float_spec(W_h=(n, n), V_h=(n, d), b_h=(n,)),
         config=(("activation", act.name), ("eps", eps), ("gamma", gamma)),
-    )
+        linear=Linearization(jacobian, tangent),
+        pointwise=Pointwise(act, preactivation),
+    )  # fmt: skip

@@ -1,4 +1,4 @@
-"""The Cell contract: a NamedTuple of pure functions made by a factory.
+"""The Cell contract: a core of pure functions plus capability records.
 
 A cell handles one time step of one example; :func:`jrnn.unroll` scans it over
 time and vmaps it over a batch. The recurrence is split in two so the input
@@ -9,8 +9,22 @@ projection can be hoisted out of the scan and computed for every step at once:
    u_t = \\mathrm{input\\_map}(x_t), \\qquad (s_t, h_t) = \\mathrm{recur}(s_{t-1}, u_t)
 
 where ``s_t`` is the carry (``h`` for Elman cells, ``(h, c)`` for the LSTM)
-and ``h_t`` the output. ``jacobian(params, s_{t-1}, u_t)`` is the exact
-``d s_t / d s_{t-1}`` with the carry flattened in ``jax.flatten_util`` order.
+and ``h_t`` the output. Every family fills the core; what only some families
+can offer is a *capability*, a small record read by one subsystem (None where
+the family has none):
+
+=================  ==============================================  ==========================
+field              record                                          read by
+=================  ==============================================  ==========================
+``linear``         :class:`Linearization` (jacobian, tangent)      the diagnostics' kernel
+``fused``          :class:`~jrnn.cells.fused.FusedRule`            the fused unroll method
+``affine``         :class:`Affine` (coeffs)                        the associative scan
+``pointwise``      :class:`Pointwise` (activation, preactivation,  :mod:`jrnn.diagnostics.health`
+                   recurrent_matrix, step_bound)
+=================  ==============================================  ==========================
+
+Shared code asks for a capability; it never reads ``cell.name`` or
+``cell.config`` to decide what to do.
 """
 
 from __future__ import annotations
@@ -22,18 +36,90 @@ import jax
 import jax.numpy as jnp
 
 from jrnn import activations as _activations
+from jrnn.cells.fused import FusedRule
 
-__all__ = ["Cell", "check_positive_int", "flatten_carry"]
+__all__ = [
+    "Affine",
+    "Cell",
+    "Linearization",
+    "Pointwise",
+    "check_positive_int",
+    "flatten_carry",
+]
 
 Params = Any
 Carry = Any
 
 
+class Linearization(NamedTuple):
+    """The exact derivative of one step (``Cell.linear``), read by the diagnostics' kernel.
+
+    Both work in flattened-carry coordinates (:func:`flatten_carry` order).
+    Without the capability the diagnostics differentiate ``recur`` with
+    ``jax.jacfwd`` / ``jax.jvp``.
+
+    Fields:
+      jacobian: ``(params, carry, u_t) -> J_t (S, S)``, the exact
+        ``d s_t / d s_{t-1}``; None where only ``tangent`` is offered (a stack).
+      tangent: ``(params, carry, u_t, V (S, k)) -> J_t V (S, k)`` without
+        forming ``J_t`` (streaming diagnostics); None falls back to ``jax.jvp``.
+    """
+
+    jacobian: Callable[[Params, Carry, jax.Array], jax.Array] | None
+    tangent: Callable[[Params, Carry, jax.Array, jax.Array], jax.Array] | None = None
+
+
+class Affine(NamedTuple):
+    """An elementwise affine recurrence (``Cell.affine``), read by the associative scan.
+
+    Fields:
+      coeffs: ``(params, xs (T, d)) -> (a, b)``, each ``(T, m)``, with
+        ``h_t = a_t * h_{t-1} + b_t`` elementwise (complex for the LRU, acting on
+        ``h = s[:m] + i s[m:]``).
+    """
+
+    coeffs: Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]
+
+
+class Pointwise(NamedTuple):
+    """One elementwise activation of a pre-activation (``Cell.pointwise``).
+
+    Read by :mod:`jrnn.diagnostics.health` (dead / saturated units, the Pascanu
+    bound), the penalties and the mean-field predictions.
+
+    Fields:
+      activation: the :class:`~jrnn.activations.Activation` ``f`` of the step.
+      preactivation: ``(params, carry, u_t) -> a_t (n,)``, the argument of ``f``.
+      recurrent_matrix: ``params -> (n, n)`` effective ``W_hh`` in ``a_t``, or
+        None where the step has no single one.
+      step_bound: ``params -> (bound, branch)``: ``bound`` is a Pascanu-style
+        bound on every ``||J_t||_2`` (``grad_bound * sigma_max(W_hh)`` for
+        ``h' = f(a)``, ``|beta| + |alpha| grad_bound sigma_max`` for
+        ``h' = beta h + alpha f(a)``), ``branch`` the bound on the activation
+        branch alone (``|alpha| grad_bound sigma_max``); None where unknown.
+    """
+
+    activation: _activations.Activation
+    preactivation: Callable[[Params, Carry, jax.Array], jax.Array]
+    recurrent_matrix: Callable[[Params], jax.Array] | None = None
+    step_bound: Callable[[Params], tuple[jax.Array, jax.Array]] | None = None
+
+
+def _member(capability: str, member: str | None = None) -> property:  # transitional
+    """A read-only property: ``cell.<capability>.<member>``, or None without the capability."""
+
+    def get(cell):
+        record = getattr(cell, capability)
+        return record if record is None or member is None else getattr(record, member)
+
+    return property(get)
+
+
 class Cell(NamedTuple):
     """A recurrent cell: static config closed over by pure functions.
 
-    Fields:
-      name: family name ("elman", "lstm", ...).
+    Core fields (every family fills them):
+      name: family name ("elman", "lstm", ...), for reports.
       hidden_size: size of the output ``h_t``.
       state_size: size of the flattened carry ``s_t`` (``2n`` for the LSTM).
       init: ``(key, input_size) -> params``, a dict named as in the equations.
@@ -42,28 +128,19 @@ class Cell(NamedTuple):
         it can be applied to all steps at once before the scan.
       recur: ``(params, carry, u_t) -> (carry, h_t)``: the recurrence proper.
       input_size: ``params -> d``, the feature size the params expect.
-      jacobian: optional analytic ``(params, carry, u_t) -> (S, S)``.
-      tangent: optional ``(params, carry, u_t, V (S, k)) -> J_t V (S, k)``:
-        the Jacobian applied to a frame of tangent vectors without forming
-        ``J_t`` (flattened-carry coordinates, :func:`flatten_carry` order).
-        Streaming diagnostics use it; without it they fall back to ``jax.jvp``.
-      fused_rule: optional fused training rule of the family (hand-written
-        forward/backward for the fast training path); owned by the cell's
-        module, read by :mod:`jrnn.fast`.
-      param_spec: optional ``input_size -> {name: (shape, kind)}``: the
-        params the cell expects (``kind`` a ``numpy`` dtype kind such as
-        ``"f"``), for eager validation with a message naming the key
+      param_spec: ``input_size -> {name: (shape, kind)}``: the params the cell
+        expects (``kind`` a ``numpy`` dtype kind such as ``"f"``), for eager
+        validation with a message naming the key
         (:func:`jrnn.validation.check_params`); a ``stack`` returns the tuple
         of its layers' specs.
-      activation: the :class:`~jrnn.activations.Activation` the cell applies to
-        its pre-activation (None for gated cells).
-      preactivation: optional ``(params, carry, u_t) -> a_t (n,)``, the argument
-        of ``activation`` (for dead / saturated unit counts).
-      recurrent_matrix: optional ``params -> (n, n)`` effective ``W_hh`` (for
-        the Pascanu bound).
-      linear_coeffs: optional ``(params, xs (T, d)) -> (a, b)`` with
-        ``h_t = a_t * h_{t-1} + b_t`` elementwise, for parallel scans.
-      config: static hyper-parameters, for reports and reprs.
+      config: static hyper-parameters, for reports and reprs only: no code
+        reads it to decide behaviour.
+
+    Capabilities (None where the family has none; see the module docstring):
+      linear: :class:`Linearization`, analytic ``jacobian`` / ``tangent``.
+      fused: :class:`~jrnn.cells.fused.FusedRule`, the batch-major training step.
+      affine: :class:`Affine`, coefficients for parallel (associative) scans.
+      pointwise: :class:`Pointwise`, the elementwise activation and its bound.
     """
 
     name: str
@@ -74,15 +151,12 @@ class Cell(NamedTuple):
     input_map: Callable[[Params, jax.Array], jax.Array]
     recur: Callable[[Params, Carry, jax.Array], tuple[Carry, jax.Array]]
     input_size: Callable[[Params], int]
-    jacobian: Callable[[Params, Carry, jax.Array], jax.Array] | None = None
-    tangent: Callable[[Params, Carry, jax.Array, jax.Array], jax.Array] | None = None
-    fused_rule: Any = None
-    param_spec: Callable[[int], dict[str, tuple[tuple[int, ...], str]]] | None = None
-    activation: _activations.Activation | None = None
-    preactivation: Callable[[Params, Carry, jax.Array], jax.Array] | None = None
-    recurrent_matrix: Callable[[Params], jax.Array] | None = None
-    linear_coeffs: Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]] | None = None
+    param_spec: Callable[[int], Any]
     config: tuple[tuple[str, Any], ...] = ()
+    linear: Linearization | None = None
+    fused: FusedRule | None = None
+    affine: Affine | None = None
+    pointwise: Pointwise | None = None
 
     def step(self, params: Params, carry: Carry, x: jax.Array) -> tuple[Carry, jax.Array]:
         """One full step: ``recur(params, carry, input_map(params, x))``."""
@@ -93,9 +167,23 @@ class Cell(NamedTuple):
         items = ", ".join(f"{k}={v}" for k, v in (("hidden_size", self.hidden_size),) + self.config)
         return f"{self.name}({items})"
 
+    # transitional: removed at integration. The old flat field names, read-only, while the
+    # other branches still read them (cell.jacobian is cell.linear.jacobian, and so on).
+    jacobian = _member("linear", "jacobian")  # transitional: removed at integration
+    tangent = _member("linear", "tangent")  # transitional: removed at integration
+    fused_rule = _member("fused")  # transitional: removed at integration
+    linear_coeffs = _member("affine", "coeffs")  # transitional: removed at integration
+    activation = _member("pointwise", "activation")  # transitional: removed at integration
+    preactivation = _member("pointwise", "preactivation")  # transitional
+    recurrent_matrix = _member("pointwise", "recurrent_matrix")  # transitional
 
-def check_positive_int(value: Any, argument: str) -> int:
-    """Returns ``int(value)`` or raises a ValueError naming ``argument``."""
+
+def check_positive_int(value: Any, argument: str) -> int:  # transitional: removed at integration
+    """Returns ``int(value)`` or raises a ValueError naming ``argument``.
+
+    Cells use :func:`jrnn.validation.check_int` (``low=1``); this stays only for
+    the modules outside ``jrnn.cells`` that still import it.
+    """
     if isinstance(value, bool) or not isinstance(value, int | jnp.integer) or int(value) < 1:
         raise ValueError(f"{argument} must be a positive integer, got {value!r}.")
     return int(value)

@@ -7,7 +7,8 @@
    h_t = h_{t-1} + \\alpha f(W_{hh} h_{t-1} + W_{xh} x_t + b_h)  \\quad\\text{(residual)}
 
 with exact step Jacobians ``diag(f'(a_t)) W_hh`` and
-``I + alpha diag(f'(a_t)) W_hh``.
+``I + alpha diag(f'(a_t)) W_hh``: members of the pointwise family
+(:mod:`jrnn.cells._pointwise`), with its fused rule and Pascanu bound.
 """
 
 from __future__ import annotations
@@ -15,135 +16,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jrnn import activations as _activations
 from jrnn import initializers as inits
 from jrnn import validation as _validation
-from jrnn.cells.base import Cell, check_positive_int
-from jrnn.cells.fused import FusedRule
+from jrnn.cells._pointwise import pointwise_cell
+from jrnn.cells.base import Cell
 
 __all__ = ["elman", "irnn", "residual"]
-
-
-def _elman_family(
-    name: str,
-    hidden_size: int,
-    activation,
-    *,
-    alpha: float | None,
-    input_init,
-    recurrent_init,
-    bias_init,
-    use_bias: bool,
-    config: tuple,
-) -> Cell:
-    n = check_positive_int(hidden_size, "hidden_size")
-    use_bias = _validation.check_bool(use_bias, "use_bias")
-    act = _activations.get(activation)
-    f, df = act.fn, act.derivative
-
-    def init(key, input_size):
-        d = check_positive_int(input_size, "input_size")
-        k_x, k_h, k_b = jax.random.split(key, 3)
-        params = {"W_xh": input_init(k_x, (n, d)), "W_hh": recurrent_init(k_h, (n, n))}
-        if use_bias:
-            params["b_h"] = bias_init(k_b, (n,))
-        return params
-
-    def initial_carry(params):
-        return jnp.zeros((n,), params["W_hh"].dtype)
-
-    def input_map(params, x):
-        u = params["W_xh"] @ x
-        return u + params["b_h"] if use_bias else u
-
-    def preactivation(params, h, u):
-        return params["W_hh"] @ h + u
-
-    if alpha is None:
-
-        def recur(params, h, u):
-            h_new = f(preactivation(params, h, u))
-            return h_new, h_new
-
-        def jacobian(params, h, u):
-            return df(preactivation(params, h, u))[:, None] * params["W_hh"]
-
-        def tangent(params, h, u, V):
-            return df(preactivation(params, h, u))[:, None] * (params["W_hh"] @ V)
-
-    else:
-
-        def recur(params, h, u):
-            h_new = h + alpha * f(preactivation(params, h, u))
-            return h_new, h_new
-
-        def jacobian(params, h, u):
-            d = alpha * df(preactivation(params, h, u))
-            return jnp.eye(n, dtype=d.dtype) + d[:, None] * params["W_hh"]
-
-        def tangent(params, h, u, V):
-            d = alpha * df(preactivation(params, h, u))
-            return V + d[:, None] * (params["W_hh"] @ V)
-
-    def param_spec(d):
-        spec = {"W_xh": ((n, d), "f"), "W_hh": ((n, n), "f")}
-        return {**spec, "b_h": ((n,), "f")} if use_bias else spec
-
-    return Cell(
-        name=name,
-        hidden_size=n,
-        state_size=n,
-        init=init,
-        initial_carry=initial_carry,
-        input_map=input_map,
-        recur=recur,
-        input_size=lambda params: params["W_xh"].shape[1],
-        jacobian=jacobian,
-        tangent=tangent,
-        activation=act,
-        preactivation=preactivation,
-        recurrent_matrix=lambda params: params["W_hh"],
-        param_spec=param_spec,
-        fused_rule=_fused_rule(act, alpha, use_bias),
-        config=(("activation", act.name),) + config,
-    )
-
-
-def _fused_rule(act, alpha: float | None, use_bias: bool) -> FusedRule:
-    """Batch-major step of ``h' = f(a)`` or ``h + alpha f(a)``, ``a = u + hh``.
-
-    Residual: ``D = f'(a)`` (times ``alpha``), from the pre-activation with the
-    activation's own derivative (full relative accuracy for tanh and sigmoid).
-    Tangent ``dh' = D (du + dhh) (+ dh)``; backward ``delta = D dh'``.
-    """
-    f, df = act.fn, act.derivative
-
-    def weights(params):
-        W_xh, W_hh = params["W_xh"], params["W_hh"]
-        b = params["b_h"] if use_bias else jnp.zeros(W_xh.shape[0], W_xh.dtype)
-        return W_xh, b, W_hh, None
-
-    def forward(carry, u, hh, with_res):
-        (h,) = carry
-        a = u + hh
-        y = f(a)
-        h_new = y if alpha is None else h + alpha * y
-        if not with_res:
-            return (h_new,), ()
-        D = df(a) if alpha is None else alpha * df(a)
-        return (h_new,), (D,)
-
-    def tangent(res, dprev, du, dhh):
-        dh = res[0] * (du + dhh)
-        return (dh,) if alpha is None else (dprev[0] + dh,)
-
-    def backward(res, dnew):
-        (dh,) = dnew
-        delta = res[0] * dh
-        direct = jnp.zeros_like(dh) if alpha is None else dh
-        return (direct,), delta, delta
-
-    return FusedRule(1, weights, forward, tangent, backward)
 
 
 def elman(
@@ -176,16 +54,14 @@ def elman(
         >>> hs.shape
         (5, 8)
     """
-    return _elman_family(
+    return pointwise_cell(
         "elman",
         hidden_size,
         activation,
-        alpha=None,
         input_init=input_init or inits.glorot_uniform(),
         recurrent_init=recurrent_init or inits.orthogonal(),
         bias_init=bias_init,
         use_bias=use_bias,
-        config=(),
     )
 
 
@@ -211,15 +87,13 @@ def irnn(
     def small_normal(key, shape, dtype=jnp.float32):
         return input_std * jax.random.normal(key, shape, dtype)
 
-    return _elman_family(
+    return pointwise_cell(
         "irnn",
         hidden_size,
         "relu",
-        alpha=None,
         input_init=input_init or small_normal,
         recurrent_init=recurrent_init or inits.identity(scale),
         bias_init=bias_init,
-        use_bias=True,
         config=(("scale", scale),),
     )
 
@@ -242,10 +116,11 @@ def residual(
     in :func:`elman`; a small ``alpha`` keeps the product of Jacobians near 1.
     """
     alpha = _validation.check_number(alpha, "alpha")
-    return _elman_family(
+    return pointwise_cell(
         "residual",
         hidden_size,
         activation,
+        beta=1.0,
         alpha=alpha,
         input_init=input_init or inits.glorot_uniform(),
         recurrent_init=recurrent_init or inits.orthogonal(),

@@ -1,4 +1,4 @@
-"""The fused training rule a cell family may carry (``Cell.fused_rule``).
+"""The fused training rule a cell family may carry (the ``Cell.fused`` capability).
 
 A rule describes one step of a family on batch-major blocks, so that the
 shared driver in :mod:`jrnn.fast` can run a whole batch with one

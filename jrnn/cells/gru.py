@@ -25,8 +25,10 @@ import numpy as np
 
 from jrnn import initializers as inits
 from jrnn.activations import sigmoid_prime, tanh_prime
-from jrnn.cells.base import Cell, check_positive_int
+from jrnn.cells._core_fields import check_input_size, float_spec, input_size_of, zeros_carry
+from jrnn.cells.base import Cell, Linearization
 from jrnn.cells.fused import FusedRule
+from jrnn.validation import check_int
 
 __all__ = ["gru"]
 
@@ -51,8 +53,8 @@ def gru(
         ``"gru_reset_before"``, with analytic Jacobian and tangent map).
 
     Raises:
-      ValueError: ``hidden_size`` not a positive integer.
-      TypeError: ``reset_after`` not a bool.
+      ValueError: ``hidden_size < 1``.
+      TypeError: ``hidden_size`` not an integer, or ``reset_after`` not a bool.
 
     Example::
 
@@ -61,7 +63,7 @@ def gru(
         >>> [params[k].shape for k in ("W_xh", "W_hh", "b_xh", "b_hh")]
         [(24, 3), (24, 8), (24,), (24,)]
     """
-    n = check_positive_int(hidden_size, "hidden_size")
+    n = check_int(hidden_size, "hidden_size", low=1)
     if not isinstance(reset_after, bool | np.bool_):
         raise TypeError(
             f"reset_after must be a bool, got {type(reset_after).__name__} {reset_after!r}."
@@ -72,7 +74,7 @@ def gru(
     recurrent_init = recurrent_init or inits.orthogonal_blocks(3)
 
     def init(key, input_size):
-        d = check_positive_int(input_size, "input_size")
+        d = check_input_size(input_size)
         k_x, k_h, k_bx, k_bh = jax.random.split(key, 4)
         return {
             "W_xh": input_init(k_x, (3 * n, d)),
@@ -81,14 +83,18 @@ def gru(
             "b_hh": bias_init(k_bh, (3 * n,)),
         }
 
-    def initial_carry(params):
-        return jnp.zeros((n,), params["W_hh"].dtype)
-
     def input_map(params, x):
         return params["W_xh"] @ x + params["b_xh"]
 
+    # Both variants share the core; only the recurrence and its derivatives differ.
+    core = dict(
+        hidden_size=n, state_size=n, init=init, initial_carry=zeros_carry(n, "W_hh"),
+        input_map=input_map, input_size=input_size_of("W_xh"),
+        param_spec=lambda d: float_spec(W_xh=(3 * n, d), W_hh=(3 * n, n), b_xh=(3 * n,),
+                                        b_hh=(3 * n,)),
+    )  # fmt: skip
     if not reset_after:
-        return _reset_before(n, init, initial_carry, input_map)
+        return _reset_before(n, core)
 
     def _gates(params, h, u):
         hh = params["W_hh"] @ h + params["b_hh"]
@@ -131,18 +137,8 @@ def gru(
         return col(1 - z) * dn + col(h - cand) * dz + col(z) * V
 
     return Cell(
-        name="gru",
-        hidden_size=n,
-        state_size=n,
-        init=init,
-        initial_carry=initial_carry,
-        input_map=input_map,
-        recur=recur,
-        input_size=lambda params: params["W_xh"].shape[1],
-        jacobian=jacobian,
-        tangent=tangent,
-        param_spec=_param_spec(n),
-        fused_rule=_fused_rule(n),
+        name="gru", recur=recur, linear=Linearization(jacobian, tangent), fused=_fused_rule(n),
+        **core,
     )
 
 
@@ -190,7 +186,7 @@ def _fused_rule(n: int) -> FusedRule:
     return FusedRule(3, weights, forward, tangent, backward)
 
 
-def _reset_before(n: int, init, initial_carry, input_map) -> Cell:
+def _reset_before(n: int, core: dict) -> Cell:
     """The reset-before GRU: ``h' = (1 - z) tanh(u_n + W_hn (r h) + b_hn) + z h``."""
 
     def _gates(params, h, u):
@@ -226,26 +222,6 @@ def _reset_before(n: int, init, initial_carry, input_map) -> Cell:
         dzV = sigmoid_prime(a_z)[:, None] * WV[n:]
         return jax.nn.sigmoid(-a_z)[:, None] * dnV + (h - cand)[:, None] * dzV + z[:, None] * V
 
-    return Cell(
-        name="gru_reset_before",
-        param_spec=_param_spec(n),
-        hidden_size=n,
-        state_size=n,
-        init=init,
-        initial_carry=initial_carry,
-        input_map=input_map,
-        recur=recur,
-        input_size=lambda params: params["W_xh"].shape[1],
-        jacobian=jacobian,
-        tangent=tangent,
-    )
+    return Cell(name="gru_reset_before", recur=recur, linear=Linearization(jacobian, tangent),
+                **core)  # fmt: skip
 
-
-def _param_spec(n: int):
-    """Both GRU variants: ``W_xh (3n, d)``, ``W_hh (3n, n)``, ``b_xh``, ``b_hh`` ``(3n,)``."""
-    return lambda d: {
-        "W_xh": ((3 * n, d), "f"),
-        "W_hh": ((3 * n, n), "f"),
-        "b_xh": ((3 * n,), "f"),
-        "b_hh": ((3 * n,), "f"),
-    }

@@ -6,17 +6,16 @@
 
 Each unit recurs only onto itself, so the step Jacobian is diagonal,
 ``J_t = diag(f'(a_t) * w_hh)``, and ``|d h_T / d h_t|`` is a product of
-scalars per unit that the recurrent weight can pin near 1.
+scalars per unit that the recurrent weight can pin near 1. A member of the
+pointwise family (:mod:`jrnn.cells._pointwise`) with a diagonal ``W_hh``; its
+Pascanu bound is ``sup|f'| max|w_hh|``.
 """
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-
-from jrnn import activations as _activations
 from jrnn import initializers as inits
-from jrnn.cells.base import Cell, check_positive_int
+from jrnn.cells._pointwise import pointwise_cell
+from jrnn.cells.base import Cell
 
 __all__ = ["indrnn"]
 
@@ -41,54 +40,12 @@ def indrnn(
         >>> cell.init(jax.random.key(0), 2)["w_hh"].shape
         (4,)
     """
-    n = check_positive_int(hidden_size, "hidden_size")
-    act = _activations.get(activation)
-    f, df = act.fn, act.derivative
-    input_init = input_init or inits.glorot_uniform()
-    recurrent_init = recurrent_init or inits.uniform(0.0, 1.0)
-
-    def init(key, input_size):
-        d = check_positive_int(input_size, "input_size")
-        k_x, k_h, k_b = jax.random.split(key, 3)
-        return {
-            "W_xh": input_init(k_x, (n, d)),
-            "w_hh": recurrent_init(k_h, (n,)),
-            "b_h": bias_init(k_b, (n,)),
-        }
-
-    def initial_carry(params):
-        return jnp.zeros((n,), params["w_hh"].dtype)
-
-    def input_map(params, x):
-        return params["W_xh"] @ x + params["b_h"]
-
-    def preactivation(params, h, u):
-        return params["w_hh"] * h + u
-
-    def recur(params, h, u):
-        h_new = f(preactivation(params, h, u))
-        return h_new, h_new
-
-    def jacobian(params, h, u):
-        return jnp.diag(df(preactivation(params, h, u)) * params["w_hh"])
-
-    def tangent(params, h, u, V):
-        return (df(preactivation(params, h, u)) * params["w_hh"])[:, None] * V
-
-    return Cell(
-        name="indrnn",
-        hidden_size=n,
-        state_size=n,
-        init=init,
-        initial_carry=initial_carry,
-        input_map=input_map,
-        recur=recur,
-        input_size=lambda params: params["W_xh"].shape[1],
-        jacobian=jacobian,
-        tangent=tangent,
-        activation=act,
-        preactivation=preactivation,
-        recurrent_matrix=lambda params: jnp.diag(params["w_hh"]),
-        param_spec=lambda d: {"W_xh": ((n, d), "f"), "w_hh": ((n,), "f"), "b_h": ((n,), "f")},
-        config=(("activation", act.name),),
+    return pointwise_cell(
+        "indrnn",
+        hidden_size,
+        activation,
+        diagonal=True,
+        input_init=input_init or inits.glorot_uniform(),
+        recurrent_init=recurrent_init or inits.uniform(0.0, 1.0),
+        bias_init=bias_init,
     )

@@ -25,13 +25,9 @@ positive beyond it for ``W_hh ~ N(0, g^2 / n)``).
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-
-from jrnn import activations as _activations
 from jrnn import initializers as inits
-from jrnn.cells._checks import spec
-from jrnn.cells.base import Cell, check_positive_int
+from jrnn.cells._pointwise import pointwise_cell
+from jrnn.cells.base import Cell
 from jrnn.validation import check_number
 
 __all__ = ["leaky"]
@@ -62,12 +58,15 @@ def leaky(
 
     Returns:
       A :class:`~jrnn.cells.base.Cell` with carry ``h (n,)``, analytic
-      ``jacobian`` and ``tangent``. Its exponents are per step; divide by ``dt``
-      for per unit time.
+      ``jacobian`` and ``tangent``, the fused training path and the Pascanu
+      bound ``(1 - dt) + dt sup|f'| sigma_max(W_hh)`` (a member of the pointwise
+      family, :mod:`jrnn.cells._pointwise`). Its exponents are per step; divide
+      by ``dt`` for per unit time.
 
     Raises:
-      ValueError: ``hidden_size`` not a positive integer, ``dt`` outside
-        ``(0, 1]``, ``gain`` negative, or an unknown activation.
+      ValueError: ``hidden_size < 1``, ``dt`` outside ``(0, 1]``, ``gain``
+        negative, or an unknown activation.
+      TypeError: ``hidden_size`` not an integer.
 
     Example::
 
@@ -78,57 +77,16 @@ def leaky(
         >>> hs.shape
         (5, 8)
     """
-    n = check_positive_int(hidden_size, "hidden_size")
     dt = check_number(dt, "dt", low=0.0, high=1.0, low_open=True)
     gain = check_number(gain, "gain", low=0.0)
-    act = _activations.get(activation)
-    f, df = act.fn, act.derivative
-    input_init = input_init or inits.glorot_uniform()
-    recurrent_init = recurrent_init or inits.scaled_normal(gain)
-
-    def init(key, input_size):
-        d = check_positive_int(input_size, "input_size")
-        k_x, k_h, k_b = jax.random.split(key, 3)
-        return {
-            "W_xh": input_init(k_x, (n, d)),
-            "W_hh": recurrent_init(k_h, (n, n)),
-            "b_h": bias_init(k_b, (n,)),
-        }
-
-    def initial_carry(params):
-        return jnp.zeros((n,), params["W_hh"].dtype)
-
-    def input_map(params, x):
-        return params["W_xh"] @ x + params["b_h"]
-
-    def preactivation(params, h, u):
-        return params["W_hh"] @ h + u
-
-    def recur(params, h, u):
-        h_new = (1.0 - dt) * h + dt * f(preactivation(params, h, u))
-        return h_new, h_new
-
-    def jacobian(params, h, u):
-        d = dt * df(preactivation(params, h, u))
-        return (1.0 - dt) * jnp.eye(n, dtype=d.dtype) + d[:, None] * params["W_hh"]
-
-    def tangent(params, h, u, V):
-        d = dt * df(preactivation(params, h, u))
-        return (1.0 - dt) * V + d[:, None] * (params["W_hh"] @ V)
-
-    return Cell(
-        name="leaky",
-        hidden_size=n,
-        state_size=n,
-        init=init,
-        initial_carry=initial_carry,
-        input_map=input_map,
-        recur=recur,
-        input_size=lambda params: params["W_xh"].shape[1],
-        jacobian=jacobian,
-        tangent=tangent,
-        param_spec=lambda d: spec(W_xh=(n, d), W_hh=(n, n), b_h=(n,)),
-        activation=act,
-        preactivation=preactivation,
-        config=(("activation", act.name), ("dt", dt), ("gain", gain)),
+    return pointwise_cell(
+        "leaky",
+        hidden_size,
+        activation,
+        beta=1.0 - dt,
+        alpha=dt,
+        input_init=input_init or inits.glorot_uniform(),
+        recurrent_init=recurrent_init or inits.scaled_normal(gain),
+        bias_init=bias_init,
+        config=(("dt", dt), ("gain", gain)),
     )

@@ -5,7 +5,7 @@ on the input only,
 
 .. math::
 
-   s_t = a_t \\odot s_{t-1} + b_t, \\qquad (a_t, b_t) = \\mathrm{linear\\_coeffs}(x_t),
+   s_t = a_t \\odot s_{t-1} + b_t, \\qquad (a_t, b_t) = \\mathrm{affine.coeffs}(x_t),
 
 so the whole sequence of states is a prefix "sum" under the associative
 composition of affine maps ``(a_1, b_1) . (a_2, b_2) = (a_1 a_2, a_2 b_1 + b_2)``
@@ -35,7 +35,9 @@ import jax
 import jax.numpy as jnp
 
 from jrnn import initializers as inits
-from jrnn.cells.base import Cell, check_positive_int
+from jrnn.cells._core_fields import check_input_size, input_size_of, zeros_carry
+from jrnn.cells.base import Affine, Cell, Linearization
+from jrnn.validation import check_int
 
 __all__ = [
     "g",
@@ -109,6 +111,19 @@ def _diag_jacobian(diag: jax.Array) -> jax.Array:
     return jnp.diag(diag)
 
 
+def _gated(name, n, gates, init, input_map, recur, jacobian, tangent, coeffs) -> Cell:
+    """A minGRU / minLSTM cell: carry ``h (n,)``, a weight ``W_k (n, d)`` and bias
+    ``b_k (n,)`` per gate letter ``k``, and the ``linear`` and ``affine`` capabilities."""
+    return Cell(
+        name=name, hidden_size=n, state_size=n,
+        init=init, initial_carry=zeros_carry(n, f"W_{gates[0]}"), input_map=input_map,
+        recur=recur, input_size=input_size_of(f"W_{gates[0]}"),
+        param_spec=lambda d: _gate_spec(n, d, gates),
+        linear=Linearization(jacobian, tangent),
+        affine=Affine(coeffs),
+    )  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- minGRU
 
 
@@ -136,10 +151,10 @@ def min_gru(hidden_size: int) -> Cell:
         >>> bool(jnp.allclose(h_par, h_seq, atol=1e-5))
         True
     """
-    n = check_positive_int(hidden_size, "hidden_size")
+    n = check_int(hidden_size, "hidden_size", low=1)
 
     def init(key, input_size):
-        d = check_positive_int(input_size, "input_size")
+        d = check_input_size(input_size)
         ks = jax.random.split(key, 4)
         lin = _linear_init(d)
         return {
@@ -148,9 +163,6 @@ def min_gru(hidden_size: int) -> Cell:
             "W_h": lin(ks[2], (n, d)),
             "b_h": lin(ks[3], (n,)),
         }
-
-    def initial_carry(params):
-        return jnp.zeros((n,), params["W_z"].dtype)
 
     def input_map(params, x):
         return jnp.concatenate(
@@ -162,7 +174,7 @@ def min_gru(hidden_size: int) -> Cell:
         h_new = (1.0 - z) * h + z * g(u[n:])
         return h_new, h_new
 
-    def linear_coeffs(params, xs):
+    def coeffs(params, xs):
         k = xs @ params["W_z"].T + params["b_z"][None, :]
         pre = xs @ params["W_h"].T + params["b_h"][None, :]
         z = jax.nn.sigmoid(k)
@@ -174,20 +186,7 @@ def min_gru(hidden_size: int) -> Cell:
     def tangent(params, h, u, V):
         return jax.nn.sigmoid(-u[:n])[:, None] * V  # 1 - sigmoid(z) without cancellation
 
-    return Cell(
-        name="min_gru",
-        hidden_size=n,
-        state_size=n,
-        init=init,
-        initial_carry=initial_carry,
-        input_map=input_map,
-        recur=recur,
-        input_size=lambda params: params["W_z"].shape[1],
-        param_spec=lambda d: _gate_spec(n, d, "zh"),
-        jacobian=jacobian,
-        tangent=tangent,
-        linear_coeffs=linear_coeffs,
-    )
+    return _gated("min_gru", n, "zh", init, input_map, recur, jacobian, tangent, coeffs)
 
 
 def min_gru_log_coeffs(params, xs):
@@ -226,18 +225,15 @@ def min_lstm(hidden_size: int) -> Cell:
         >>> jrnn.unroll(cell, params, jnp.ones((6, 5, 2)))[1].shape
         (6, 5, 4)
     """
-    n = check_positive_int(hidden_size, "hidden_size")
+    n = check_int(hidden_size, "hidden_size", low=1)
 
     def init(key, input_size):
-        d = check_positive_int(input_size, "input_size")
+        d = check_input_size(input_size)
         ks = jax.random.split(key, 6)
         lin = _linear_init(d)
         names = ("W_f", "b_f", "W_i", "b_i", "W_h", "b_h")
         shapes = ((n, d), (n,), (n, d), (n,), (n, d), (n,))
         return {name: lin(k, s) for name, k, s in zip(names, ks, shapes)}
-
-    def initial_carry(params):
-        return jnp.zeros((n,), params["W_f"].dtype)
 
     def input_map(params, x):
         return jnp.concatenate([params[f"W_{k}"] @ x + params[f"b_{k}"] for k in ("f", "i", "h")])
@@ -252,7 +248,7 @@ def min_lstm(hidden_size: int) -> Cell:
         h_new = f * h + i * g(u[2 * n :])
         return h_new, h_new
 
-    def linear_coeffs(params, xs):
+    def coeffs(params, xs):
         k_f, k_i, pre = (xs @ params[f"W_{k}"].T + params[f"b_{k}"][None, :] for k in "fih")
         f, i = jax.nn.sigmoid(k_f), jax.nn.sigmoid(k_i)
         return f / (f + i), i / (f + i) * g(pre)
@@ -266,20 +262,7 @@ def min_lstm(hidden_size: int) -> Cell:
     def tangent(params, h, u, V):
         return _gates(u)[0][:, None] * V
 
-    return Cell(
-        name="min_lstm",
-        hidden_size=n,
-        state_size=n,
-        init=init,
-        initial_carry=initial_carry,
-        input_map=input_map,
-        recur=recur,
-        input_size=lambda params: params["W_f"].shape[1],
-        param_spec=lambda d: _gate_spec(n, d, "fih"),
-        jacobian=jacobian,
-        tangent=tangent,
-        linear_coeffs=linear_coeffs,
-    )
+    return _gated("min_lstm", n, "fih", init, input_map, recur, jacobian, tangent, coeffs)
 
 
 def min_lstm_log_coeffs(params, xs):
@@ -322,7 +305,7 @@ def lru(
     the *real* vector ``s = [Re h; Im h]`` of size ``2n`` (so every diagnostic,
     ``jax.jacfwd`` included, sees a real state), and the step Jacobian is the
     real ``2n x 2n`` matrix ``[[diag Re l, -diag Im l], [diag Im l, diag Re l]]``.
-    ``linear_coeffs`` returns complex ``(a, b)`` of shape ``(T, n)`` acting on
+    ``affine.coeffs`` returns complex ``(a, b)`` of shape ``(T, n)`` acting on
     ``h = s[:n] + i s[n:]``; :func:`jrnn.unroll` converts. The output ``y_t``
     has size ``n``: ``C (n, n)`` complex and, so that any input size ``d``
     works, a dense skip ``D (n, d)`` (the paper's layer has ``d == n`` and a
@@ -341,7 +324,7 @@ def lru(
         >>> carry.shape, ys.shape
         ((16,), (50, 8))
     """
-    n = check_positive_int(hidden_size, "hidden_size")
+    n = check_int(hidden_size, "hidden_size", low=1)
     r_min, r_max, max_phase = float(r_min), float(r_max), float(max_phase)
     if not 0.0 <= r_min < r_max <= 1.0:
         raise ValueError(f"need 0 <= r_min < r_max <= 1, got r_min={r_min}, r_max={r_max}.")
@@ -349,7 +332,7 @@ def lru(
         raise ValueError(f"max_phase must be positive, got {max_phase}.")
 
     def init(key, input_size):
-        d = check_positive_int(input_size, "input_size")
+        d = check_input_size(input_size)
         ks = jax.random.split(key, 7)
         u1 = jax.random.uniform(ks[0], (n,))
         u2 = jax.random.uniform(ks[1], (n,))
@@ -374,9 +357,6 @@ def lru(
         phase = jnp.exp(params["theta_log"])
         return mod * jnp.cos(phase), mod * jnp.sin(phase)
 
-    def initial_carry(params):
-        return jnp.zeros((2 * n,), params["B_re"].dtype)
-
     def input_map(params, x):
         gamma = jnp.exp(params["gamma_log"])
         return jnp.concatenate(
@@ -391,7 +371,7 @@ def lru(
         y = params["C_re"] @ new_r - params["C_im"] @ new_i + u[2 * n :]
         return jnp.concatenate([new_r, new_i]), y
 
-    def linear_coeffs(params, xs):
+    def coeffs(params, xs):
         lr, li = _lambda(params)
         gamma = jnp.exp(params["gamma_log"])[None, :]
         a = jnp.broadcast_to(jax.lax.complex(lr, li), (xs.shape[0], n))
@@ -409,22 +389,18 @@ def lru(
             [lr[:, None] * V_r - li[:, None] * V_i, li[:, None] * V_r + lr[:, None] * V_i]
         )
 
-    return Cell(
-        name="lru",
-        hidden_size=n,
-        state_size=2 * n,
-        init=init,
-        initial_carry=initial_carry,
-        input_map=input_map,
-        recur=recur,
-        input_size=lambda params: params["B_re"].shape[1],
-        param_spec=lambda d: {
+    def param_spec(d):
+        return {
             **{k: ((n,), "f") for k in ("nu_log", "theta_log", "gamma_log")},
             **{k: ((n, d), "f") for k in ("B_re", "B_im", "D")},
             **{k: ((n, n), "f") for k in ("C_re", "C_im")},
-        },
-        jacobian=jacobian,
-        tangent=tangent,
-        linear_coeffs=linear_coeffs,
+        }
+
+    return Cell(
+        name="lru", hidden_size=n, state_size=2 * n,
+        init=init, initial_carry=zeros_carry(2 * n, "B_re"), input_map=input_map, recur=recur,
+        input_size=input_size_of("B_re"), param_spec=param_spec,
         config=(("r_min", r_min), ("r_max", r_max), ("max_phase", max_phase)),
-    )
+        linear=Linearization(jacobian, tangent),
+        affine=Affine(coeffs),
+    )  # fmt: skip

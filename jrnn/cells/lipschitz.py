@@ -23,9 +23,9 @@ import jax.numpy as jnp
 
 from jrnn import activations as _activations
 from jrnn import initializers as inits
-from jrnn.cells._checks import spec
-from jrnn.cells.base import Cell, check_positive_int
-from jrnn.validation import check_number
+from jrnn.cells._core_fields import check_input_size, float_spec, input_size_of, zeros_carry
+from jrnn.cells.base import Cell, Linearization, Pointwise
+from jrnn.validation import check_int, check_number
 
 __all__ = ["lipschitz"]
 
@@ -65,7 +65,7 @@ def lipschitz(
         >>> sorted(jrnn.cells.lipschitz(4).init(jax.random.key(0), 2))
         ['M_A', 'M_W', 'U', 'b']
     """
-    n = check_positive_int(hidden_size, "hidden_size")
+    n = check_int(hidden_size, "hidden_size", low=1)
     eps = check_number(eps, "eps", low=0.0, low_open=True)
     beta = check_number(beta, "beta", low=0.0, high=1.0)
     gamma_A = check_number(gamma_A, "gamma_A", low=0.0)
@@ -77,7 +77,7 @@ def lipschitz(
     recurrent_init = recurrent_init or inits.scaled_normal(gain)
 
     def init(key, input_size):
-        d = check_positive_int(input_size, "input_size")
+        d = check_input_size(input_size)
         k_a, k_w, k_u, k_b = jax.random.split(key, 4)
         return {
             "M_A": recurrent_init(k_a, (n, n)),
@@ -91,9 +91,6 @@ def lipschitz(
 
     def matrices(params):
         return _mix(params["M_A"], gamma_A), _mix(params["M_W"], gamma_W)
-
-    def initial_carry(params):
-        return jnp.zeros((n,), params["M_A"].dtype)
 
     def input_map(params, x):
         return params["U"] @ x + params["b"]
@@ -117,24 +114,12 @@ def lipschitz(
         return V + eps * (A @ V) + d[:, None] * (W @ V)
 
     return Cell(
-        name="lipschitz",
-        hidden_size=n,
-        state_size=n,
-        init=init,
-        initial_carry=initial_carry,
-        input_map=input_map,
-        recur=recur,
-        input_size=lambda params: params["U"].shape[1],
-        jacobian=jacobian,
-        tangent=tangent,
-        param_spec=lambda d: spec(M_A=(n, n), M_W=(n, n), U=(n, d), b=(n,)),
-        activation=act,
-        preactivation=preactivation,
-        config=(
-            ("activation", act.name),
-            ("eps", eps),
-            ("beta", beta),
-            ("gamma_A", gamma_A),
-            ("gamma_W", gamma_W),
-        ),
-    )
+        name="lipschitz", hidden_size=n, state_size=n,
+        init=init, initial_carry=zeros_carry(n, "M_A"), input_map=input_map, recur=recur,
+        input_size=input_size_of("U"),
+        param_spec=lambda d: float_spec(M_A=(n, n), M_W=(n, n), U=(n, d), b=(n,)),
+        linear=Linearization(jacobian, tangent),
+        pointwise=Pointwise(act, preactivation),
+        config=(("activation", act.name), ("eps", eps), ("beta", beta),
+                ("gamma_A", gamma_A), ("gamma_W", gamma_W)),
+    )  # fmt: skip

@@ -22,10 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jrnn import initializers as inits
-from jrnn import validation as _validation
 from jrnn.activations import sigmoid_prime, tanh_prime
-from jrnn.cells.base import Cell, check_positive_int
+from jrnn.cells._core_fields import check_input_size, float_spec, input_size_of, zeros_carry
+from jrnn.cells.base import Cell, Linearization
 from jrnn.cells.fused import FusedRule
+from jrnn.validation import check_int, check_number
 
 __all__ = ["lstm"]
 
@@ -56,15 +57,15 @@ def lstm(
         >>> [params[k].shape for k in ("W_xh", "W_hh", "b_h")]
         [(32, 3), (32, 8), (32,)]
     """
-    n = check_positive_int(hidden_size, "hidden_size")
-    forget_bias = _validation.check_number(forget_bias, "forget_bias")
+    n = check_int(hidden_size, "hidden_size", low=1)
+    forget_bias = check_number(forget_bias, "forget_bias")
     input_init = input_init or inits.glorot_uniform()
     # Orthogonal per gate, the 4 gates drawn by one vmapped (batched) QR: the same values as
     # 4 separate calls, but a single LAPACK call (see jrnn.initializers.orthogonal_blocks).
     recurrent_init = recurrent_init or inits.orthogonal_blocks(4)
 
     def init(key, input_size):
-        d = check_positive_int(input_size, "input_size")
+        d = check_input_size(input_size)
         k_x, k_h, k_b = jax.random.split(key, 3)
         b = bias_init(k_b, (4 * n,))
         b = b.at[n : 2 * n].set(forget_bias)
@@ -73,10 +74,6 @@ def lstm(
             "W_hh": recurrent_init(k_h, (4 * n, n)),
             "b_h": b,
         }
-
-    def initial_carry(params):
-        z = jnp.zeros((n,), params["W_hh"].dtype)
-        return (z, z)
 
     def input_map(params, x):
         return params["W_xh"] @ x + params["b_h"]
@@ -141,22 +138,14 @@ def lstm(
         return jnp.concatenate([dh, dc], axis=0)
 
     return Cell(
-        name="lstm",
-        hidden_size=n,
-        state_size=2 * n,
-        init=init,
-        initial_carry=initial_carry,
-        input_map=input_map,
-        recur=recur,
-        input_size=lambda params: params["W_xh"].shape[1],
-        jacobian=jacobian,
-        tangent=tangent,
-        param_spec=lambda d: {
-            "W_xh": ((4 * n, d), "f"), "W_hh": ((4 * n, n), "f"), "b_h": ((4 * n,), "f")
-        },
-        fused_rule=_fused_rule(n),
+        name="lstm", hidden_size=n, state_size=2 * n,
+        init=init, initial_carry=zeros_carry(n, "W_hh", 2), input_map=input_map, recur=recur,
+        input_size=input_size_of("W_xh"),
+        param_spec=lambda d: float_spec(W_xh=(4 * n, d), W_hh=(4 * n, n), b_h=(4 * n,)),
         config=(("forget_bias", float(forget_bias)),),
-    )
+        linear=Linearization(jacobian, tangent),
+        fused=_fused_rule(n),
+    )  # fmt: skip
 
 
 def _fused_rule(n: int) -> FusedRule:

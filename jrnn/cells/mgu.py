@@ -30,9 +30,9 @@ import jax.numpy as jnp
 
 from jrnn import initializers as inits
 from jrnn.activations import sigmoid_prime, tanh_prime
-from jrnn.cells._checks import spec
-from jrnn.cells.base import Cell, check_positive_int
-from jrnn.validation import check_number
+from jrnn.cells._core_fields import check_input_size, float_spec, input_size_of, zeros_carry
+from jrnn.cells.base import Cell, Linearization
+from jrnn.validation import check_int, check_number
 
 __all__ = ["mgu"]
 
@@ -56,7 +56,7 @@ def mgu(
         orthogonal per gate) and ``b_h (2n,)`` (default zeros).
 
     Raises:
-      ValueError: ``hidden_size`` not a positive integer; ``forget_bias`` not a
+      ValueError: ``hidden_size < 1`` (``TypeError`` if not an integer); ``forget_bias`` not a
         finite real number (a :class:`~jrnn.validation.NumberTypeError`, also a
         ``TypeError``, when it is not a number at all).
 
@@ -67,22 +67,19 @@ def mgu(
         >>> [v.shape for v in cell.init(jax.random.key(0), 3).values()]
         [(8, 3), (8, 4), (8,)]
     """
-    n = check_positive_int(hidden_size, "hidden_size")
+    n = check_int(hidden_size, "hidden_size", low=1)
     forget_bias = check_number(forget_bias, "forget_bias")
     input_init = input_init or inits.glorot_uniform()
     recurrent_init = recurrent_init or inits.orthogonal_blocks(2)
 
     def init(key, input_size):
-        d = check_positive_int(input_size, "input_size")
+        d = check_input_size(input_size)
         k_x, k_h, k_b = jax.random.split(key, 3)
         return {
             "W_xh": input_init(k_x, (2 * n, d)),
             "W_hh": recurrent_init(k_h, (2 * n, n)),
             "b_h": bias_init(k_b, (2 * n,)).at[:n].set(forget_bias),
         }
-
-    def initial_carry(params):
-        return jnp.zeros((n,), params["W_hh"].dtype)
 
     def input_map(params, x):
         return params["W_xh"] @ x + params["b_h"]
@@ -117,16 +114,10 @@ def mgu(
         return jnp.diag(jax.nn.sigmoid(-a_f)) + (cand - h)[:, None] * Jf + f[:, None] * Jc
 
     return Cell(
-        name="mgu",
-        hidden_size=n,
-        state_size=n,
-        init=init,
-        initial_carry=initial_carry,
-        input_map=input_map,
-        recur=recur,
-        input_size=lambda params: params["W_xh"].shape[1],
-        jacobian=jacobian,
-        tangent=tangent,
-        param_spec=lambda d: spec(W_xh=(2 * n, d), W_hh=(2 * n, n), b_h=(2 * n,)),
+        name="mgu", hidden_size=n, state_size=n,
+        init=init, initial_carry=zeros_carry(n, "W_hh"), input_map=input_map, recur=recur,
+        input_size=input_size_of("W_xh"),
+        param_spec=lambda d: float_spec(W_xh=(2 * n, d), W_hh=(2 * n, n), b_h=(2 * n,)),
         config=(("forget_bias", forget_bias),),
-    )
+        linear=Linearization(jacobian, tangent),
+    )  # fmt: skip

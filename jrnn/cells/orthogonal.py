@@ -32,8 +32,10 @@ import numpy as np
 
 from jrnn import activations as _activations
 from jrnn import initializers as inits
-from jrnn.cells._checks import spec
-from jrnn.cells.base import Cell, check_positive_int
+from jrnn.cells._core_fields import check_input_size, float_spec, input_size_of, zeros_carry
+from jrnn.cells._pointwise import largest_singular_value, pascanu_step_bound
+from jrnn.cells.base import Cell, Linearization, Pointwise
+from jrnn.validation import check_int
 
 __all__ = ["exprnn", "orthogonal"]
 
@@ -150,11 +152,11 @@ def orthogonal(
 
         >>> import jax, jax.numpy as jnp, jrnn
         >>> cell = jrnn.cells.orthogonal(6, "tanh")
-        >>> W = cell.recurrent_matrix(cell.init(jax.random.key(0), 2))
+        >>> W = cell.pointwise.recurrent_matrix(cell.init(jax.random.key(0), 2))
         >>> bool(jnp.allclose(W.T @ W, jnp.eye(6), atol=1e-5))
         True
     """
-    n = check_positive_int(hidden_size, "hidden_size")
+    n = check_int(hidden_size, "hidden_size", low=1)
     if parametrization not in PARAMETRIZATIONS:
         raise ValueError(
             f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}."
@@ -176,7 +178,7 @@ def orthogonal(
         return _block_skew(s, n, dtype)
 
     def init_fn(key, input_size):
-        d = check_positive_int(input_size, "input_size")
+        d = check_input_size(input_size)
         k_x, k_a, k_b = jax.random.split(key, 3)
         W_xh = input_init(k_x, (n, d))
         return {"W_xh": W_xh, "A": init_A(k_a, W_xh.dtype), "b_h": bias_init(k_b, (n,))}
@@ -187,9 +189,6 @@ def orthogonal(
             return jax.scipy.linalg.expm(S)
         eye = jnp.eye(n, dtype=S.dtype)
         return jnp.linalg.solve(eye + S, eye - S)
-
-    def initial_carry(params):
-        return jnp.zeros((n,), params["A"].dtype)
 
     def input_map(params, x):
         return params["W_xh"] @ x + params["b_h"]
@@ -209,27 +208,17 @@ def orthogonal(
         W = recurrent_matrix(params)
         return df(W @ h + u)[:, None] * (W @ V)
 
+    step_bound = pascanu_step_bound(act, largest_singular_value(recurrent_matrix))
     return Cell(
-        name="orthogonal",
-        hidden_size=n,
-        state_size=n,
-        init=init_fn,
-        initial_carry=initial_carry,
-        input_map=input_map,
-        recur=recur,
-        input_size=lambda params: params["W_xh"].shape[1],
-        jacobian=jacobian,
-        tangent=tangent,
-        param_spec=lambda d: spec(W_xh=(n, d), A=(n, n), b_h=(n,)),
-        activation=act,
-        preactivation=preactivation,
-        recurrent_matrix=recurrent_matrix,
-        config=(
-            ("activation", act.name),
-            ("parametrization", parametrization),
-            ("init", init if isinstance(init, str) else "matrix"),
-        ),
-    )
+        name="orthogonal", hidden_size=n, state_size=n,
+        init=init_fn, initial_carry=zeros_carry(n, "A"), input_map=input_map, recur=recur,
+        input_size=input_size_of("W_xh"),
+        param_spec=lambda d: float_spec(W_xh=(n, d), A=(n, n), b_h=(n,)),
+        config=(("activation", act.name), ("parametrization", parametrization),
+                ("init", init if isinstance(init, str) else "matrix")),
+        linear=Linearization(jacobian, tangent),
+        pointwise=Pointwise(act, preactivation, recurrent_matrix, step_bound),
+    )  # fmt: skip
 
 
 def exprnn(hidden_size: int, activation="tanh", **kwargs) -> Cell:

@@ -41,9 +41,9 @@ import jax.numpy as jnp
 from jrnn import activations as _activations
 from jrnn import initializers as inits
 from jrnn.activations import sigmoid_prime
-from jrnn.cells._checks import spec
-from jrnn.cells.base import Cell, check_positive_int
-from jrnn.validation import check_number
+from jrnn.cells._core_fields import check_input_size, float_spec, input_size_of, zeros_carry
+from jrnn.cells.base import Cell, Linearization, Pointwise
+from jrnn.validation import check_int, check_number
 
 __all__ = ["cornn", "lem"]
 
@@ -87,7 +87,7 @@ def cornn(
         >>> [c.shape for c in carry], cell.state_size
         ([(4,), (4,)], 8)
     """
-    n = check_positive_int(hidden_size, "hidden_size")
+    n = check_int(hidden_size, "hidden_size", low=1)
     dt = check_number(dt, "dt", low=0.0, low_open=True)
     gamma = check_number(gamma, "gamma", low=0.0)
     epsilon = check_number(epsilon, "epsilon", low=0.0)
@@ -95,7 +95,7 @@ def cornn(
     f, df = act.fn, act.derivative
 
     def init(key, input_size):
-        d = check_positive_int(input_size, "input_size")
+        d = check_input_size(input_size)
         k_w, k_wz, k_v, k_b = jax.random.split(key, 4)
         rec = _pytorch_linear(2 * n)
         inp = _pytorch_linear(d)
@@ -105,10 +105,6 @@ def cornn(
             "V": inp(k_v, (n, d)),
             "b": inp(k_b, (n,)),
         }
-
-    def initial_carry(params):
-        z = jnp.zeros((n,), params["W"].dtype)
-        return (z, z)
 
     def input_map(params, x):
         return params["V"] @ x + params["b"]
@@ -145,21 +141,14 @@ def cornn(
         return jnp.concatenate([Vy + dt * dz, dz], axis=0)
 
     return Cell(
-        name="cornn",
-        hidden_size=n,
-        state_size=2 * n,
-        init=init,
-        initial_carry=initial_carry,
-        input_map=input_map,
-        recur=recur,
-        input_size=lambda params: params["V"].shape[1],
-        jacobian=jacobian,
-        tangent=tangent,
-        param_spec=lambda d: spec(W=(n, n), W_z=(n, n), V=(n, d), b=(n,)),
-        activation=act,
-        preactivation=preactivation,
+        name="cornn", hidden_size=n, state_size=2 * n,
+        init=init, initial_carry=zeros_carry(n, "W", 2), input_map=input_map, recur=recur,
+        input_size=input_size_of("V"),
+        param_spec=lambda d: float_spec(W=(n, n), W_z=(n, n), V=(n, d), b=(n,)),
         config=(("activation", act.name), ("dt", dt), ("gamma", gamma), ("epsilon", epsilon)),
-    )
+        linear=Linearization(jacobian, tangent),
+        pointwise=Pointwise(act, preactivation),
+    )  # fmt: skip
 
 
 _LEM_BLOCKS = ("1", "2", "z", "y")
@@ -188,14 +177,14 @@ def lem(hidden_size: int, activation="tanh", *, dt: float = 1.0) -> Cell:
         >>> sorted(cell.init(jax.random.key(0), 2))[:4]
         ['V_1', 'V_2', 'V_y', 'V_z']
     """
-    n = check_positive_int(hidden_size, "hidden_size")
+    n = check_int(hidden_size, "hidden_size", low=1)
     dt = check_number(dt, "dt", low=0.0, high=1.0, low_open=True)
     act = _activations.get(activation)
     f, df = act.fn, act.derivative
     weight = inits.uniform(-1.0 / math.sqrt(n), 1.0 / math.sqrt(n))
 
     def init(key, input_size):
-        d = check_positive_int(input_size, "input_size")
+        d = check_input_size(input_size)
         keys = iter(jax.random.split(key, 12))
         params = {}
         for b in _LEM_BLOCKS:
@@ -203,10 +192,6 @@ def lem(hidden_size: int, activation="tanh", *, dt: float = 1.0) -> Cell:
             params[f"V_{b}"] = weight(next(keys), (n, d))
             params[f"b_{b}"] = weight(next(keys), (n,))
         return params
-
-    def initial_carry(params):
-        z = jnp.zeros((n,), params["W_y"].dtype)
-        return (z, z)
 
     def input_map(params, x):
         # u = [V_1 x + b_1; V_2 x + b_2; V_z x + b_z; V_y x + b_y]  (4n,)
@@ -249,21 +234,16 @@ def lem(hidden_size: int, activation="tanh", *, dt: float = 1.0) -> Cell:
         dtype = jnp.result_type(params["W_y"], u)
         return tangent(params, carry, u, jnp.eye(2 * n, dtype=dtype))
 
+    def param_spec(d):
+        shapes = {}
+        for b in _LEM_BLOCKS:
+            shapes.update({f"W_{b}": (n, n), f"V_{b}": (n, d), f"b_{b}": (n,)})
+        return float_spec(**shapes)
+
     return Cell(
-        name="lem",
-        hidden_size=n,
-        state_size=2 * n,
-        init=init,
-        initial_carry=initial_carry,
-        input_map=input_map,
-        recur=recur,
-        input_size=lambda params: params["V_y"].shape[1],
-        jacobian=jacobian,
-        tangent=tangent,
-        param_spec=lambda d: {
-            name: spec_
-            for b in _LEM_BLOCKS
-            for name, spec_ in spec(**{f"W_{b}": (n, n), f"V_{b}": (n, d), f"b_{b}": (n,)}).items()
-        },
+        name="lem", hidden_size=n, state_size=2 * n,
+        init=init, initial_carry=zeros_carry(n, "W_y", 2), input_map=input_map, recur=recur,
+        input_size=input_size_of("V_y"), param_spec=param_spec,
         config=(("activation", act.name), ("dt", dt)),
-    )
+        linear=Linearization(jacobian, tangent),
+    )  # fmt: skip

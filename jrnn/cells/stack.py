@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import jax
 from jax.flatten_util import ravel_pytree
 
-from jrnn.cells.base import Cell
+from jrnn.cells.base import Cell, Linearization
 
 __all__ = ["stack"]
 
@@ -94,15 +94,10 @@ def stack(cells: Sequence[Cell], residual: bool = False) -> Cell:
         return tuple(specs)
 
     return Cell(
-        name="stack",
-        hidden_size=cells[-1].hidden_size,
+        name="stack", hidden_size=cells[-1].hidden_size,
         state_size=sum(c.state_size for c in cells),
-        init=init,
-        initial_carry=initial_carry,
-        input_map=input_map,
-        recur=recur,
-        input_size=lambda params: cells[0].input_size(params[0]),
-        tangent=tangent,
-        param_spec=param_spec,
+        init=init, initial_carry=initial_carry, input_map=input_map, recur=recur,
+        input_size=lambda params: cells[0].input_size(params[0]), param_spec=param_spec,
         config=(("layers", tuple(c.describe() for c in cells)), ("residual", residual)),
-    )
+        linear=Linearization(None, tangent),  # J_t by jax.jacfwd; the tangent map is exact
+    )  # fmt: skip

@@ -12,10 +12,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jrnn import validation as _validation
-from jrnn.cells.base import Cell
+from jrnn.cells.base import Cell, Pointwise
 from jrnn.diagnostics import jacobians as _jac
 from jrnn.diagnostics.finite import finite, nan_unless
 
@@ -42,23 +41,30 @@ class UnitHealth(NamedTuple):
     saturation_applicable: jax.Array  # () bool
 
 
-def _require_activation(cell: Cell, needs: str, what: str) -> None:
+def _require_pointwise(cell: Cell, needs: tuple[str, ...], what: str) -> Pointwise:
+    """``cell.pointwise`` when it has every member in ``needs``, else a ValueError naming it."""
     if not isinstance(cell, Cell):
         hint = " (for a jrnn.models.Model pass model.cell)" if hasattr(cell, "cell") else ""
         raise TypeError(f"{what}: cell must be a jrnn.Cell{hint}, got {type(cell).__name__}.")
-    if cell.activation is None or getattr(cell, needs) is None:
+    pw = cell.pointwise
+    missing = "the pointwise capability (cell.pointwise is None)" if pw is None else ", ".join(
+        f"pointwise.{m}" for m in needs if getattr(pw, m) is None
+    )
+    if missing:
         raise ValueError(
-            f"{what} needs a cell with one elementwise activation and a {needs} "
-            f"(elman, irnn, residual, indrnn), got {cell.describe()}. Gated cells (lstm, "
-            f"gru) and stacks have no single activation; apply it to a layer instead, "
+            f"{what} needs a cell with one elementwise activation and "
+            f"{' and '.join(f'pointwise.{m}' for m in needs)} (elman, irnn, residual, leaky, "
+            f"indrnn, orthogonal), got {cell.describe()}, which lacks {missing}. Gated cells "
+            f"(lstm, gru) and stacks have no single activation; apply it to a layer instead, "
             f"e.g. to stack layer l with the inputs that layer sees."
         )
+    return pw
 
 
 def unit_health(cell: Cell, params, xs: jax.Array, *, carry=None) -> UnitHealth:
     """Dead-unit and saturation statistics of the cell's activation over ``xs``.
 
-    With pre-activations ``a_{t,i}`` (``cell.preactivation``) over every step
+    With pre-activations ``a_{t,i}`` (``cell.pointwise.preactivation``) over every step
     ``t`` of every sequence ``b``:
 
     .. math::
@@ -81,8 +87,9 @@ def unit_health(cell: Cell, params, xs: jax.Array, *, carry=None) -> UnitHealth:
     ``dead`` is all False (never "0% dead, 0% saturated" for a NaN network).
 
     Args:
-      cell: a cell with ``activation`` and ``preactivation`` (elman, irnn,
-        residual, indrnn); gated cells and stacks raise ``ValueError``.
+      cell: a cell with the :class:`~jrnn.cells.Pointwise` capability (elman,
+        irnn, residual, leaky, indrnn, orthogonal, antisymmetric, lipschitz,
+        cornn); gated cells and stacks raise ``ValueError``.
       params, xs, carry: as in :func:`step_jacobians`.
 
     Returns:
@@ -97,18 +104,18 @@ def unit_health(cell: Cell, params, xs: jax.Array, *, carry=None) -> UnitHealth:
         >>> h.dead.shape, bool(h.saturation_applicable)
         ((8,), False)
     """
-    _require_activation(cell, "preactivation", "unit_health")
+    pw = _require_pointwise(cell, ("activation", "preactivation"), "unit_health")
     if 0 in jnp.shape(xs):
         raise ValueError(
             f"unit_health: xs must hold at least one step, got shape {jnp.shape(xs)} "
             "(the fractions of an empty sample are undefined)."
         )
     batch = _jac.prepare(cell, params, xs, carry)
-    act = cell.activation
+    act = pw.activation
 
     def one(x, c):
         us, prev, _ = _jac.carries(cell, params, x, c)
-        return jax.vmap(lambda h, u: cell.preactivation(params, h, u))(prev, us)
+        return jax.vmap(lambda h, u: pw.preactivation(params, h, u))(prev, us)
 
     a = _jac.map_sequences(one, batch, jnp.asarray(xs), carry)
     a = a.reshape((-1, a.shape[-1]))  # (B*T, n)
@@ -135,8 +142,9 @@ class PascanuBound(NamedTuple):
       bound: ``()`` upper bound on every ``||J_t||_2``.
       grad_bound: ``()`` ``sup |f'|`` of the activation.
       sigma_max: ``()`` largest singular value of ``W_hh``.
-      branch_bound: ``()`` ``alpha * grad_bound * sigma_max`` for residual cells
-        (the residual branch alone), else equal to ``bound``.
+      branch_bound: ``()`` the bound on the activation branch alone
+        (``|alpha| * grad_bound * sigma_max`` for ``h' = beta h + alpha f(a)``;
+        equal to ``bound`` without a skip path).
       must_vanish: ``()`` bool, ``bound < 1`` (False when the bound is NaN).
     """
 
@@ -165,19 +173,23 @@ def pascanu_bound(cell: Cell, params) -> PascanuBound:
 
     so if ``gamma sigma_max < 1`` every ``||d s_T / d s_t|| <= (gamma
     sigma_max)^{T-t}`` vanishes ("must vanish"); otherwise nothing is
-    guaranteed ("may explode or vanish"). For a residual cell
-    ``J_t = I + alpha diag(f') W_hh``, the bound is ``1 + alpha gamma sigma_max``
-    (never below 1: the skip path alone cannot make gradients vanish) and
-    ``branch_bound = alpha gamma sigma_max`` is the bound on the branch.
+    guaranteed ("may explode or vanish"). The cell states its own bound
+    (``cell.pointwise.step_bound``): for ``h' = beta h + alpha f(a)``,
+    ``J_t = beta I + alpha diag(f') W_hh`` and the bound is
+    ``|beta| + |alpha| gamma sigma_max`` (residual: ``1 + alpha gamma sigma_max``,
+    never below 1: the skip path alone cannot make gradients vanish; leaky:
+    ``(1 - dt) + dt gamma sigma_max``), and ``branch_bound = |alpha| gamma
+    sigma_max`` is the bound on the branch.
 
     Args:
-      cell: a cell with ``activation`` and ``recurrent_matrix`` (elman, irnn,
-        residual, indrnn).
+      cell: a cell whose :class:`~jrnn.cells.Pointwise` capability has a
+        ``recurrent_matrix`` and a ``step_bound`` (elman, irnn, residual, leaky,
+        indrnn, orthogonal).
       params: its parameters.
 
     Returns:
       :class:`PascanuBound`; ``.verdict`` gives the words. A recurrent matrix
-      (or ``alpha``) holding NaN or inf gives NaN bounds and the verdict
+      holding NaN or inf gives NaN bounds and the verdict
       ``"undefined (non-finite weights)"``.
 
     Example::
@@ -189,18 +201,10 @@ def pascanu_bound(cell: Cell, params) -> PascanuBound:
         'must vanish'
     """
     _validation.check_params(cell, params)
-    _require_activation(cell, "recurrent_matrix", "pascanu_bound")
-    W = cell.recurrent_matrix(params)
+    pw = _require_pointwise(cell, ("recurrent_matrix", "step_bound"), "pascanu_bound")
+    W = pw.recurrent_matrix(params)
     sigma = jnp.linalg.svd(W, compute_uv=False)[0]
-    gamma = jnp.asarray(cell.activation.grad_bound, sigma.dtype)
-    branch = gamma * sigma
-    config = dict(cell.config)
-    if cell.name == "residual":
-        alpha = jnp.asarray(np.abs(config["alpha"]), sigma.dtype)
-        branch = alpha * branch
-        bound = 1.0 + branch
-    else:
-        bound = branch
-    ok = finite(W, jnp.asarray(config.get("alpha", 0.0)))
-    bound, sigma, branch = nan_unless(ok, (bound, sigma, branch))
+    gamma = jnp.asarray(pw.activation.grad_bound, sigma.dtype)
+    bound, branch = pw.step_bound(params)
+    bound, sigma, branch = nan_unless(finite(W), (bound, sigma, branch))
     return PascanuBound(bound, gamma, sigma, branch, bound < 1)
