@@ -82,7 +82,7 @@ def _check_cell(cell, method: str = "auto") -> Cell:
         raise TypeError(f"cell must be a jrnn.Cell{hint}, got {type(cell).__name__}.")
     if method not in _jac.JACOBIAN_METHODS:
         raise ValueError(f"method must be one of {_jac.JACOBIAN_METHODS}, got {method!r}.")
-    if method == "analytic" and cell.jacobian is None:
+    if method == "analytic" and (cell.linear is None or cell.linear.jacobian is None):
         raise ValueError(
             f"method='analytic' needs a cell with an analytic jacobian, but cell "
             f"{cell.describe()} has none; use method='auto' (jax.jacfwd of the step)."
@@ -299,7 +299,8 @@ def spectral_norm_penalty(cell: Cell, target: float = 1.0) -> Penalty:
     """
     _check_cell(cell)
     c = _check_norm_target(target)
-    if cell.recurrent_matrix is None:
+    pw = cell.pointwise
+    if pw is None or pw.recurrent_matrix is None:
         raise ValueError(
             f"spectral_norm_penalty needs a cell with a recurrent_matrix, but "
             f"{cell.describe()} has none; use jacobian_norm_penalty or lyapunov_penalty."
@@ -307,7 +308,7 @@ def spectral_norm_penalty(cell: Cell, target: float = 1.0) -> Penalty:
 
     def fn(params, xs):
         del xs
-        W = cell.recurrent_matrix(params)
+        W = pw.recurrent_matrix(params)
         return jnp.square(jnp.linalg.svd(W, compute_uv=False)[0] - c)
 
     return Penalty("spectral_norm", fn, None, (("target", c),))

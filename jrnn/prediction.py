@@ -126,12 +126,12 @@ def predict(cell, params_or_init_spec, input_sample=None, *, spectrum: bool = Tr
         sw, sb, su = (scales.get(k, 0.0) for k in ("sigma_w", "sigma_b", "sigma_u"))
         if "sigma_w" not in scales:
             raise ValueError("an Elman init spec needs 'sigma_w'.")
-        mf = mean_field(cell.activation, sw, sb, sigma_u=su)
+        mf = mean_field(cell.pointwise.activation, sw, sb, sigma_u=su)
         out = {"family": name, "scales": {"sigma_w": sw, "sigma_b": sb, "sigma_u": su}}
         out.update({k: float(v) for k, v in mf._asdict().items()})
         if spectrum:
             out["spectrum"] = _spectra.annealed_spectrum(
-                cell.activation, sw, cell.hidden_size, sb, sigma_u=su
+                cell.pointwise.activation, sw, cell.hidden_size, sb, sigma_u=su
             )
         return out
     fn = _gated.gru_mean_field if name == "gru" else _gated.lstm_mean_field

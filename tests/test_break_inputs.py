@@ -42,7 +42,7 @@ def test_orthogonal_init_matrix_is_reproduced():
     cell = cells.orthogonal(4, init=Q)
     import jax
 
-    W = np.asarray(cell.recurrent_matrix(cell.init(jax.random.key(0), 2)))
+    W = np.asarray(cell.pointwise.recurrent_matrix(cell.init(jax.random.key(0), 2)))
     np.testing.assert_allclose(W, Q, atol=1e-5)
 
 

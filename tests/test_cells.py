@@ -115,7 +115,7 @@ def test_irnn_is_relu_elman_with_identity_init():
     cell = cells.irnn(N, scale=0.9)
     p = cell.init(jax.random.key(0), D)
     np.testing.assert_allclose(p["W_hh"], 0.9 * np.eye(N), rtol=1e-7)
-    assert cell.activation.name == "relu"
+    assert cell.pointwise.activation.name == "relu"
     p = _random_params(cell, jax.random.key(1))
     _, hs = jrnn.unroll(cell, p, XS)
     np.testing.assert_allclose(hs, np_elman(_np(p), XS, NP_ACTS["relu"]), rtol=1e-10)

@@ -56,9 +56,9 @@ def test_reset_before_jacobian_and_tangent_match_jacfwd(seed):
     h = jnp.asarray(rng.normal(size=N))
     u = cell.input_map(p, jnp.asarray(rng.normal(size=D)))
     auto = jax.jacfwd(lambda h: cell.recur(p, h, u)[0])(h)
-    np.testing.assert_allclose(cell.jacobian(p, h, u), auto, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(cell.linear.jacobian(p, h, u), auto, rtol=1e-12, atol=1e-12)
     V = jnp.asarray(rng.normal(size=(N, 2)))
-    np.testing.assert_allclose(cell.tangent(p, h, u, V), auto @ V, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(cell.linear.tangent(p, h, u, V), auto @ V, rtol=1e-12, atol=1e-12)
 
 
 def test_reset_before_init_has_gru_shapes():

@@ -13,7 +13,7 @@ def _preactivations(cell, params, xs):
     """Independent reference: Python loop over steps."""
     h, out = cell.initial_carry(params), []
     for x in xs:
-        out.append(np.asarray(cell.preactivation(params, h, cell.input_map(params, x))))
+        out.append(np.asarray(cell.pointwise.preactivation(params, h, cell.input_map(params, x))))
         h = cell.step(params, h, x)[0]
     return np.stack(out)
 

@@ -113,7 +113,7 @@ def test_linear_coeffs_drive_recur(name):
     """linear_coeffs(xs) reproduces recur: s_t = a_t s_{t-1} + b_t."""
     cell, p = _make(name)
     xs = _xs(shape=(T, D))
-    a, b = cell.linear_coeffs(p, xs)
+    a, b = cell.affine.coeffs(p, xs)
     s = jax.random.normal(jax.random.key(3), (cell.state_size,), jnp.float64)
     step = jax.jit(cell.step)
     for t in range(T):
@@ -135,7 +135,7 @@ def test_jacobian_matches_jacfwd(name):
     s = jax.random.normal(jax.random.key(4), (cell.state_size,), jnp.float64)
     u = cell.input_map(p, x)
     auto = jax.jacfwd(lambda c: cell.recur(p, c, u)[0])(s)
-    np.testing.assert_allclose(cell.jacobian(p, s, u), auto, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(cell.linear.jacobian(p, s, u), auto, rtol=1e-12, atol=1e-14)
 
 
 def test_lru_ring_initialisation():

@@ -263,7 +263,7 @@ def test_orthogonal_stays_orthogonal_after_gradient_steps():
     p, state = p0, opt.init(p0)
     for _ in range(3):
         p, state = update(p, state)
-    W = jax.jit(cell.recurrent_matrix)(p)
+    W = jax.jit(cell.pointwise.recurrent_matrix)(p)
     assert p["A"].dtype == jnp.float32
     assert float(jnp.max(jnp.abs(W.T @ W - jnp.eye(6)))) < 1e-6
     assert float(jnp.max(jnp.abs(p["A"] - p0["A"]))) > 1e-2  # the steps moved W_hh
@@ -276,8 +276,8 @@ def test_orthogonal_init_matrix_is_reproduced():
     for par in ("expm", "cayley"):
         cell = cells.orthogonal(5, parametrization=par, init=W0)
         p = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), cell.init(jax.random.key(0), 2))
-        np.testing.assert_allclose(cell.recurrent_matrix(p), W0, atol=1e-6)
-    henaff = cells.exprnn(5).recurrent_matrix(cells.exprnn(5).init(jax.random.key(0), 2))
+        np.testing.assert_allclose(cell.pointwise.recurrent_matrix(p), W0, atol=1e-6)
+    henaff = cells.exprnn(5).pointwise.recurrent_matrix(cells.exprnn(5).init(jax.random.key(0), 2))
     np.testing.assert_allclose(henaff.T @ henaff, np.eye(5), atol=1e-6)
 
 

@@ -94,7 +94,8 @@ def measure_at_init(family: str, cell: jrnn.Cell, cfg: Config, gain: jax.Array,
         lambda p: jrnn.unroll(cell, p, xl, carry=carry0)[0],
         lambda p: D.lyapunov_spectrum(cell, p, xl, carry=carry0, k=1, warmup=cfg.lyap_warmup),
     ]
-    bounded = cell.recurrent_matrix is not None and cell.activation is not None
+    pw = cell.pointwise
+    bounded = pw is not None and pw.recurrent_matrix is not None and pw.step_bound is not None
     if bounded:
         measurements.append(lambda p: D.pascanu_bound(cell, p).bound)
     # LAPACK-based diagnostics, ordered one after another (jrnn.host: jaxlib 0.10's CPU pool).
@@ -230,7 +231,7 @@ def grad_and_health(model, cell: jrnn.Cell, params, batch) -> dict:
 
     g = jrnn.diagnostics.gradient_norms(loss_of_hs, cell, params["cell"], x)
     out = {"grad_hidden": jnp.median(g.hidden, axis=0)}
-    if cell.preactivation is not None and cell.activation is not None:
+    if cell.pointwise is not None:
         h = jrnn.diagnostics.unit_health(cell, params["cell"], x)
         out["dead_fraction"] = h.dead_fraction
         out["saturated_fraction"] = h.saturated_fraction

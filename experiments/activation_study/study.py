@@ -80,7 +80,7 @@ def train_all(cfg: Config, plan, seed: int, out: str, bar) -> dict:
         train_results[name] = measure.measure_training(
             family, cell, cfg, seed, out, name, on_step=lambda s, m: bar.update()
         )
-        train_results[name]["activation"] = cell.activation.name if cell.activation else None
+        train_results[name]["activation"] = cell.pointwise.activation.name if cell.pointwise else None
     return train_results
 
 

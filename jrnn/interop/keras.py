@@ -338,7 +338,7 @@ def from_keras(layer_or_model) -> tuple[Cell | Any, Any]:
 
 
 def _simple_rnn(keras, cell: Cell, p, return_sequences: bool, where: str):
-    act = _to_keras_activation(cell.activation, where)
+    act = _to_keras_activation(cell.pointwise.activation, where)
     use_bias = "b_h" in p
     layer = keras.layers.SimpleRNN(cell.hidden_size, activation=act, use_bias=use_bias,
                                    return_sequences=return_sequences)
@@ -465,8 +465,8 @@ def to_keras(model_or_cell, params, *, layers=None):
                 "irnn (SimpleRNN), lstm (LSTM), gru (GRU), gru(reset_after=False) "
                 "(GRU(reset_after=False))."
             )
-        if c.activation is not None:
-            _to_keras_activation(c.activation, f"layer {i}")
+        if c.pointwise is not None:
+            _to_keras_activation(c.pointwise.activation, f"layer {i}")
     if (not isinstance(cell_params, list | tuple) or len(cell_params) != len(layers)
             or not all(isinstance(p, Mapping) and "W_xh" in p for p in cell_params)):
         raise ValueError(
