@@ -80,7 +80,8 @@ def train_all(cfg: Config, plan, seed: int, out: str, bar) -> dict:
         train_results[name] = measure.measure_training(
             family, cell, cfg, seed, out, name, on_step=lambda s, m: bar.update()
         )
-        train_results[name]["activation"] = cell.pointwise.activation.name if cell.pointwise else None
+        pw = cell.pointwise
+        train_results[name]["activation"] = pw.activation.name if pw else None
     return train_results
 
 
