@@ -20,16 +20,20 @@ from jrnn import (
     testing,
     theory,
     train,
+    unrolling,
     validation,
 )
 from jrnn.cells import Cell, stack
-from jrnn.unroll import Bidirectional, bidirectional, unroll
+from jrnn.unrolling import Associative, Bidirectional, Fused, Scan, bidirectional, unroll
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Associative",
     "Bidirectional",
     "Cell",
+    "Fused",
+    "Scan",
     "__version__",
     "activations",
     "bidirectional",
@@ -48,5 +52,6 @@ __all__ = [
     "theory",
     "train",
     "unroll",
+    "unrolling",
     "validation",
 ]

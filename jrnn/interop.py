@@ -41,7 +41,7 @@ from jrnn.cells.elman import elman
 from jrnn.cells.gru import gru
 from jrnn.cells.lstm import lstm
 from jrnn.cells.stack import stack
-from jrnn.unroll import Bidirectional, bidirectional
+from jrnn.unrolling import Bidirectional, bidirectional
 
 __all__ = ["from_flax_linen", "from_keras", "from_torch_state_dict", "to_keras"]
 

@@ -49,7 +49,7 @@ class Cell(NamedTuple):
         Streaming diagnostics use it; without it they fall back to ``jax.jvp``.
       fused_rule: optional fused training rule of the family (hand-written
         forward/backward for the fast training path); owned by the cell's
-        module, read by :mod:`jrnn.fast`.
+        module, read by :class:`jrnn.Fused`.
       param_spec: optional ``input_size -> {name: (shape, kind)}``: the
         params the cell expects (``kind`` a ``numpy`` dtype kind such as
         ``"f"``), for eager validation with a message naming the key

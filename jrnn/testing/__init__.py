@@ -30,7 +30,7 @@ from jax.flatten_util import ravel_pytree
 from jrnn import activations as _activations
 from jrnn import validation as _validation
 from jrnn.cells.base import Cell, flatten_carry
-from jrnn.unroll import unroll
+from jrnn.unrolling import unroll
 
 __all__ = ["check_activation", "check_cell"]
 
