@@ -10,8 +10,11 @@ Variable-length batches freeze each carry past its sequence's end and zero the o
 replaced by zeros before any arithmetic, so whatever the padding holds (NaN, inf) influences
 neither values nor gradients.
 
-How the recurrence is executed is a *method*, a small record with ``supports(cell)`` (None,
-or the reason it cannot run the cell) and ``run(...)``. All compute the same function:
+How the recurrence is executed is a *method*: a small record (a NamedTuple of static
+settings, so it can be a static argument of ``jax.jit``) with ``supports(cell)`` (None, or the
+reason it cannot run the cell, as a sentence), ``check()`` (itself, its fields validated) and
+``run(cell, params, xs, carry, lengths, reverse) -> (final_carry, hs)`` on inputs
+:func:`unroll` has validated. All compute the same function:
 
 * :class:`Scan` (``unroll``, ``remat``): the cell's one-example step under ``jax.lax.scan``,
   vmapped over the batch; runs every cell; the readable reference.
@@ -21,7 +24,8 @@ or the reason it cannot run the cell) and ``run(...)``. All compute the same fun
   (elman, irnn, residual, lstm, gru) batch-major, with a hand-written backward pass.
 
 ``method="auto"`` (the default) is the one rule :func:`auto_method` (BENCHMARKS.md has the
-measurements behind it).
+measurements behind it). A new method is one more record in ``_METHODS`` (and in
+:func:`auto_method` if it should ever be chosen on its own).
 """
 
 from __future__ import annotations
