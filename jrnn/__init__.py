@@ -24,17 +24,21 @@ from jrnn import (
     testing,
     theory,
     train,
+    unrolling,
     validation,
 )
 from jrnn.cells import Cell, stack
 from jrnn.prediction import predict
-from jrnn.unroll import Bidirectional, bidirectional, unroll
+from jrnn.unrolling import Associative, Bidirectional, Fused, Scan, bidirectional, unroll
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Associative",
     "Bidirectional",
     "Cell",
+    "Fused",
+    "Scan",
     "__version__",
     "activations",
     "bidirectional",
@@ -58,5 +62,6 @@ __all__ = [
     "theory",
     "train",
     "unroll",
+    "unrolling",
     "validation",
 ]

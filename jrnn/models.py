@@ -28,7 +28,7 @@ from jrnn import activations as _activations
 from jrnn import initializers as inits
 from jrnn.cells.base import Cell
 from jrnn.cells.stack import stack
-from jrnn.unroll import unroll
+from jrnn.unrolling import unroll
 from jrnn.validation import check_int
 
 __all__ = ["Model", "rnn"]
@@ -73,7 +73,7 @@ class Model(NamedTuple):
     ) -> jax.Array:
         """Outputs for ``xs`` ``(T, d)`` or ``(B, T, d)``.
 
-        ``unroll_kwargs`` go to :func:`jrnn.unroll` (``carry``, ``unroll``, ``remat``).
+        ``unroll_kwargs`` go to :func:`jrnn.unroll` (``carry``, ``method``).
 
         Returns ``(T, m)`` / ``(B, T, m)`` with ``return_sequences``, else the
         readout of the last valid step, ``(m,)`` / ``(B, m)``. An empty sequence

@@ -25,7 +25,7 @@ from flax import nnx
 from jrnn.cells.base import Cell
 from jrnn.models import Model
 from jrnn.models import rnn as _rnn
-from jrnn.unroll import unroll as _unroll
+from jrnn.unrolling import unroll as _unroll
 
 __all__ = ["RNN", "RNNModel"]
 
@@ -117,7 +117,7 @@ class RNN(_Wrapped):
         self.weights = nnx.data(_to_params(_init_or_check(cell.init, input_size, rngs, params)))
 
     def unroll(self, xs: jax.Array, *, lengths=None, carry=None, **unroll_kwargs):
-        """``(final_carry, hs)`` as :func:`jrnn.unroll` (``reverse``, ``remat``, ...)."""
+        """``(final_carry, hs)`` as :func:`jrnn.unroll` (``reverse``, ``method``, ...)."""
         return _unroll(self.cell, self.params(), xs, lengths=lengths, carry=carry, **unroll_kwargs)
 
     def __call__(self, xs: jax.Array, lengths=None, *, carry=None, **unroll_kwargs) -> jax.Array:

@@ -19,6 +19,7 @@ KEY = jax.random.key(0)
 ELMAN = jrnn.cells.elman(4)
 P = ELMAN.init(KEY, 3)
 XS = jnp.ones((5, 3))
+FUSED_VJP = jrnn.Fused(backward="custom_vjp")  # the hand-written custom VJP
 LSTM = jrnn.cells.lstm(2)
 LP = LSTM.init(KEY, 3)
 STACK = jrnn.stack([jrnn.cells.elman(4), jrnn.cells.gru(2)])
@@ -58,7 +59,7 @@ CASES = [
      ["params['b_h']", "(4,)", "(1,)"]),
     ("b_h scalar", lambda: jrnn.unroll(ELMAN, {**P, "b_h": jnp.float32(0)}, XS), ValueError,
      ["params['b_h']", "()"]),
-    ("b_h fused", lambda: jrnn.unroll(ELMAN, {**P, "b_h": jnp.zeros(1)}, XS, fused=True),
+    ("b_h fused", lambda: jrnn.unroll(ELMAN, {**P, "b_h": jnp.zeros(1)}, XS, method=FUSED_VJP),
      ValueError, ["params['b_h']"]),
     ("int params", lambda: jrnn.unroll(ELMAN, {**P, "W_hh": jnp.zeros((4, 4), int)}, XS),
      TypeError, ["params['W_hh']", "int"]),
@@ -199,7 +200,7 @@ def test_every_cell_declares_a_spec_that_its_init_satisfies():
 
 def test_degenerate_sizes_and_integer_inputs():
     # T = 0: the carry unchanged and empty outputs, on every path.
-    for kw in ({}, {"fused": True}, {"remat": True}):
+    for kw in ({}, {"method": FUSED_VJP}, {"method": jrnn.Scan(remat=True)}):
         carry, hs = jrnn.unroll(ELMAN, P, jnp.ones((2, 0, 3)), **kw)
         assert hs.shape == (2, 0, 4) and carry.shape == (2, 4)
         np.testing.assert_array_equal(carry, 0.0)

@@ -21,6 +21,11 @@ def _make(name, key=0):
     return cell, params
 
 
+def _method(parallel):
+    """The associative scan, or the sequential reference."""
+    return jrnn.Associative() if parallel else jrnn.Scan()
+
+
 def _xs(key=1, shape=(B, T, D)):
     return jax.random.normal(jax.random.key(key), shape, jnp.float64)
 
@@ -68,7 +73,7 @@ def test_matches_numpy_reference(name):
     ref_carry, ref_hs = _numpy_reference(name, p, xs, h0)
     for parallel in (False, True):
         run = jax.jit(
-            lambda p, xs, h0, par=parallel: jrnn.unroll(cell, p, xs, carry=h0, parallel=par)
+            lambda p, xs, h0, m=_method(parallel): jrnn.unroll(cell, p, xs, carry=h0, method=m)
         )
         carry, hs = run(p, jnp.asarray(xs), jnp.asarray(h0))
         np.testing.assert_allclose(hs, ref_hs, rtol=1e-10, atol=1e-12)
@@ -88,7 +93,7 @@ def test_associative_equals_sequential(name, lengths, reverse, with_carry):
 
     def loss(p, xs, c0, parallel):
         c, hs = jrnn.unroll(
-            cell, p, xs, carry=c0, lengths=lengths, reverse=reverse, parallel=parallel
+            cell, p, xs, carry=c0, lengths=lengths, reverse=reverse, method=_method(parallel)
         )
         return jnp.sum(jnp.sin(hs)) + jnp.sum(c**2), (c, hs)
 
@@ -175,7 +180,7 @@ def test_log_space_scan_matches_sequential(name):
     coeffs = linear.min_gru_log_coeffs if name == "min_gru" else linear.min_lstm_log_coeffs
     log_a, log_b = coeffs(p, xs)
     hs = linear.parallel_scan_log(log_a, log_b, jnp.log(h0))
-    _, ref = jax.jit(lambda p, xs, h0: jrnn.unroll(cell, p, xs, carry=h0, parallel=False))(
+    _, ref = jax.jit(lambda p, xs, h0: jrnn.unroll(cell, p, xs, carry=h0, method=jrnn.Scan()))(
         p, xs, h0
     )
     np.testing.assert_allclose(hs, ref, rtol=1e-10)
@@ -185,20 +190,22 @@ def test_parallel_argument_errors():
     cell = jrnn.cells.elman(3)
     p = cell.init(jax.random.key(0), 2)
     with pytest.raises(ValueError, match="linear_coeffs"):
-        jrnn.unroll(cell, p, jnp.ones((4, 2)), parallel=True)
+        jrnn.unroll(cell, p, jnp.ones((4, 2)), method=jrnn.Associative())
     mg = jrnn.cells.min_gru(3)
     pm = mg.init(jax.random.key(0), 2)
-    with pytest.raises(ValueError, match="remat"):
-        jrnn.unroll(mg, pm, jnp.ones((4, 2)), parallel=True, remat=2)
-    with pytest.raises(ValueError, match="parallel"):
-        jrnn.unroll(mg, pm, jnp.ones((4, 2)), parallel="yes")
+    with pytest.raises(TypeError, match="remat"):  # remat with the associative scan: not writable
+        jrnn.Associative(remat=2)
+    with pytest.raises(ValueError, match="method"):
+        jrnn.unroll(mg, pm, jnp.ones((4, 2)), method="yes")
 
 
 def test_unbatched_float32_parallel():
     cell = jrnn.cells.min_lstm(8)
     p = cell.init(jax.random.key(0), 3)
     xs = jax.random.normal(jax.random.key(1), (64, 3), jnp.float32)
-    run = jax.jit(lambda p, xs, par: jrnn.unroll(cell, p, xs, parallel=par)[1], static_argnums=2)
+    run = jax.jit(
+        lambda p, xs, par: jrnn.unroll(cell, p, xs, method=_method(par))[1], static_argnums=2
+    )
     h_par, h_seq = run(p, xs, True), run(p, xs, False)
     assert h_par.dtype == jnp.float32
     np.testing.assert_allclose(h_par, h_seq, rtol=1e-5, atol=1e-6)

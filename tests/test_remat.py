@@ -16,9 +16,12 @@ def _setup(cell):
     return p, xs
 
 
-def _value_and_grad(cell, p, xs, **kwargs):
+def _value_and_grad(cell, p, xs, remat=None, **kwargs):
+    # remat=None: the default method ("auto"); else the checkpointed scan jrnn.Scan(remat=...).
+    method = "auto" if remat is None else jrnn.Scan(remat=remat)
+
     def loss(p, xs):
-        c, hs = jrnn.unroll(cell, p, xs, **kwargs)
+        c, hs = jrnn.unroll(cell, p, xs, method=method, **kwargs)
         leaves = jax.tree_util.tree_leaves(c)
         return jnp.sum(jnp.tanh(hs) * hs) + sum(jnp.sum(l**3) for l in leaves), (c, hs)
 
@@ -71,7 +74,8 @@ def test_remat_lowers_memory():
 
     def temp_bytes(remat):
         def loss(p):
-            carry, _ = jrnn.unroll(cell, p, xs, remat=remat)
+            method = "auto" if remat is False else jrnn.Scan(remat=remat)
+            carry, _ = jrnn.unroll(cell, p, xs, method=method)
             return jnp.sum(carry**2)
 
         mem = jax.jit(jax.grad(loss)).lower(p).compile().memory_analysis()
@@ -86,6 +90,7 @@ def test_remat_lowers_memory():
 def test_remat_rejects_bad_values():
     cell = jrnn.cells.elman(3)
     p = cell.init(jax.random.key(0), 2)
-    for bad in (0, -2, 1.5, "yes"):
-        with pytest.raises(ValueError, match="remat"):
-            jrnn.unroll(cell, p, jnp.ones((4, 2)), remat=bad)
+    # validation.check_int's convention: out of range ValueError, not an integer TypeError.
+    for bad, error in ((0, ValueError), (-2, ValueError), (1.5, TypeError), ("yes", TypeError)):
+        with pytest.raises(error, match="remat"):
+            jrnn.unroll(cell, p, jnp.ones((4, 2)), method=jrnn.Scan(remat=bad))

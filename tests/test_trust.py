@@ -4,6 +4,7 @@ Each test here failed on the main branch it was written against (6bf4e12); the
 numbers before and after are in the branch's report.
 """
 
+import functools
 import math
 
 import jax
@@ -135,7 +136,8 @@ def test_every_path_agrees_at_kinks(act):
     g_scan = jax.grad(loss)(p, jrnn.unroll)
     np.testing.assert_array_equal(jnp.diagonal(g_scan["W_xh"]), kinks * expected)
     np.testing.assert_array_equal(g_scan["b_h"], expected)
-    g_fused = jax.grad(loss)(p, jrnn.fast.fused_unroll)
+    vjp = functools.partial(jrnn.unroll, method=jrnn.Fused(backward="custom_vjp"))
+    g_fused = jax.grad(loss)(p, vjp)
     np.testing.assert_array_equal(g_fused["b_h"], expected)
     # NaN in: NaN derivative on every path (never a plausible 0 or slope).
     nan = jnp.full((1, n), jnp.nan, jnp.float32)
@@ -304,7 +306,7 @@ def test_singular_values_accuracy_claim_states_when_it_holds():
 
 def _logdet_closed_form(cell, p, h0, xs):
     """mean_t log|det J_t| = mean_t sum_i log sech^2(a_ti) + log|det W|, float64 numpy."""
-    _, hs = jrnn.unroll(cell, p, xs, carry=h0, fused=False)  # the diagnostics' own scan
+    _, hs = jrnn.unroll(cell, p, xs, carry=h0, method=jrnn.Scan())  # the diagnostics' own scan
     prev = np.concatenate([np.asarray(h0)[None], np.asarray(hs)[:-1]]).astype(np.float64)
     W = np.asarray(p["W_hh"], np.float64)
     a = np.abs(prev @ W.T)
@@ -351,7 +353,7 @@ def test_saturated_orthogonal_net_keeps_every_jacobian_entry():
         p["W_hh"] = 3.0 * p["W_hh"]
         h0 = jax.random.normal(jax.random.key(5), (n,), jnp.float32)
         xs = jnp.zeros((T, 1), jnp.float32)
-        _, hs = jrnn.unroll(cell, p, xs, carry=h0, fused=False)
+        _, hs = jrnn.unroll(cell, p, xs, carry=h0, method=jrnn.Scan())
         prev = np.concatenate([np.asarray(h0)[None], np.asarray(hs)[:-1]])
         a = (prev @ np.asarray(p["W_hh"]).T).astype(np.float64)  # float32 pre-activations
         assert np.abs(a).max() > 9  # past 1 - tanh^2 == 0 in float32 (|a| >~ 8.7)

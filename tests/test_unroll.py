@@ -87,7 +87,7 @@ def test_stack_of_one_cell_equals_the_cell():
     cell, params, xs = _setup("lstm")
     one = jrnn.stack([cell])
     (c,), hs1 = jrnn.unroll(one, (params,), xs)
-    c_ref, hs = jrnn.unroll(cell, params, xs, fused=False)  # the same per-example scan
+    c_ref, hs = jrnn.unroll(cell, params, xs, method=jrnn.Scan())  # the same per-example scan
     np.testing.assert_array_equal(hs1, hs)
     chex.assert_trees_all_equal(c, c_ref)
 
@@ -118,15 +118,18 @@ def test_remat_same_outputs_and_gradients(remat, reverse):
         return jnp.sum(hs**2)
 
     v0, g0 = jax.value_and_grad(loss)(params)
-    v1, g1 = jax.value_and_grad(lambda p: loss(p, remat=remat))(params)
+    v1, g1 = jax.value_and_grad(lambda p: loss(p, method=jrnn.Scan(remat=remat)))(params)
     np.testing.assert_allclose(v1, v0, rtol=1e-6)
     chex.assert_trees_all_close(g1, g0, rtol=1e-5, atol=1e-6)
 
 
-def test_unroll_option_does_not_change_results():
+@pytest.mark.parametrize("method", [jrnn.Fused(unroll=4), jrnn.Scan(unroll=4)])
+def test_unroll_option_does_not_change_results(method):
     cell, params, xs = _setup("elman")
     np.testing.assert_allclose(
-        jrnn.unroll(cell, params, xs, unroll=4)[1], jrnn.unroll(cell, params, xs)[1], rtol=1e-6
+        jrnn.unroll(cell, params, xs, method=method)[1],
+        jrnn.unroll(cell, params, xs)[1],
+        rtol=1e-6,
     )
 
 
@@ -170,7 +173,7 @@ def test_errors_name_argument_and_shapes():
     with pytest.raises(ValueError, match="carry must have the structure"):
         jrnn.unroll(cell, params, xs, carry=(jnp.zeros((3, N)), jnp.zeros((3, N))))
     with pytest.raises(ValueError, match="remat must be"):
-        jrnn.unroll(cell, params, xs, remat=0)
+        jrnn.unroll(cell, params, xs, method=jrnn.Scan(remat=0))
 
 
 def test_errors_raised_before_tracing():

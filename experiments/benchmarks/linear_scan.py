@@ -3,7 +3,7 @@
 For each sequence length ``T`` it times, in one process, a bare diagonal
 linear recurrence ``h_t = a_t * h_{t-1} + b_t`` (``jax.lax.scan`` against
 ``jax.lax.associative_scan``) and the cells ``min_gru``, ``min_lstm`` and
-``lru`` through :func:`jrnn.unroll` with ``parallel=False`` / ``True``. It
+``lru`` through :func:`jrnn.unroll` with ``method=jrnn.Scan()`` / ``jrnn.Associative()``. It
 prints medians, the speed-up ``sequential / associative`` of each, and the
 fraction of the bare recurrence's speed-up each cell keeps
 (``cell speed-up / bare speed-up``). ``--mode train`` (default) times forward +
@@ -65,7 +65,8 @@ def run(lengths, batch=4, hidden=64, input_size=16, mode="train", repeats=5, war
             cell = getattr(jrnn.cells, name)(hidden)
             params = cell.init(kp, input_size)
             for par in (False, True):
-                f = lambda p, x, cell=cell, par=par: jrnn.unroll(cell, p, x, parallel=par)[1]
+                method = jrnn.Associative() if par else jrnn.Scan()
+                f = lambda p, x, cell=cell, m=method: jrnn.unroll(cell, p, x, method=m)[1]
                 fns[(name, par)] = (_jit(f, mode), (params, xs))
         times = compare(
             {k: (lambda f=f, args=args: f(*args)) for k, (f, args) in fns.items()},

@@ -5,7 +5,9 @@ The training step is the gradient of ``mean((W_o h_T - y)^2)`` through
 is read from the final carry (``--loss carry``, default), so the program
 need not keep the ``(B, T, n)`` outputs and their cotangent, which no
 checkpointing can remove; ``--loss outputs`` reads ``hs[:, -1]`` instead. For ``remat`` in
-``False, True (k = round(sqrt(T))), k...`` it reports
+``False`` (the default ``method="auto"``, ``jrnn.Fused()`` for these cells), ``True``
+(``method=jrnn.Scan(remat=True)``, ``k = round(sqrt(T))``) and chunk lengths ``k``
+(``jrnn.Scan(remat=k)``) it reports
 
 * the compiled program's temporary buffer size,
   ``jax.jit(f).lower(...).compile().memory_analysis().temp_size_in_bytes``
@@ -56,7 +58,9 @@ def run(
     for remat in remats:
 
         def loss_fn(p, xs, y, remat=remat):
-            carry, hs = jrnn.unroll(c, p["cell"], xs, remat=remat)
+            # remat=False: the default method ("auto"); otherwise the checkpointed scan.
+            method = "auto" if remat is False else jrnn.Scan(remat=remat)
+            carry, hs = jrnn.unroll(c, p["cell"], xs, method=method)
             h_T = hs[:, -1] if loss == "outputs" else (carry[0] if cell == "lstm" else carry)
             return jnp.mean((h_T @ p["W_o"].T - y) ** 2)
 

@@ -6,11 +6,12 @@ parameters for:
 
 * ``flax``: ``flax.linen.RNN`` with ``SimpleCell`` / ``OptimizedLSTMCell`` / ``GRUCell``;
 * ``plain scan``: a hand-written batch-major ``jax.lax.scan``;
-* ``jrnn default``: ``jax.grad`` over :func:`jrnn.unroll` as a user calls it (batch-major,
-  custom JVP whose linear tangent scan JAX transposes; :func:`jrnn.fast.batched_unroll`);
-* ``jrnn reference``: ``fused=False``, the readable per-example scan (vmapped cell);
-* ``jrnn fused (in_loop|after)``: ``fused=True`` (hand-written custom VJP, :mod:`jrnn.fast`)
-  with both weight-gradient schedules (the default one first);
+* ``jrnn default``: ``jax.grad`` over :func:`jrnn.unroll` as a user calls it (``method="auto"``,
+  here ``jrnn.Fused()``: batch-major, custom JVP whose linear tangent scan is transposed by the
+  hand-written backward);
+* ``jrnn reference``: ``method=jrnn.Scan()``, the readable per-example scan (vmapped cell);
+* ``jrnn fused (in_loop|after)``: ``method=jrnn.Fused(backward="custom_vjp", weight_grads=...)``
+  (hand-written custom VJP) with both weight-gradient schedules (the default one first);
 * ``torch``: ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` (cuDNN on a GPU), only if ``import torch``
   works.
 
@@ -43,7 +44,7 @@ import jax.numpy as jnp
 
 import jrnn
 from experiments.benchmarks._common import compare, machine, table
-from jrnn.fast import default_weight_grads, fused_unroll
+from jrnn.unrolling.fused import default_weight_grads
 
 CONFIGS = {
     "small": dict(B=64, T=256, d=1, n=128),
@@ -129,7 +130,8 @@ def plain_step(kind, n, key, xs):
 # ----------------------------------------------------------------------------- jrnn
 
 
-def jrnn_step(kind, n, key, xs, *, fused, unroll=1, weight_grads=None):
+def jrnn_step(kind, n, key, xs, *, method):
+    """``jax.grad`` of the loss through ``jrnn.unroll(..., method=method)``."""
     cell = {"elman": jrnn.cells.elman, "lstm": jrnn.cells.lstm, "gru": jrnn.cells.gru}[kind](n)
     k1, k2 = jax.random.split(key)
     params = {
@@ -139,10 +141,7 @@ def jrnn_step(kind, n, key, xs, *, fused, unroll=1, weight_grads=None):
     }
 
     def loss(p, xs, y):
-        if weight_grads is None or not fused:
-            _, hs = jrnn.unroll(cell, p["cell"], xs, fused=fused, unroll=unroll)
-        else:
-            _, hs = fused_unroll(cell, p["cell"], xs, unroll=unroll, weight_grads=weight_grads)
+        _, hs = jrnn.unroll(cell, p["cell"], xs, method=method)
         return _loss(hs[:, -1] @ p["W_o"].T + p["b_o"], y)
 
     return jax.jit(jax.grad(loss)), params
@@ -200,18 +199,20 @@ def _data_parallel(grad_fn):
 
 def _makers(kind, n, kp, xs, unroll):
     """Builders (name -> () -> (jitted grad, params)) of every implementation but torch."""
-    other = "after" if default_weight_grads() == "in_loop" else "in_loop"
+    default = default_weight_grads()
+    other = "after" if default == "in_loop" else "in_loop"
+    vjp = lambda **kw: jrnn.Fused(backward="custom_vjp", **kw)
     makers = {
         "flax": lambda: flax_step(kind, n, kp, xs),
         "plain scan": lambda: plain_step(kind, n, kp, xs),
-        "jrnn default": lambda: jrnn_step(kind, n, kp, xs, fused=None),
-        "jrnn reference": lambda: jrnn_step(kind, n, kp, xs, fused=False),
-        f"jrnn fused ({default_weight_grads()})": lambda: jrnn_step(kind, n, kp, xs, fused=True),
-        f"jrnn fused ({other})": lambda: jrnn_step(kind, n, kp, xs, fused=True, weight_grads=other),
+        "jrnn default": lambda: jrnn_step(kind, n, kp, xs, method="auto"),
+        "jrnn reference": lambda: jrnn_step(kind, n, kp, xs, method=jrnn.Scan()),
+        f"jrnn fused ({default})": lambda: jrnn_step(kind, n, kp, xs, method=vjp()),
+        f"jrnn fused ({other})": lambda: jrnn_step(kind, n, kp, xs, method=vjp(weight_grads=other)),
     }
     if unroll != 1:
         makers[f"jrnn fused unroll={unroll}"] = lambda: jrnn_step(
-            kind, n, kp, xs, fused=True, unroll=unroll
+            kind, n, kp, xs, method=vjp(unroll=unroll)
         )
     return makers
 

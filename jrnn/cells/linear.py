@@ -10,8 +10,8 @@ on the input only,
 so the whole sequence of states is a prefix "sum" under the associative
 composition of affine maps ``(a_1, b_1) . (a_2, b_2) = (a_1 a_2, a_2 b_1 + b_2)``
 and :func:`jrnn.unroll` computes it with ``jax.lax.associative_scan`` in
-``O(log T)`` depth (``parallel=True``, and by default on accelerators); the
-sequential scan of ``recur`` remains the reference (``parallel=False``).
+``O(log T)`` depth (``method=jrnn.Associative()``, and by default on accelerators); the
+sequential scan of ``recur`` remains the reference (``method=jrnn.Scan()``).
 
 **Log space.** Feng et al. evaluate the scan in log space
 (``log h_t = a*_t + logcumsumexp(log b_t - a*_t)``, ``a*_t = sum_{k<=t} log a_k``)
@@ -146,8 +146,8 @@ def min_gru(hidden_size: int) -> Cell:
         >>> cell = jrnn.cells.min_gru(8)
         >>> params = cell.init(jax.random.key(0), 3)
         >>> xs = jnp.ones((100, 3))
-        >>> h_par = jrnn.unroll(cell, params, xs, parallel=True)[1]   # associative scan
-        >>> h_seq = jrnn.unroll(cell, params, xs, parallel=False)[1]  # sequential
+        >>> h_par = jrnn.unroll(cell, params, xs, method=jrnn.Associative())[1]
+        >>> h_seq = jrnn.unroll(cell, params, xs, method=jrnn.Scan())[1]  # sequential
         >>> bool(jnp.allclose(h_par, h_seq, atol=1e-5))
         True
     """

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from jrnn.cells.base import Cell, flatten_carry
-from jrnn.unroll import check_inputs, match_carry_dtype
+from jrnn.unrolling import check_inputs, match_carry_dtype
 
 __all__ = ["JACOBIAN_METHODS", "step_jacobians"]
 

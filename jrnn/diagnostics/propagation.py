@@ -25,7 +25,7 @@ from jrnn.cells.base import Cell
 from jrnn.diagnostics import jacobians as _jac
 from jrnn.diagnostics import tangent as _tangent
 from jrnn.diagnostics.spectra import singular_values
-from jrnn.unroll import match_carry_dtype
+from jrnn.unrolling import match_carry_dtype
 from jrnn.validation import float_inputs
 
 __all__ = ["PROPAGATION_MODES", "GradientNorms", "Propagation", "gradient_norms", "propagation"]

@@ -65,7 +65,7 @@ from jrnn.cells.base import Cell
 from jrnn.diagnostics import jacobians as _jac
 from jrnn.diagnostics import tangent as _tangent
 from jrnn.diagnostics.finite import finite, nan_unless
-from jrnn.unroll import match_carry_dtype
+from jrnn.unrolling import match_carry_dtype
 
 __all__ = [
     "SINGULAR_VALUE_METHODS",

@@ -35,7 +35,7 @@ from jax import lax
 
 from jrnn.cells.base import Cell, flatten_carry
 from jrnn.diagnostics import jacobians as _jac
-from jrnn.unroll import match_carry_dtype
+from jrnn.unrolling import match_carry_dtype
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",

@@ -32,7 +32,7 @@ from jrnn.cells.gru import gru
 from jrnn.cells.lstm import lstm
 from jrnn.cells.stack import stack
 from jrnn.interop._common import shape_str
-from jrnn.unroll import Bidirectional, bidirectional
+from jrnn.unrolling import Bidirectional, bidirectional
 from jrnn.validation import check_int
 
 __all__ = ["from_torch_state_dict"]

@@ -17,7 +17,7 @@ from jax.flatten_util import ravel_pytree
 from jrnn import validation as _validation
 from jrnn.cells.base import Cell, flatten_carry
 from jrnn.testing._checker import Checker
-from jrnn.unroll import unroll
+from jrnn.unrolling import unroll
 
 __all__ = ["TOLERANCES", "check_cell"]
 

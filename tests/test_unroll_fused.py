@@ -1,4 +1,4 @@
-"""The fused training path (jrnn.fast) == jax.grad of the reference scan."""
+"""The fused method (jrnn.Fused, jrnn.unrolling.fused) == jax.grad of the reference scan."""
 
 import os
 
@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 import jrnn
-from jrnn import fast
+from jrnn.unrolling import fused as fused_module
+from jrnn.unrolling import fused_derivatives
 
 B, T, D, N = 3, 7, 2, 4
+VJP = jrnn.Fused(backward="custom_vjp")  # the hand-written custom VJP (reverse mode only)
 
 
 def _cells():
@@ -51,8 +53,9 @@ def _setup(name, dtype=jnp.float64, batch=True):
 def _loss_and_grads(cell, p, xs, c0, fused, lengths=None, reverse=False, weight_grads=None):
     def loss(p, xs, c0):
         if fused:
-            c, hs = fast.fused_unroll(
-                cell, p, xs, carry=c0, lengths=lengths, reverse=reverse, weight_grads=weight_grads
+            method = jrnn.Fused(backward="custom_vjp", weight_grads=weight_grads)
+            c, hs = jrnn.unroll(
+                cell, p, xs, carry=c0, lengths=lengths, reverse=reverse, method=method
             )
         else:
             c, hs = jrnn.unroll(cell, p, xs, carry=c0, lengths=lengths, reverse=reverse)
@@ -113,17 +116,17 @@ def test_fused_float32_unbatched(name):
 
 
 def test_fused_through_unroll_default_carry_and_chunks():
-    """unroll(fused=True), the default zero carry, and T with no divisor <= 8 but 1 (T = 11)."""
+    """unroll(method=VJP), the default zero carry, and T with no divisor <= 8 but 1 (T = 11)."""
     cell = jrnn.cells.lstm(N)
     p = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), cell.init(jax.random.key(0), D))
     xs = jax.random.normal(jax.random.key(1), (2, 11, D), jnp.float64)
 
-    def loss(p, fused):
-        (h, c), hs = jrnn.unroll(cell, p, xs, fused=fused)
+    def loss(p, method):
+        (h, c), hs = jrnn.unroll(cell, p, xs, method=method)
         return jnp.sum(hs**2) + jnp.sum(h * c)
 
-    g_ref = jax.jit(jax.grad(loss), static_argnums=1)(p, False)
-    g_fast = jax.jit(jax.grad(loss), static_argnums=1)(p, True)
+    g_ref = jax.jit(jax.grad(loss), static_argnums=1)(p, jrnn.Scan())
+    g_fast = jax.jit(jax.grad(loss), static_argnums=1)(p, VJP)
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10), g_fast, g_ref)
 
 
@@ -133,32 +136,32 @@ def test_fused_promotes_mixed_dtypes():
     p = cell.init(jax.random.key(0), D)
     xs = jax.random.normal(jax.random.key(1), (2, 5, D), jnp.float64)
     h_ref = jrnn.unroll(cell, p, xs)[1]
-    h_fast = jax.jit(lambda p, xs: jrnn.unroll(cell, p, xs, fused=True)[1])(p, xs)
+    h_fast = jax.jit(lambda p, xs: jrnn.unroll(cell, p, xs, method=VJP)[1])(p, xs)
     assert h_fast.dtype == h_ref.dtype == jnp.float64
     np.testing.assert_allclose(h_fast, h_ref, rtol=1e-6, atol=1e-7)
 
 
 def test_chunk_size():
-    assert fast._chunk_size(256, 8) == 8
-    assert fast._chunk_size(12, 8) == 6
-    assert fast._chunk_size(11, 8) == 1
-    assert fast._chunk_size(3, 8) == 3
+    assert fused_module._chunk_size(256, 8) == 8
+    assert fused_module._chunk_size(12, 8) == 6
+    assert fused_module._chunk_size(11, 8) == 1
+    assert fused_module._chunk_size(3, 8) == 3
 
 
 def test_supports_and_errors():
-    assert all(fast.supports(c) for c in CELLS.values())
-    assert not fast.supports(jrnn.cells.indrnn(3))
-    assert fast.default_weight_grads() in ("in_loop", "after")
+    assert all(jrnn.Fused().supports(c) is None for c in CELLS.values())
+    assert "fused_rule" in jrnn.Fused().supports(jrnn.cells.indrnn(3))
+    assert fused_module.default_weight_grads() in ("in_loop", "after")
     cell = jrnn.cells.min_gru(3)
     p = cell.init(jax.random.key(0), 2)
     with pytest.raises(ValueError, match="fused"):
-        jrnn.unroll(cell, p, jnp.ones((4, 2)), fused=True)
+        jrnn.unroll(cell, p, jnp.ones((4, 2)), method=VJP)
     el = jrnn.cells.elman(3)
     pe = el.init(jax.random.key(0), 2)
-    with pytest.raises(ValueError, match="remat"):
-        jrnn.unroll(el, pe, jnp.ones((4, 2)), fused=True, remat=2)
+    with pytest.raises(TypeError, match="remat"):  # remat with the fused method: not writable
+        jrnn.Fused(remat=2)
     with pytest.raises(ValueError, match="weight_grads"):
-        fast.fused_unroll(el, pe, jnp.ones((4, 2)), weight_grads="later")
+        jrnn.unroll(el, pe, jnp.ones((4, 2)), method=VJP._replace(weight_grads="later"))
 
 
 def _default_vs_reference(name, lengths=None, reverse=False, weight_grads=None):
@@ -167,11 +170,12 @@ def _default_vs_reference(name, lengths=None, reverse=False, weight_grads=None):
     def f(p, xs, c0, ref):
         if ref:
             c, hs = jrnn.unroll(
-                cell, p, xs, carry=c0, lengths=lengths, reverse=reverse, fused=False
+                cell, p, xs, carry=c0, lengths=lengths, reverse=reverse, method=jrnn.Scan()
             )
         else:
-            c, hs = fast.batched_unroll(
-                cell, p, xs, carry=c0, lengths=lengths, reverse=reverse, weight_grads=weight_grads
+            method = jrnn.Fused(weight_grads=weight_grads)
+            c, hs = jrnn.unroll(
+                cell, p, xs, carry=c0, lengths=lengths, reverse=reverse, method=method
             )
         return c, hs
 
@@ -212,7 +216,7 @@ def test_unroll_default_uses_the_batched_path():
     jaxpr = str(jax.make_jaxpr(lambda p: jrnn.unroll(cell, p, xs))(p))
     assert "custom_jvp_call" in jaxpr
     assert "custom_jvp_call" not in str(
-        jax.make_jaxpr(lambda p: jrnn.unroll(cell, p, xs, fused=False))(p)
+        jax.make_jaxpr(lambda p: jrnn.unroll(cell, p, xs, method=jrnn.Scan()))(p)
     )
 
 
@@ -221,20 +225,22 @@ def test_default_jacfwd_vmap_hessian(name):
     cell, p, xs, _ = _setup(name)
     xs = xs[:2, :4]
 
-    def out(xs, fused):
-        return jrnn.unroll(cell, p, xs, fused=fused)[1]
+    ref = jrnn.Scan()
+
+    def out(xs, method):
+        return jrnn.unroll(cell, p, xs, method=method)[1]
 
     np.testing.assert_allclose(
-        jax.jacfwd(out)(xs, None), jax.jacfwd(out)(xs, False), rtol=1e-10, atol=1e-12
+        jax.jacfwd(out)(xs, "auto"), jax.jacfwd(out)(xs, ref), rtol=1e-10, atol=1e-12
     )
 
-    def loss(s, fused):
+    def loss(s, method):
         q = {**p, "W_hh": s * p["W_hh"]}
-        return jnp.sum(jnp.tanh(jrnn.unroll(cell, q, xs, fused=fused)[1]))
+        return jnp.sum(jnp.tanh(jrnn.unroll(cell, q, xs, method=method)[1]))
 
-    np.testing.assert_allclose(jax.hessian(loss)(1.0, None), jax.hessian(loss)(1.0, False), 1e-10)
-    per_ex = lambda fused: jax.vmap(jax.grad(lambda s, x: loss(s, fused)), (None, 0))(1.0, xs)
-    np.testing.assert_allclose(per_ex(None), per_ex(False), rtol=1e-10)
+    np.testing.assert_allclose(jax.hessian(loss)(1.0, "auto"), jax.hessian(loss)(1.0, ref), 1e-10)
+    per_ex = lambda method: jax.vmap(jax.grad(lambda s, x: loss(s, method)), (None, 0))(1.0, xs)
+    np.testing.assert_allclose(per_ex("auto"), per_ex(ref), rtol=1e-10)
 
 
 @pytest.mark.parametrize("name", ["elman-tanh", "lstm", "gru"])
@@ -242,16 +248,16 @@ def test_default_grad_runs_the_hand_written_transpose(name, monkeypatch):
     """jax.grad of the default path transposes the tangent scan with the family's backward."""
     cell, p, xs, _ = _setup(name)
     calls = []
-    orig = jrnn.fast._backward_scan
+    orig = fused_derivatives.backward_scan
 
     def counting(*args, **kwargs):
         calls.append(1)
         return orig(*args, **kwargs)
 
-    monkeypatch.setattr(jrnn.fast, "_backward_scan", counting)
+    monkeypatch.setattr(fused_derivatives, "backward_scan", counting)
     g = jax.grad(lambda p: jnp.sum(jnp.sin(jrnn.unroll(cell, p, xs)[1])))(p)
     assert calls, "the default path's reverse mode did not use the hand-written backward"
-    ref = jax.grad(lambda p: jnp.sum(jnp.sin(jrnn.unroll(cell, p, xs, fused=False)[1])))(p)
+    ref = jax.grad(lambda p: jnp.sum(jnp.sin(jrnn.unroll(cell, p, xs, method=jrnn.Scan())[1])))(p)
     chex.assert_trees_all_close(g, ref, rtol=1e-10, atol=1e-12)
     # The primitive is linear in its tangent operands: <ct, L t> == <L^T ct, t>.
     f = lambda p: jrnn.unroll(cell, p, xs)[1]
@@ -298,13 +304,13 @@ def test_rule_tangent_and_backward_are_transposes(name):
     np.testing.assert_allclose(lhs, rhs, rtol=1e-12)
 
 
-@pytest.mark.parametrize("fused", [None, True])
-def test_saturated_derivatives_do_not_underflow_float32(fused):
+@pytest.mark.parametrize("method", ["auto", VJP])
+def test_saturated_derivatives_do_not_underflow_float32(method):
     """a = 12: tanh'(a) = 1.5e-10 is representable in float32, 1 - tanh(a)^2 rounds to 0."""
     cell = jrnn.cells.elman(1)
     p = {"W_xh": jnp.ones((1, 1)), "W_hh": jnp.zeros((1, 1)), "b_h": jnp.zeros((1,))}
     xs = jnp.full((1, 1, 1), 12.0, jnp.float32)
-    g = jax.grad(lambda p: jrnn.unroll(cell, p, xs, fused=fused)[1].sum())(p)
+    g = jax.grad(lambda p: jrnn.unroll(cell, p, xs, method=method)[1].sum())(p)
     expected = 4 * np.exp(-24.0) / (1 + np.exp(-24.0)) ** 2
     np.testing.assert_allclose(g["b_h"], [expected], rtol=1e-5)
 
@@ -321,11 +327,11 @@ PADDING_CELLS = {
     "name, kwargs",
     [
         ("elman", {}),
-        ("lstm", {"fused": True}),
-        ("gru", {"fused": False}),
-        ("gru", {"remat": 2}),
+        ("lstm", {"method": VJP}),
+        ("gru", {"method": jrnn.Scan()}),
+        ("gru", {"method": jrnn.Scan(remat=2)}),
         ("lstm", {"reverse": True}),
-        ("min_gru", {"parallel": True}),
+        ("min_gru", {"method": jrnn.Associative()}),
     ],
 )
 def test_padding_never_leaks_into_values_or_gradients(name, kwargs):
@@ -374,12 +380,13 @@ def test_unroll_inside_shard_map_all_paths():
         mesh = Mesh(np.array(jax.devices()), ("b",))
         xs = jax.random.normal(jax.random.key(1), (4, 7, 3))
         worst = 0.0
-        for kind, paths in (("elman", (None,)), ("lstm", (None, True, False)), ("gru", (None,))):
+        paths = ("auto", jrnn.Fused(backward="custom_vjp"), jrnn.Scan())
+        for kind, paths in (("elman", paths[:1]), ("lstm", paths), ("gru", paths[:1])):
             cell = getattr(jrnn.cells, kind)(5)
             p = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64),
                                        cell.init(jax.random.key(0), 3))
-            for fused in paths:
-                out = lambda p, xs: jrnn.unroll(cell, p, xs, fused=fused)[1]
+            for method in paths:
+                out = lambda p, xs: jrnn.unroll(cell, p, xs, method=method)[1]
                 loss = lambda p, xs: jnp.sum(jnp.sin(out(p, xs)))
                 g = jax.jit(jax.shard_map(
                     lambda p, xs: jax.grad(lambda p: jax.lax.psum(loss(p, xs), "b"))(p),
