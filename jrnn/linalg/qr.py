@@ -13,8 +13,8 @@ exponents need (Benettin, Galgani, Giorgilli & Strelcyn 1980).
 * :func:`cholesky_qr2` -- CholeskyQR2 (Yamamoto et al. 2015), with a Householder
   fallback when the first pass is not orthogonal enough;
 * :class:`ExplicitQR` / :class:`CompactQR` -- one step of a chain: carry ``Q``
-  itself, or LAPACK's compact Householder form applied with ``ormqr`` (about
-  half the cost per step on CPU: no ``orgqr``);
+  itself, or LAPACK's compact Householder form applied with ``ormqr`` (one
+  product per step, no ``orgqr``; timings: BENCHMARKS.md);
 * :func:`checked_block` -- the blocked step with its fallback, written once: a
   block of ``r`` steps is applied before one QR, accepted only when
   :func:`block_error` is at most the tolerance (:data:`BLOCK_TOLERANCE`), else
