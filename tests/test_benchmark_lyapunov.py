@@ -34,3 +34,24 @@ def test_peak_memory_is_this_process_high_water_mark():
     with open("/proc/self/status") as fh:
         rss = next(int(ln.split()[1]) for ln in fh if ln.startswith("VmRSS:")) / 1024.0
     assert bench._peak_mb() >= rss * 0.99
+
+
+def test_benchmarks_import_public_names_only():
+    """The benchmarks use jrnn's public API: no ``from jrnn... import _private`` and no
+    ``jrnn.<...>._private`` attribute (the chain is ``jrnn.linalg.qr_chain``)."""
+    import ast
+    import inspect
+
+    from experiments.benchmarks import spectra
+
+    for mod in (bench, spectra):
+        tree = ast.parse(inspect.getsource(mod))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jrnn"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private and "._" not in node.module, (mod.__name__, node.module)
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+                root = node.value
+                while isinstance(root, ast.Attribute):
+                    root = root.value
+                assert not (isinstance(root, ast.Name) and root.id == "jrnn"), node.attr

@@ -220,18 +220,18 @@ def test_blocks_failing_the_error_check_are_redone_step_by_step(qr):
     grow columns by ~e^80 relative to R_jj, far beyond the 1e-5 bound, so every block is
     redone one step at a time and the result equals the per-step chain. Without the check
     (tolerance inf) the blocked chain is wrong, so the check is what keeps it exact."""
-    from jrnn.diagnostics import lyapunov as L
+    from jrnn.linalg import qr as L
 
     n = 6
     W = np.diag(np.exp(-np.arange(n) * 2.0))  # exponents 0, -2, ..., -10
     W = W @ np.asarray(jrnn.initializers.orthogonal()(jax.random.key(1), (n, n), jnp.float64))
     Js = jnp.asarray(np.broadcast_to(W, (64, n, n)), jnp.float32)
-    method = L._Compact(True) if qr == "compact" else L._Explicit(L._householder)
+    chain = L.CompactQR(True) if qr == "compact" else L.ExplicitQR(L.householder)
     eye = jnp.eye(n, dtype=jnp.float32)
-    state = method.init(eye)
-    step, _ = L._exponent_logs(Js, state, warmup=0, r=1, method=method, tol=1e-5)
-    checked, _ = L._exponent_logs(Js, state, warmup=0, r=8, method=method, tol=1e-5)
-    unchecked, _ = L._exponent_logs(Js, state, warmup=0, r=8, method=method, tol=np.inf)
+    state = chain.init(eye)
+    _, step, _ = L.qr_chain(chain, state, Js, every=1, tol=1e-5)
+    _, checked, _ = L.qr_chain(chain, state, Js, every=8, tol=1e-5)
+    _, unchecked, _ = L.qr_chain(chain, state, Js, every=8, tol=np.inf)
     ref = np.sum(np.asarray(step), axis=0)
     np.testing.assert_allclose(np.sum(np.asarray(checked), axis=0), ref, rtol=1e-6)
     assert np.max(np.abs(np.sum(np.asarray(unchecked), axis=0) - ref)) > 1.0

@@ -194,5 +194,5 @@ def test_gradient_norms_mode_auto_follows_the_memory_budget(monkeypatch):
         ValueError, match=r"mode must be one of \('auto', 'stacked', 'streaming'\), got 'chunked'"
     ):
         gradient_norms(loss_fn, cell, params, xs, mode="chunked")
-    with pytest.raises(ValueError, match="memory_budget must be a positive int"):
+    with pytest.raises(ValueError, match="memory_budget must be an integer >= 1, got 0"):
         gradient_norms(loss_fn, cell, params, xs, memory_budget=0)

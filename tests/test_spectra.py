@@ -239,7 +239,7 @@ def test_singular_value_stats_bad_input_names_the_argument():
         (dict(mode="tangent"), r"mode must be one of \('auto', 'stacked', 'chunked'\)"),
         (dict(sv_method="qr"), "sv_method must be one of"),
         (dict(method="numeric"), "method must be one of"),
-        (dict(memory_budget=0), "memory_budget must be a positive int"),
+        (dict(memory_budget=0), "memory_budget must be an integer >= 1, got 0"),
     ]
     for kwargs, msg in cases:
         with pytest.raises(ValueError, match=msg):

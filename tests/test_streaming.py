@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 import jrnn
-from jrnn.diagnostics import finite_time_exponents, lyapunov_spectrum, propagation
-from jrnn.diagnostics import jacobians as J
-from jrnn.diagnostics.tangent import tangent_map
+from jrnn.diagnostics import finite_time_exponents, lyapunov_spectrum, propagation, tangent_map
+from jrnn.diagnostics._trajectory import carries, choose_mode, state_step
 
 CELLS = {
     "elman": lambda: jrnn.cells.elman(5, "tanh"),
@@ -37,9 +36,9 @@ def test_tangent_maps_equal_jacobian_times_frame():
     for name in CELLS:
         cell, params, xs = _setup(name)
         assert cell.tangent is not None, name
-        us, prev, _ = J.carries(cell, params, xs)
+        us, prev, _ = carries(cell, params, xs)
         c, u = jax.tree_util.tree_map(lambda a: a[7], prev), us[7]
-        step = J.state_step(cell, params)
+        step = state_step(cell, params)
         Jt = jax.jacfwd(step)(jrnn.cells.flatten_carry(c), u)
         V = jax.random.normal(jax.random.key(2), (cell.state_size, 3), jnp.float64)
         no_tangent = cell._replace(linear=cell.linear._replace(tangent=None))
@@ -147,8 +146,6 @@ def test_propagation_streaming_equals_stacked_and_float32_T_20000():
 
 
 def test_mode_auto_follows_the_memory_budget():
-    from jrnn.diagnostics.tangent import choose_mode
-
     kw = dict(S=512, batch=1, itemsize=8, memory_budget=256 * 2**20)
     assert choose_mode("auto", T=1500, k=512, **kw) == "chunked"  # 9 GB stacked
     assert choose_mode("auto", T=20, k=512, **kw) == "stacked"

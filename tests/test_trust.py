@@ -23,6 +23,7 @@ from jrnn.diagnostics import (
     step_jacobians,
     unit_health,
 )
+from jrnn.diagnostics._trajectory import state_step
 
 # ----------------------------------------------------------------------------- references
 
@@ -192,7 +193,7 @@ def _reference64(cell, p, carry, xs):
         k_f = p64["W_f"] @ xs[0].astype(jnp.float64) + p64["b_f"]
         k_i = p64["W_i"] @ xs[0].astype(jnp.float64) + p64["b_i"]
         return jnp.diag(1 / (1 + jnp.exp(k_i - k_f)))
-    step = jrnn.diagnostics.jacobians.state_step(cell, p64)
+    step = state_step(cell, p64)
     s64 = jrnn.cells.flatten_carry(c64)
     return jax.jacfwd(step)(s64, cell.input_map(p64, xs[0].astype(jnp.float64)))
 

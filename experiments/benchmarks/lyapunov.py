@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 
 import jrnn  # noqa: E402
 from experiments.benchmarks._common import block, compare, machine, table  # noqa: E402
+from jrnn.linalg import CompactQR, qr_chain  # noqa: E402
 
 T, N, GAIN, REPEATS = 512, 128, 1.2, 5
 
@@ -239,11 +240,9 @@ def _torch_loop(W, u, k, T):
 def _lapack_floor(Js):
     """jrnn's default chain alone (``ormqr`` + ``geqrf`` per step) on precomputed Jacobians:
     ``sum_t log |diag R_t|``."""
-    from jrnn.diagnostics.lyapunov import _BLOCK_TOL, _chain, _Compact
-
-    method = _Compact(square=True)
-    state = method.init(jnp.eye(Js.shape[-1], dtype=Js.dtype))
-    _, logs, _ = _chain(state, Js, 1, method, _BLOCK_TOL[Js.dtype.itemsize])
+    chain = CompactQR(square=True)
+    state = chain.init(jnp.eye(Js.shape[-1], dtype=Js.dtype))
+    _, logs, _ = qr_chain(chain, state, Js)
     return jnp.sum(logs, axis=0)
 
 

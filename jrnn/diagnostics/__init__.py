@@ -5,14 +5,14 @@ Every function takes a cell, its params and inputs ``(T, d)`` or ``(B, T, d)``
 ``[h; c]``, a stack's is all layers), and is pure and jit-able.
 """
 
+from jrnn.diagnostics._trajectory import DEFAULT_MEMORY_BUDGET, STREAM_MODES, tangent_map
 from jrnn.diagnostics.clv import CovariantVectors, covariant_lyapunov_vectors
+from jrnn.diagnostics.ftle import FiniteTimeExponents, finite_time_exponents
 from jrnn.diagnostics.health import PascanuBound, UnitHealth, pascanu_bound, unit_health
 from jrnn.diagnostics.jacobians import JACOBIAN_METHODS, step_jacobians
 from jrnn.diagnostics.lyapunov import (
     QR_METHODS,
-    FiniteTimeExponents,
     LyapunovSpectrum,
-    finite_time_exponents,
     kaplan_yorke_dimension,
     lyapunov_spectrum,
 )
@@ -31,7 +31,6 @@ from jrnn.diagnostics.spectra import (
     singular_value_stats,
     singular_values,
 )
-from jrnn.diagnostics.tangent import DEFAULT_MEMORY_BUDGET, STREAM_MODES, tangent_map
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",

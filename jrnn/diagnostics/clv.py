@@ -22,10 +22,16 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jrnn import host
-from jrnn.cells.base import Cell, check_positive_int
-from jrnn.diagnostics import jacobians as _jac
-from jrnn.diagnostics import tangent as _tangent
+from jrnn import host, validation
+from jrnn.cells.base import Cell
+from jrnn.diagnostics._trajectory import (
+    advance,
+    check_phases,
+    inputs,
+    map_sequences,
+    prepare,
+    tangent_map,
+)
 
 __all__ = ["CovariantVectors", "covariant_lyapunov_vectors"]
 
@@ -45,14 +51,6 @@ class CovariantVectors(NamedTuple):
     vectors: jax.Array  # (W, S, k)
     angles: jax.Array  # (W, k - 1)
     exponents: jax.Array  # (k,)
-
-
-def _check(value, argument, low, high):
-    if isinstance(value, bool) or not isinstance(value, int | jnp.integer):
-        raise ValueError(f"{argument} must be an int in [{low}, {high}], got {value!r}.")
-    if not low <= int(value) <= high:
-        raise ValueError(f"{argument} must be an int in [{low}, {high}], got {value!r}.")
-    return int(value)
 
 
 def covariant_lyapunov_vectors(
@@ -80,7 +78,7 @@ def covariant_lyapunov_vectors(
     ``W = T - transient - warmup - backward`` steps where vectors are reported,
     and ``backward`` trailing steps used only to converge the backward pass
     (choose it several times ``1 / (lambda_i - lambda_{i+1})``). ``J_t Q`` comes
-    from the cell's tangent map (:func:`jrnn.diagnostics.tangent.tangent_map`).
+    from the cell's tangent map (:func:`jrnn.diagnostics.tangent_map`).
     Memory ``O((W + backward) S k)``: the window's frames are stored.
 
     Args:
@@ -95,7 +93,8 @@ def covariant_lyapunov_vectors(
       :class:`CovariantVectors`.
 
     Raises:
-      ValueError: ``k`` or a step count out of range.
+      ValueError: ``k`` or a step count out of range. TypeError: ``k`` or a
+        step count not an integer.
 
     Example::
 
@@ -108,28 +107,27 @@ def covariant_lyapunov_vectors(
         >>> clv.vectors.shape, clv.angles.shape
         ((20, 4, 4), (20, 3))
     """
-    batch = _jac.prepare(cell, params, xs, carry)
+    batch = prepare(cell, params, xs, carry)
     xs = jnp.asarray(xs)
     T, S = xs.shape[-2], cell.state_size
-    k = S if k is None else check_positive_int(k, "k")
+    k = S if k is None else validation.check_int(k, "k", low=1)
     if k > S:
         raise ValueError(f"k must be at most the state size {S}, got {k}.")
-    transient = _check(transient, "transient", 0, T - 1)
-    warmup = _check(warmup, "warmup", 0, T - 1 - transient)
-    backward = _check(backward, "backward", 0, T - 1 - transient - warmup)
+    phases = dict(transient=transient, warmup=warmup, backward=backward)
+    transient, warmup, backward = check_phases(T, **phases)
     W = T - transient - warmup - backward
     key = jax.random.key(0) if key is None else key
 
     def one(x, c):
-        us, c = _tangent.prepared_inputs(cell, params, x, c)
-        c = _tangent.advance(cell, params, us[:transient], c)
+        us, c = inputs(cell, params, x, c)
+        c = advance(cell, params, us[:transient], c)
         dtype = us.dtype
         if k == S:
             Q = jnp.eye(S, dtype=dtype)
         else:
             Z, us = host.together((jax.random.normal(key, (S, k), dtype), us))
             Q = jnp.linalg.qr(Z)[0]
-        tan = _tangent.tangent_map(cell, params)
+        tan = tangent_map(cell, params)
 
         def fwd(st, u):
             c, Q = st
@@ -155,4 +153,4 @@ def covariant_lyapunov_vectors(
         ex = jnp.mean(jnp.log(jnp.abs(jnp.diagonal(Rs[:W], axis1=-2, axis2=-1))), axis=0)
         return CovariantVectors(V, angles, ex)
 
-    return _jac.map_sequences(one, batch, xs, carry)
+    return map_sequences(one, batch, xs, carry)

@@ -22,8 +22,15 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from jrnn.cells.base import Cell
-from jrnn.diagnostics import jacobians as _jac
-from jrnn.diagnostics import tangent as _tangent
+from jrnn.diagnostics._trajectory import (
+    carries,
+    check_budget,
+    jacobian_fn,
+    map_sequences,
+    one_carry,
+    prepare,
+)
+from jrnn.diagnostics.jacobians import sequence_jacobians
 from jrnn.diagnostics.spectra import singular_values
 from jrnn.unrolling import match_carry_dtype
 from jrnn.validation import float_inputs
@@ -126,7 +133,7 @@ def propagation(
     at once; ``"streaming"`` stores only the ``(T, S)`` states and forms each
     ``J_t`` inside the backward scan (``O(T S + S^2)``). ``"auto"`` streams when
     ``3 B T S^2`` entries exceed ``memory_budget`` bytes (default 256 MiB,
-    :data:`~jrnn.diagnostics.tangent.DEFAULT_MEMORY_BUDGET`). Same result to
+    :data:`~jrnn.diagnostics.DEFAULT_MEMORY_BUDGET`). Same result to
     float rounding.
 
     Args:
@@ -149,11 +156,11 @@ def propagation(
         >>> p.log_spectral_norm.shape, float(p.log_spectral_norm[-1])
         ((101,), 0.0)
     """
-    batch = _jac.prepare(cell, params, xs, carry)
-    jac = _jac._jacobian_fn(cell, params, method)  # validates method
+    batch = prepare(cell, params, xs, carry)
+    jac = jacobian_fn(cell, params, method)  # validates method
     if mode not in PROPAGATION_MODES:
         raise ValueError(f"mode must be one of {PROPAGATION_MODES}, got {mode!r}.")
-    budget = _tangent.check_budget(memory_budget)
+    budget = check_budget(memory_budget)
     xs = jnp.asarray(xs)
     T, S = xs.shape[-2], cell.state_size
     itemsize = jnp.dtype(jnp.result_type(*jax.tree_util.tree_leaves(params))).itemsize
@@ -163,11 +170,11 @@ def propagation(
 
     def one(x, c):
         if mode == "stacked":
-            Js = _jac.sequence_jacobians(cell, params, x, c, method)[0]
+            Js = sequence_jacobians(cell, params, x, c, method)[0]
             ells, ell_T, Ms = _backward_scan(lambda J: J, Js, S, Js.dtype, False)
             top = singular_values(Ms)[..., 0]
         else:
-            us, prev, _ = _jac.carries(cell, params, x, c)
+            us, prev, _ = carries(cell, params, x, c)
             dtype = jax.eval_shape(jac, jax.tree_util.tree_map(lambda a: a[0], prev), us[0]).dtype
             ells, ell_T, top = _backward_scan(lambda a: jac(*a), (prev, us), S, dtype, True)
         out_dtype = top.dtype
@@ -182,7 +189,7 @@ def propagation(
             log_spectral, log_frob, rate, _batch_means_stderr(incr).astype(out_dtype)
         )
 
-    return _jac.map_sequences(one, batch, xs, carry)
+    return map_sequences(one, batch, xs, carry)
 
 
 class GradientNorms(NamedTuple):
@@ -230,10 +237,7 @@ def _recurrence(cell: Cell, params, xs: jax.Array, carry, batch: int | None) -> 
     def step(c, x):
         return cell.recur(params, c, cell.input_map(params, x))
 
-    one = carry
-    if carry is not None and batch is not None:
-        one = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), carry)
-    c_sd = jax.eval_shape(start, one)
+    c_sd = jax.eval_shape(start, one_carry(carry, batch))
     hits = []
 
     def probe(c, x):  # records, while tracing, which carry leaves are h_t itself
@@ -305,7 +309,7 @@ def _streaming_norms(loss_fn, rec: _Step, xs, carry, batch) -> GradientNorms:
 
         return jax.lax.scan(body, rec.start(c), x)[1]
 
-    prev, hs = _jac.map_sequences(forward, batch, xs, carry)
+    prev, hs = map_sequences(forward, batch, xs, carry)
     value, g = jax.value_and_grad(loss_fn)(hs)
 
     def backward(x, prev, g):
@@ -390,7 +394,7 @@ def gradient_norms(
     ``O(T n)`` is the floor. ``"auto"`` streams when the stacked pass's bytes
     (its residuals measured by tracing, not compiling, one and two steps)
     exceed ``memory_budget`` (default 256 MiB,
-    :data:`~jrnn.diagnostics.tangent.DEFAULT_MEMORY_BUDGET`).
+    :data:`~jrnn.diagnostics.DEFAULT_MEMORY_BUDGET`).
 
     Dtypes are promoted once: the carry takes the dtype ``cell.recur`` returns
     for these params and inputs (float32 params with float64 ``xs`` run in
@@ -423,10 +427,10 @@ def gradient_norms(
         >>> g.hidden.shape
         (20,)
     """
-    batch = _jac.prepare(cell, params, xs, carry)
+    batch = prepare(cell, params, xs, carry)
     if mode not in PROPAGATION_MODES:
         raise ValueError(f"mode must be one of {PROPAGATION_MODES}, got {mode!r}.")
-    budget = _tangent.check_budget(memory_budget)
+    budget = check_budget(memory_budget)
     xs = float_inputs(xs, params)
     rec = _recurrence(cell, params, xs, carry, batch)
     T, d, S = xs.shape[-2], xs.shape[-1], cell.state_size

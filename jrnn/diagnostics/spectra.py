@@ -1,32 +1,12 @@
-"""Batched spectra of Jacobian stacks: singular values and eigenvalues, descending.
+"""Batched spectra of Jacobian stacks (singular values, eigenvalues) and their statistics.
 
 XLA's batched SVD is slow (LAPACK ``gesdd`` one matrix at a time on CPU, worse on
-GPU), and the quick fix ``sqrt(eigvalsh(J^T J))`` squares the condition number:
-in float32 it leaves an absolute error of ``eps_32 * sigma_max^2`` on
-``sigma^2``, so a singular value ``10^-3 sigma_max`` is off by about 5%. Even a
-float32 SVD has an absolute error near ``eps_32 * sigma_max`` (relative
-``~5e-5`` at ``10^-3 sigma_max``). :func:`singular_values` therefore forms the
-Gram matrix in float64 from the (exact) float32 entries, where squaring costs
-only ``eps_64 (sigma_max / sigma)^2 ~ 1e-10`` at ``10^-3 sigma_max``, and then
-avoids a full eigendecomposition:
-
-1. ``G = J^T J`` in float64, lower triangle only (``syrk``,
-   ``lax.linalg.symmetric_product``; products of float32 numbers are exact in
-   float64);
-2. Householder tridiagonalisation ``G = Q T Q^T`` (``lax.linalg.tridiagonal``,
-   no eigenvectors);
-3. all eigenvalues of ``T`` at once from Sturm counts (LDL^T pivots) in log
-   space, so small eigenvalues get the same *relative* resolution as large
-   ones (Kahan 1966; Demmel 1997, sec. 5.3.4): one multisection pass at ``m``
-   log-spaced shifts places every eigenvalue in a cell of width
-   ``ln(2^64) / (m + 1)``, then bisection halves each cell until
-   ``sigma`` is resolved to ``2.5e-8`` relative (21 count passes for
-   ``m = 128``, float32 output);
-4. ``sigma = sqrt(lambda)`` cast back to the input dtype.
-
-On a 2-core CPU this is 1.1-1.55x faster than ``jnp.linalg.svd(compute_uv=False)``
-(run-to-run spread on a shared machine) while 300x more accurate (see
-``experiments/benchmarks/spectra.py`` and ``BENCHMARKS.md``).
+GPU), and the quick fix ``sqrt(eigvalsh(J^T J))`` squares the condition number.
+:func:`singular_values` therefore forms the Gram matrix in float64 from the
+(exact) float32 entries and finds its eigenvalues by Sturm-count bisection in
+log space (the kernel :mod:`jrnn.linalg.svd`): faster than
+``jnp.linalg.svd(compute_uv=False)`` on CPU and far more accurate on small
+singular values (``experiments/benchmarks/spectra.py``, BENCHMARKS.md).
 
 **When that holds.** The float64 Gram needs ``jax_enable_x64``; JAX disables
 it by default. With x64 enabled, float32 input: ``method="auto"`` is this path
@@ -51,7 +31,6 @@ standard error), so its working memory does not grow with ``T``.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -62,9 +41,18 @@ from jax import lax
 
 from jrnn import validation
 from jrnn.cells.base import Cell
-from jrnn.diagnostics import jacobians as _jac
-from jrnn.diagnostics import tangent as _tangent
+from jrnn.diagnostics._trajectory import (
+    check_budget,
+    choose_mode,
+    chunk_length,
+    jacobian_fn,
+    map_sequences,
+    one_carry,
+    prepare,
+    scan_chunks,
+)
 from jrnn.diagnostics.finite import finite, nan_unless
+from jrnn.linalg.svd import gram_singular_values
 from jrnn.unrolling import match_carry_dtype
 
 __all__ = [
@@ -85,12 +73,6 @@ SV_STATS_MODES = ("auto", "stacked", "chunked")
 # Batch means for the standard error of a time average (as for the Lyapunov exponents).
 _GROUPS = 20
 
-# Eigenvalues of the Gram matrix are searched on [2^-64, 1] * Gershgorin bound, in log space;
-# the bisection stops at a relative error 10^-digits on sigma: 7.6 (2.5e-8, below half a
-# float32 ulp) for float32 output, 15.7 for float64.
-_LOG2_RANGE = 64
-_DIGITS = {4: 7.6, 8: 15.7}
-
 
 def _check_matrices(J, argument: str = "J", square: bool = False) -> jax.Array:
     J = jnp.asarray(J)
@@ -104,135 +86,6 @@ def _check_matrices(J, argument: str = "J", square: bool = False) -> jax.Array:
     if not jnp.issubdtype(J.dtype, jnp.inexact):
         J = J.astype(jnp.result_type(float))
     return J
-
-
-def _wide_dtype(dtype):
-    """float64 when x64 is enabled (else the input dtype)."""
-    return jnp.float64 if jax.config.read("jax_enable_x64") else dtype
-
-
-def _gram(J: jax.Array, dtype, lower_only: bool = False) -> jax.Array:
-    """``J^T J`` (or ``J J^T`` when wide) of the smaller side, in ``dtype``.
-
-    ``lower_only``: only the lower triangle is needed (a symmetric rank-k update,
-    ``syrk``, half the flops of a matrix product, where jax has it).
-    """
-    A = J.astype(dtype)
-    tall = J.shape[-2] >= J.shape[-1]
-    if lower_only and hasattr(lax.linalg, "symmetric_product"):
-        B = jnp.swapaxes(A, -1, -2) if tall else A
-        C = jnp.zeros(B.shape[:-1] + B.shape[-2:-1], dtype)
-        return lax.linalg.symmetric_product(B, C)
-    if tall:
-        return jnp.einsum("...ki,...kj->...ij", A, A, precision=lax.Precision.HIGHEST)
-    return jnp.einsum("...ik,...jk->...ij", A, A, precision=lax.Precision.HIGHEST)
-
-
-def _sturm_count(d, e2, x, pivmin):
-    """Number of eigenvalues of the tridiagonal (d, e) below each shift ``x``.
-
-    ``d (..., m)``, ``e2 = e^2 (..., m-1)``, ``x (..., p)`` -> ``(..., p)`` int32.
-    LDL^T pivots ``q_i = d_i - x - e_{i-1}^2 / q_{i-1}``; by Sylvester's law of
-    inertia the number of negative pivots counts the eigenvalues below ``x``.
-    """
-
-    def guard(q):
-        return jnp.where(jnp.abs(q) < pivmin, -pivmin, q)
-
-    q0 = guard(d[..., :1] - x)
-    count0 = (q0 < 0).astype(jnp.int32)
-
-    def body(carry, inp):
-        q, count = carry
-        d_i, e2_i = inp
-        q = guard((d_i[..., None] - x) - e2_i[..., None] / q)
-        return (q, count + (q < 0).astype(jnp.int32)), None
-
-    rest = (jnp.moveaxis(d[..., 1:], -1, 0), jnp.moveaxis(e2, -1, 0))
-    (_, count), _ = lax.scan(body, (q0, count0), rest, unroll=8)
-    return count
-
-
-def _psd_tridiagonal_eigvalsh(G: jax.Array, digits: float) -> jax.Array:
-    """Eigenvalues (descending) of symmetric positive semi-definite ``G`` (lower triangle).
-
-    Multisection then bisection on ``log lambda``: one Sturm pass at ``m``
-    log-spaced shifts brackets every eigenvalue in one grid cell (the counts of
-    all shifts serve all eigenvalues), then each bracket is halved until its
-    width leaves a relative error below ``10^-digits`` on ``sqrt(lambda)``.
-    """
-    m = G.shape[-1]
-    if m == 1:
-        return jnp.maximum(G[..., 0], 0)
-    _, d, e, _ = lax.linalg.tridiagonal(G, lower=True)
-    ae = jnp.abs(e)
-    zero = jnp.zeros_like(ae[..., :1])
-    gersh = jnp.max(d + jnp.concatenate([ae, zero], -1) + jnp.concatenate([zero, ae], -1), axis=-1)
-    scale = jnp.where(gersh > 0, gersh, 1.0)[..., None]
-    d = d / scale
-    e2 = (e / scale) ** 2
-    tiny = jnp.finfo(G.dtype).tiny
-    pivmin = (tiny * jnp.maximum(1.0, jnp.max(e2, axis=-1, initial=0.0)))[..., None]
-    # Eigenvalues lie in [0, 1]; log(lambda) in [lo0, hi0] = [-64 ln 2, ln(1 + 2^-20)].
-    lo0 = -_LOG2_RANGE * math.log(2.0)
-    hi0 = math.log1p(2.0**-20)
-    h = (hi0 - lo0) / (m + 1)
-    grid = lo0 + h * jnp.arange(1, m + 1, dtype=d.dtype)  # m interior shifts
-    counts = _sturm_count(d, e2, jnp.broadcast_to(jnp.exp(grid), d.shape), pivmin)
-    k = jnp.broadcast_to(jnp.arange(m), d.shape)
-    # n_k = number of shifts with count <= k: lambda_k lies in [lo0 + n_k h, lo0 + (n_k+1) h].
-    n_k = jnp.sum(counts[..., None, :] <= k[..., :, None], axis=-1).astype(d.dtype)
-    lo = lo0 + n_k * h
-    hi = lo + h
-    # Midpoint of a final log-width w has error <= w / 4 on log sigma = log(lambda) / 2.
-    bisections = max(1, math.ceil(math.log2(h / (4 * 10.0**-digits))))
-
-    def bisect(_, bounds):
-        lo, hi = bounds
-        mid = 0.5 * (lo + hi)
-        below = _sturm_count(d, e2, jnp.exp(mid), pivmin) > k  # lambda_k < exp(mid)
-        return jnp.where(below, lo, mid), jnp.where(below, mid, hi)
-
-    lo, hi = lax.fori_loop(0, bisections, bisect, (lo, hi))
-    lam = jnp.where(lo > lo0, jnp.exp(0.5 * (lo + hi)), 0.0)  # below 2^-64: zero
-    return (lam * scale)[..., ::-1]
-
-
-def _sv_from_gram(J: jax.Array, how: str) -> jax.Array:
-    wide = _wide_dtype(J.dtype)
-    G = _gram(J, wide, lower_only=how == "sturm")
-    if how == "sturm":
-        digits = _DIGITS[8 if jnp.dtype(J.dtype).itemsize >= 8 else 4]
-        lam = _psd_tridiagonal_eigvalsh(G, digits)
-    else:
-        lam = jnp.linalg.eigvalsh(G)[..., ::-1]
-    return jnp.sqrt(jnp.maximum(lam, 0)).astype(J.dtype)
-
-
-def _sv_augmented(J: jax.Array) -> jax.Array:
-    m, k = J.shape[-2:]
-    zm = jnp.zeros(J.shape[:-2] + (m, m), J.dtype)
-    zk = jnp.zeros(J.shape[:-2] + (k, k), J.dtype)
-    Jt = jnp.swapaxes(J, -1, -2)
-    A = jnp.concatenate(
-        [jnp.concatenate([zm, J], axis=-1), jnp.concatenate([Jt, zk], axis=-1)], axis=-2
-    )
-    lam = jnp.linalg.eigvalsh(A)[..., ::-1]
-    return jnp.maximum(lam[..., : min(m, k)], 0)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def _sv_eig(J: jax.Array, how: str) -> jax.Array:
-    return _sv_augmented(J) if how == "augmented" else _sv_from_gram(J, how)
-
-
-@_sv_eig.defjvp
-def _sv_eig_jvp(how, primals, tangents):
-    # d sigma_i = u_i^T dJ v_i (the SVD's own derivative; needs the vectors).
-    (J,), (dJ,) = primals, tangents
-    U, s, Vt = jnp.linalg.svd(J, full_matrices=False)
-    ds = jnp.einsum("...ki,...kl,...il->...i", U, dJ, Vt)
-    return _sv_eig(J, how), ds.astype(s.dtype)
 
 
 def singular_values(J: jax.Array, *, method: str = "auto") -> jax.Array:
@@ -316,7 +169,7 @@ def singular_values(J: jax.Array, *, method: str = "auto") -> jax.Array:
     elif min(J.shape[-2:]) == 0:
         return jnp.zeros(J.shape[:-2] + (0,), J.dtype)
     else:
-        sv = _sv_eig(J, method)
+        sv = gram_singular_values(J, method)
     return nan_unless(finite(J, batch_dims=J.ndim - 2), sv)
 
 
@@ -457,9 +310,9 @@ def singular_value_stats(
     per-step outputs; with ``per_step=False`` nothing grows with ``T``.
     ``mode="stacked"`` is one chunk of all ``T'`` steps (fastest when it
     fits); ``"chunked"`` uses ``chunk`` steps (default: a quarter of
-    ``memory_budget``, :func:`~jrnn.diagnostics.tangent.chunk_length`); ``"auto"``
+    ``memory_budget``); ``"auto"``
     stacks when ``3 B T' S^2`` bytes-per-entry fit ``memory_budget`` (default
-    256 MiB, :data:`~jrnn.diagnostics.tangent.DEFAULT_MEMORY_BUDGET`), else
+    256 MiB, :data:`~jrnn.diagnostics.DEFAULT_MEMORY_BUDGET`), else
     chunks. ``T'`` need not be a multiple of ``chunk``.
 
     Quantiles interpolate linearly between the order statistics of the ``S``
@@ -507,7 +360,7 @@ def singular_value_stats(
         >>> bool(jnp.all(st.sigma_max >= st.quantiles[:, -1]))
         True
     """
-    batch = _jac.prepare(cell, params, xs, carry)
+    batch = prepare(cell, params, xs, carry)
     xs = jnp.asarray(xs)
     T, S = xs.shape[-2], cell.state_size
     if T == 0:
@@ -523,12 +376,12 @@ def singular_value_stats(
             f"{transient}."
         )
     per_step = validation.check_bool(per_step, "per_step")
-    jac = _jac._jacobian_fn(cell, params, method)  # validates method
+    jac = jacobian_fn(cell, params, method)  # validates method
     if sv_method not in SINGULAR_VALUE_METHODS:
         raise ValueError(f"sv_method must be one of {SINGULAR_VALUE_METHODS}, got {sv_method!r}.")
     if mode not in SV_STATS_MODES:
         raise ValueError(f"mode must be one of {SV_STATS_MODES}, got {mode!r}.")
-    budget = _tangent.check_budget(memory_budget)
+    budget = check_budget(memory_budget)
     if chunk is not None:
         chunk = validation.check_int(chunk, "chunk", low=1)
 
@@ -541,20 +394,13 @@ def singular_value_stats(
         c = cell.initial_carry(params) if c is None else c
         return match_carry_dtype(cell, params, c, u_sd)
 
-    one_carry = carry
-    if carry is not None and batch is not None:
-        one_carry = jax.tree_util.tree_map(
-            lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), carry
-        )
-    dtype = jax.eval_shape(lambda c, u: jac(start(c), u), one_carry, u_sd).dtype
+    dtype = jax.eval_shape(lambda c, u: jac(start(c), u), one_carry(carry, batch), u_sd).dtype
     itemsize = jnp.dtype(dtype).itemsize
-    mode = _tangent.choose_mode(
-        mode, T=T_run, S=S, k=S, batch=B, itemsize=itemsize, memory_budget=budget
-    )
+    mode = choose_mode(mode, T=T_run, S=S, k=S, batch=B, itemsize=itemsize, memory_budget=budget)
     if mode == "stacked":
         chunk = T_run
     elif chunk is None:
-        chunk = _tangent.chunk_length(S, itemsize, B, budget, 1, T_run)
+        chunk = chunk_length(S, itemsize, B, budget, 1, T_run)
     chunk = min(chunk, T_run)
     acc = jnp.float64 if jax.config.read("jax_enable_x64") else dtype
     M = min(_GROUPS, T_run)
@@ -589,7 +435,7 @@ def singular_value_stats(
 
         zS, zMS = jnp.zeros((S,), acc), jnp.zeros((M, S), acc)
         st0 = (c, jnp.zeros((), jnp.int32), zS, zS, zMS, zMS)
-        st, out = _tangent.scan_chunks(fn, st0, x[transient:], chunk)
+        st, out = scan_chunks(fn, st0, x[transient:], chunk)
         _, _, total, _, groups, _ = st
         mean_log = (total / T_run).astype(dtype)
         if M >= 2:
@@ -600,4 +446,4 @@ def singular_value_stats(
         per = out if per_step else (None, None, None)
         return SingularValueStats(mean_log, stderr.astype(dtype), *per)
 
-    return _jac.map_sequences(one, batch, xs, carry)
+    return map_sequences(one, batch, xs, carry)
