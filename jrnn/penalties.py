@@ -41,7 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jrnn.cells.base import Cell
-from jrnn.diagnostics import jacobians as _jac
+from jrnn.diagnostics import _trajectory
+from jrnn.diagnostics.jacobians import sequence_jacobians
 from jrnn.diagnostics.lyapunov import QR_METHODS, lyapunov_spectrum
 from jrnn.validation import NumberTypeError, check_int, check_number
 
@@ -80,8 +81,8 @@ def _check_cell(cell, method: str = "auto") -> Cell:
     if not isinstance(cell, Cell):
         hint = " (for a jrnn.models.Model pass model.cell)" if hasattr(cell, "cell") else ""
         raise TypeError(f"cell must be a jrnn.Cell{hint}, got {type(cell).__name__}.")
-    if method not in _jac.JACOBIAN_METHODS:
-        raise ValueError(f"method must be one of {_jac.JACOBIAN_METHODS}, got {method!r}.")
+    if method not in _trajectory.JACOBIAN_METHODS:
+        raise ValueError(f"method must be one of {_trajectory.JACOBIAN_METHODS}, got {method!r}.")
     if method == "analytic" and (cell.linear is None or cell.linear.jacobian is None):
         raise ValueError(
             f"method='analytic' needs a cell with an analytic jacobian, but cell "
@@ -272,9 +273,9 @@ def jacobian_norm_penalty(
 
     def fn(params, xs):
         xs = _window(xs, 0, steps, batch, "jacobian_norm_penalty")
-        batched = _jac.prepare(cell, params, xs, None)
-        seq = lambda x, cr: _jac.sequence_jacobians(cell, params, x, cr, method)[0]
-        Js = _jac.map_sequences(seq, batched, xs, None)
+        batched = _trajectory.prepare(cell, params, xs, None)
+        seq = lambda x, cr: sequence_jacobians(cell, params, x, cr, method)[0]
+        Js = _trajectory.map_sequences(seq, batched, xs, None)
         if norm == "spectral":
             nrm = jnp.linalg.svd(Js, compute_uv=False)[..., 0]
         else:

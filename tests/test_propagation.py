@@ -196,3 +196,17 @@ def test_gradient_norms_mode_auto_follows_the_memory_budget(monkeypatch):
         gradient_norms(loss_fn, cell, params, xs, mode="chunked")
     with pytest.raises(ValueError, match="memory_budget must be an integer >= 1, got 0"):
         gradient_norms(loss_fn, cell, params, xs, memory_budget=0)
+
+
+def test_exactly_zero_products_give_minus_inf_not_nan():
+    """A ReLU net whose Jacobian product becomes exactly 0 (every unit dead): log ||d h_T / d h_t||
+    is -inf for every t before that point (float64 and float32), never NaN."""
+    cell = jrnn.cells.elman(4, "relu")
+    for dtype in (jnp.float64, jnp.float32):
+        p = jax.tree_util.tree_map(lambda a: a.astype(dtype), cell.init(jax.random.key(0), 1))
+        p = {**p, "b_h": jnp.full((4,), -100.0, dtype)}  # every unit dead at every step
+        xs = jnp.ones((40, 1), dtype)
+        prop = jrnn.diagnostics.propagation(cell, p, xs)
+        ls = np.asarray(prop.log_spectral_norm)
+        assert not np.isnan(ls).any(), dtype
+        assert ls[-1] == 0.0 and np.all(np.isneginf(ls[:-1])), (dtype, ls[:3])

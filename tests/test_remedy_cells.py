@@ -195,18 +195,19 @@ def test_leaky_fused_path_equals_reference_scan(activation, dt):
     p = _random_params(cell, jax.random.key(11))
     xs = jnp.stack([jnp.asarray(XS), jnp.asarray(XS[::-1])])
 
-    def loss(q, fused):
-        carry, hs = jrnn.unroll(cell, q, xs, fused=fused)
+    def loss(q, method):
+        carry, hs = jrnn.unroll(cell, q, xs, method=method)
         return jnp.sum(jnp.sin(hs)) + jnp.sum(carry**2)
 
-    ref = jrnn.unroll(cell, p, xs, fused=False)
-    g_ref = jax.grad(loss)(p, False)
-    for fused in (None, True):
-        got = jrnn.unroll(cell, p, xs, fused=fused)
+    assert jrnn.unrolling.auto_method(cell) == jrnn.Fused()
+    ref = jrnn.unroll(cell, p, xs, method=jrnn.Scan())
+    g_ref = jax.grad(loss)(p, jrnn.Scan())
+    for method in (jrnn.Fused(), jrnn.Fused(backward="custom_vjp")):
+        got = jrnn.unroll(cell, p, xs, method=method)
         for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(ref)):
             assert a.dtype == jnp.float64
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
-        g = jax.grad(loss)(p, fused)
+        g = jax.grad(loss)(p, method)
         for k in g_ref:
             np.testing.assert_allclose(g[k], g_ref[k], rtol=0, atol=1e-10, err_msg=k)
 

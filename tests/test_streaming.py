@@ -35,7 +35,7 @@ def test_tangent_maps_equal_jacobian_times_frame():
     """Every analytic tangent (and the linearize fallback) is J_t V with J_t from jacfwd."""
     for name in CELLS:
         cell, params, xs = _setup(name)
-        assert cell.tangent is not None, name
+        assert cell.linear is not None and cell.linear.tangent is not None, name
         us, prev, _ = carries(cell, params, xs)
         c, u = jax.tree_util.tree_map(lambda a: a[7], prev), us[7]
         step = state_step(cell, params)

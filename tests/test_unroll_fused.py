@@ -287,7 +287,7 @@ def test_default_no_retracing():
 @pytest.mark.parametrize("name", ["elman-tanh", "lstm", "gru"])
 def test_rule_tangent_and_backward_are_transposes(name):
     """<dnew', tangent(dprev, du, dhh)> == <backward(dnew'), (dprev, du, dhh)> on random data."""
-    rule = CELLS[name].fused_rule
+    rule = CELLS[name].fused
     k = iter(jax.random.split(jax.random.key(4), 16))
     rnd = lambda shape: jax.random.normal(next(k), shape, jnp.float64)
     G = rule.gates * N

@@ -43,7 +43,6 @@ __all__ = [
     "Cell",
     "Linearization",
     "Pointwise",
-    "check_positive_int",
     "flatten_carry",
 ]
 
@@ -105,16 +104,6 @@ class Pointwise(NamedTuple):
     step_bound: Callable[[Params], tuple[jax.Array, jax.Array]] | None = None
 
 
-def _member(capability: str, member: str | None = None) -> property:  # transitional
-    """A read-only property: ``cell.<capability>.<member>``, or None without the capability."""
-
-    def get(cell):
-        record = getattr(cell, capability)
-        return record if record is None or member is None else getattr(record, member)
-
-    return property(get)
-
-
 class Cell(NamedTuple):
     """A recurrent cell: static config closed over by pure functions.
 
@@ -167,26 +156,6 @@ class Cell(NamedTuple):
         items = ", ".join(f"{k}={v}" for k, v in (("hidden_size", self.hidden_size),) + self.config)
         return f"{self.name}({items})"
 
-    # transitional: removed at integration. The old flat field names, read-only, while the
-    # other branches still read them (cell.jacobian is cell.linear.jacobian, and so on).
-    jacobian = _member("linear", "jacobian")  # transitional: removed at integration
-    tangent = _member("linear", "tangent")  # transitional: removed at integration
-    fused_rule = _member("fused")  # transitional: removed at integration
-    linear_coeffs = _member("affine", "coeffs")  # transitional: removed at integration
-    activation = _member("pointwise", "activation")  # transitional: removed at integration
-    preactivation = _member("pointwise", "preactivation")  # transitional
-    recurrent_matrix = _member("pointwise", "recurrent_matrix")  # transitional
-
-
-def check_positive_int(value: Any, argument: str) -> int:  # transitional: removed at integration
-    """Returns ``int(value)`` or raises a ValueError naming ``argument``.
-
-    Cells use :func:`jrnn.validation.check_int` (``low=1``); this stays only for
-    the modules outside ``jrnn.cells`` that still import it.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | jnp.integer) or int(value) < 1:
-        raise ValueError(f"{argument} must be a positive integer, got {value!r}.")
-    return int(value)
 
 
 def flatten_carry(carry: Carry) -> jax.Array:

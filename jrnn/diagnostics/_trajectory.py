@@ -163,13 +163,14 @@ def jacobian_fn(cell: Cell, params, method: str) -> Callable[[Any, jax.Array], j
     """``(carry, u) -> J (S, S)`` for ``method``; validates the method."""
     if method not in JACOBIAN_METHODS:
         raise ValueError(f"method must be one of {JACOBIAN_METHODS}, got {method!r}.")
-    if method == "analytic" and cell.jacobian is None:
+    jacobian = None if cell.linear is None else cell.linear.jacobian
+    if method == "analytic" and jacobian is None:
         raise ValueError(
             f"method='analytic' needs a cell with an analytic jacobian, but cell "
             f"{cell.describe()} has none; use method='jacfwd', 'jacrev' or 'auto'."
         )
-    if method in ("analytic", "auto") and cell.jacobian is not None:
-        return lambda c, u: cell.jacobian(params, c, u)
+    if method in ("analytic", "auto") and jacobian is not None:
+        return lambda c, u: jacobian(params, c, u)
     step = state_step(cell, params)
     diff = jax.jacrev if method == "jacrev" else jax.jacfwd
     return lambda c, u: diff(step)(flatten_carry(c), u)
@@ -178,12 +179,13 @@ def jacobian_fn(cell: Cell, params, method: str) -> Callable[[Any, jax.Array], j
 def tangent_map(cell: Cell, params) -> Callable[[object, jax.Array, jax.Array], jax.Array]:
     """``(carry_{t-1}, u_t, V (S, k)) -> J_t V (S, k)`` for any cell.
 
-    Uses ``cell.tangent`` when the cell provides it; otherwise linearises one
+    Uses ``cell.linear.tangent`` when the cell provides it; otherwise linearises one
     step of the flattened recurrence (:func:`jax.linearize`, primal computed
     once) and maps the linear function over the ``k`` columns of ``V``.
     """
-    if cell.tangent is not None:
-        return lambda c, u, V: cell.tangent(params, c, u, V)
+    tangent = None if cell.linear is None else cell.linear.tangent
+    if tangent is not None:
+        return lambda c, u, V: tangent(params, c, u, V)
     step = state_step(cell, params)
 
     def jvp_map(c, u, V):

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from jrnn import validation as _validation
 from jrnn.cells.base import Cell, Pointwise
-from jrnn.diagnostics import jacobians as _jac
+from jrnn.diagnostics import _trajectory
 from jrnn.diagnostics.finite import finite, nan_unless
 
 __all__ = ["PascanuBound", "UnitHealth", "pascanu_bound", "unit_health"]
@@ -110,14 +110,14 @@ def unit_health(cell: Cell, params, xs: jax.Array, *, carry=None) -> UnitHealth:
             f"unit_health: xs must hold at least one step, got shape {jnp.shape(xs)} "
             "(the fractions of an empty sample are undefined)."
         )
-    batch = _jac.prepare(cell, params, xs, carry)
+    batch = _trajectory.prepare(cell, params, xs, carry)
     act = pw.activation
 
     def one(x, c):
-        us, prev, _ = _jac.carries(cell, params, x, c)
+        us, prev, _ = _trajectory.carries(cell, params, x, c)
         return jax.vmap(lambda h, u: pw.preactivation(params, h, u))(prev, us)
 
-    a = _jac.map_sequences(one, batch, jnp.asarray(xs), carry)
+    a = _trajectory.map_sequences(one, batch, jnp.asarray(xs), carry)
     a = a.reshape((-1, a.shape[-1]))  # (B*T, n)
     n = a.shape[-1]
     dead_ok = act.dead_below is not None

@@ -84,7 +84,8 @@ def _backward_scan(jac_at, xs_rev, S: int, dtype, spectral_inside: bool):
         safe = jnp.where(norm > 0, norm, 1.0)
         y = jnp.log(norm).astype(acc) - comp  # Kahan: comp is 0 in float64 mode
         t = ell + y
-        comp = (t - ell) - y if acc == dtype else comp
+        # once the product is exactly 0 (t = -inf) it stays -inf; never inf - inf = NaN
+        comp = jnp.where(jnp.isfinite(t), (t - ell) - y, 0.0) if acc == dtype else comp
         M = A / safe
         out = (t, jnp.linalg.svd(M, compute_uv=False)[0]) if spectral_inside else (t, M)
         return (M, t, comp), out

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from jrnn.diagnostics.clv import CovariantVectors
-from jrnn.diagnostics.lyapunov import FiniteTimeExponents, LyapunovSpectrum
+from jrnn.diagnostics.ftle import FiniteTimeExponents
+from jrnn.diagnostics.lyapunov import LyapunovSpectrum
 from jrnn.plot import style as _style
 from jrnn.plot.inputs import collect, numbers
 

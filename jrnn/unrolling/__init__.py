@@ -18,10 +18,10 @@ reason it cannot run the cell, as a sentence), ``check()`` (itself, its fields v
 
 * :class:`Scan` (``unroll``, ``remat``): the cell's one-example step under ``jax.lax.scan``,
   vmapped over the batch; runs every cell; the readable reference.
-* :class:`Associative`: cells with ``linear_coeffs`` (``min_gru``, ``min_lstm``, ``lru``)
+* :class:`Associative`: cells with an ``affine`` capability (``min_gru``, ``min_lstm``, ``lru``)
   through ``jax.lax.associative_scan``, ``O(log T)`` depth.
-* :class:`Fused` (``backward``, ``weight_grads``, ``unroll``): cells with a ``fused_rule``
-  (elman, irnn, residual, lstm, gru) batch-major, with a hand-written backward pass.
+* :class:`Fused` (``backward``, ``weight_grads``, ``unroll``): cells with a ``fused`` capability
+  (elman, irnn, residual, leaky, lstm, gru) batch-major, with a hand-written backward pass.
 
 ``method="auto"`` (the default) is the one rule :func:`auto_method` (BENCHMARKS.md has the
 measurements behind it). A new method is one more record in ``_METHODS`` (and in
@@ -62,11 +62,11 @@ _METHODS = (Scan, Associative, Fused)
 def auto_method(cell: Cell) -> Method:
     """The method ``method="auto"`` runs ``cell`` with, on the default backend.
 
-    * :class:`Associative` for a cell with ``linear_coeffs`` when the default
+    * :class:`Associative` for a cell with an ``affine`` capability when the default
       backend is not the CPU (on a CPU the associative scan does about twice the
       work of the sequential one with no parallel hardware to spend it on, and
       measured slower);
-    * otherwise :class:`Fused` for a cell with a ``fused_rule``;
+    * otherwise :class:`Fused` for a cell with a ``fused`` capability;
     * otherwise :class:`Scan`.
 
     Example::
@@ -131,8 +131,8 @@ def unroll(
         there are zero.
       reverse: run from ``t = T-1`` down to 0 (outputs stay time-aligned).
       method: how to execute the recurrence: ``"auto"`` (:func:`auto_method`:
-        :class:`Fused` for cells with a ``fused_rule``, :class:`Associative`
-        for cells with ``linear_coeffs`` off the CPU, else :class:`Scan`), or a
+        :class:`Fused` for cells with a ``fused`` capability, :class:`Associative`
+        for cells with an ``affine`` capability off the CPU, else :class:`Scan`), or a
         method record, :class:`Scan` ``(unroll=, remat=)``,
         :class:`Associative` ``()`` or :class:`Fused` ``(backward=,
         weight_grads=, unroll=)``. Every method gives the same values.

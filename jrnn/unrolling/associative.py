@@ -1,6 +1,6 @@
 """Cells with an elementwise affine recurrence through ``jax.lax.associative_scan``.
 
-A cell with ``linear_coeffs`` (``min_gru``, ``min_lstm``: Feng et al. 2024, "Were RNNs All We
+A cell with an ``affine`` capability (``min_gru``, ``min_lstm``: Feng et al. 2024, "Were RNNs All We
 Needed?"; ``lru``: Orvieto et al. 2023, "Resurrecting Recurrent Neural Networks for Long
 Sequences") has states
 
@@ -28,7 +28,7 @@ __all__ = ["Associative"]
 
 
 class Associative(NamedTuple):
-    """The states of a cell with ``linear_coeffs`` by one parallel prefix scan.
+    """The states of a cell with an ``affine`` capability by one parallel prefix scan.
 
     ``carry``, ``lengths`` (steps past a sequence's end get ``a = 1, b = 0``:
     the carry freezes) and ``reverse`` work; the outputs come from
@@ -50,12 +50,12 @@ class Associative(NamedTuple):
     """
 
     def supports(self, cell: Cell) -> str | None:
-        """None when ``cell`` has ``linear_coeffs``, else the reason it cannot run."""
+        """None when ``cell`` has an ``affine`` capability, else the reason it cannot run."""
         if not isinstance(cell, Cell):
             return f"Associative() runs a jrnn Cell, got {type(cell).__name__}."
-        if cell.linear_coeffs is None:
+        if cell.affine is None:
             return (
-                "Associative() needs a cell with linear_coeffs, an elementwise affine "
+                "Associative() needs a cell with an affine capability, an elementwise affine "
                 "recurrence s_t = a_t * s_{t-1} + b_t (min_gru, min_lstm, lru), got "
                 f"{cell.describe()}; use jrnn.Scan() for it."
             )
@@ -88,7 +88,7 @@ def _associative_one(cell, params, xs, carry, length, reverse):
     The initial carry is folded into the first step's ``b``.
     """
     T = xs.shape[0]
-    a, b = cell.linear_coeffs(params, xs)
+    a, b = cell.affine.coeffs(params, xs)
     leaves, treedef = jax.tree_util.tree_flatten(carry)
     if len(leaves) != 1:
         raise ValueError(

@@ -1,10 +1,10 @@
-"""The fused method: cells with a ``fused_rule`` run batch-major (elman family, LSTM, GRU).
+"""The fused method: cells with a ``fused`` capability run batch-major (the pointwise family, LSTM, GRU).
 
 The reference (:class:`~jrnn.unrolling.scan.Scan`) scans the cell's one-example ``recur`` and
 vmaps it over the batch; ``jax.grad`` then differentiates that scan step by step. This method
 runs the same function batch-major: one ``(B, n) x (n, G)`` product per step for all gates of
 all units, the cell's step written on ``(B, n)`` blocks by its family
-(:class:`jrnn.cells.fused.FusedRule`, the ``Cell.fused_rule`` field), dtypes matched once
+(:class:`jrnn.cells.fused.FusedRule`, the ``Cell.fused`` capability), dtypes matched once
 outside the scan, and no mask unless ``lengths`` is given. It only holds the shared scan and
 chunking machinery; it never looks at a cell's name. With ``u_t = x_t W_xh^T + b_x`` (all
 steps) and ``hh_t = h_{t-1} W_hh^T (+ b_hh)``, both ``(B, G)`` with ``G = gates * n``:
@@ -61,7 +61,7 @@ _WEIGHT_GRADS = ("in_loop", "after")
 
 
 class Fused(NamedTuple):
-    """Batch-major recurrence with a hand-written backward pass, for cells with a ``fused_rule``.
+    """Batch-major recurrence with a hand-written backward pass, for cells with a ``fused`` capability.
 
     Fields:
       backward: ``"transpose"`` (default): a custom JVP with a linear tangent
@@ -92,12 +92,12 @@ class Fused(NamedTuple):
     unroll: int = 1
 
     def supports(self, cell: Cell) -> str | None:
-        """None when ``cell`` has a ``fused_rule``, else the reason it cannot run."""
+        """None when ``cell`` has a ``fused`` capability, else the reason it cannot run."""
         if not isinstance(cell, Cell):
             return f"Fused() runs a jrnn Cell, got {type(cell).__name__}."
-        if cell.fused_rule is None:
+        if cell.fused is None:
             return (
-                "Fused() needs a cell with a fused_rule (elman, irnn, residual, lstm, gru), "
+                "Fused() needs a cell with a fused capability (elman, irnn, residual, leaky, lstm, gru), "
                 f"got {cell.describe()}; use jrnn.Scan() for it."
             )
         return None
@@ -238,7 +238,7 @@ def _vjp_runner(rule, unroll: int, mode: str):
 
 def _run(cell, params, xs, carry, lengths, reverse, unroll, mode, custom):
     """The driver: ``xs`` ``(T, d)`` or ``(B, T, d)`` -> ``(final carry, hs)``, batch-major."""
-    rule = cell.fused_rule
+    rule = cell.fused
     xs = jnp.asarray(xs)
     single = xs.ndim == 2
     if single:
