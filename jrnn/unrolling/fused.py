@@ -1,4 +1,5 @@
-"""The fused method: cells with a ``fused`` capability run batch-major (the pointwise family, LSTM, GRU).
+"""The fused method: cells with a ``fused`` capability (pointwise family, LSTM, GRU) run
+batch-major.
 
 The reference (:class:`~jrnn.unrolling.scan.Scan`) scans the cell's one-example ``recur`` and
 vmaps it over the batch; ``jax.grad`` then differentiates that scan step by step. This method
@@ -61,7 +62,7 @@ _WEIGHT_GRADS = ("in_loop", "after")
 
 
 class Fused(NamedTuple):
-    """Batch-major recurrence with a hand-written backward pass, for cells with a ``fused`` capability.
+    """Batch-major recurrence with a hand-written backward pass (cells with a ``fused`` capability).
 
     Fields:
       backward: ``"transpose"`` (default): a custom JVP with a linear tangent
@@ -97,7 +98,8 @@ class Fused(NamedTuple):
             return f"Fused() runs a jrnn Cell, got {type(cell).__name__}."
         if cell.fused is None:
             return (
-                "Fused() needs a cell with a fused capability (elman, irnn, residual, leaky, lstm, gru), "
+                "Fused() needs a cell with a fused capability (elman, irnn, residual, leaky, "
+                "lstm, gru), "
                 f"got {cell.describe()}; use jrnn.Scan() for it."
             )
         return None
