@@ -189,7 +189,7 @@ def test_log_space_scan_matches_sequential(name):
 def test_parallel_argument_errors():
     cell = jrnn.cells.elman(3)
     p = cell.init(jax.random.key(0), 2)
-    with pytest.raises(ValueError, match="linear_coeffs"):
+    with pytest.raises(ValueError, match="affine capability"):
         jrnn.unroll(cell, p, jnp.ones((4, 2)), method=jrnn.Associative())
     mg = jrnn.cells.min_gru(3)
     pm = mg.init(jax.random.key(0), 2)
