@@ -44,7 +44,7 @@ def test_supports_says_why_not(name):
     if name in LINEAR:
         assert assoc is None
     else:
-        assert "Associative() needs a cell with linear_coeffs" in assoc
+        assert "Associative() needs a cell with an affine capability" in assoc
         assert cell.describe() in assoc and "jrnn.Scan()" in assoc
     # A method record's capability does not depend on its other fields.
     assert jrnn.Fused(backward="custom_vjp", weight_grads="after").supports(cell) == fused
@@ -135,7 +135,7 @@ def test_bad_method_values(method, error, fragments):
     [
         ("min_gru", jrnn.Fused(), "fused_rule"),
         ("indrnn", jrnn.Fused(backward="custom_vjp"), "fused_rule"),
-        ("lstm", jrnn.Associative(), "linear_coeffs"),
+        ("lstm", jrnn.Associative(), "affine capability"),
     ],
 )
 @pytest.mark.parametrize("steps", [T, 0])
