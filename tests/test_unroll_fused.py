@@ -150,7 +150,7 @@ def test_chunk_size():
 
 def test_supports_and_errors():
     assert all(jrnn.Fused().supports(c) is None for c in CELLS.values())
-    assert "fused_rule" in jrnn.Fused().supports(jrnn.cells.indrnn(3))
+    assert "fused capability" in jrnn.Fused().supports(jrnn.cells.indrnn(3))
     assert fused_module.default_weight_grads() in ("in_loop", "after")
     cell = jrnn.cells.min_gru(3)
     p = cell.init(jax.random.key(0), 2)

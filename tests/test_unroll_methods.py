@@ -39,7 +39,7 @@ def test_supports_says_why_not(name):
     if name in FUSED:
         assert fused is None
     else:
-        assert "Fused() needs a cell with a fused_rule" in fused
+        assert "Fused() needs a cell with a fused capability" in fused
         assert cell.describe() in fused and "jrnn.Scan()" in fused
     if name in LINEAR:
         assert assoc is None
@@ -133,8 +133,8 @@ def test_bad_method_values(method, error, fragments):
 @pytest.mark.parametrize(
     "name, method, fragment",
     [
-        ("min_gru", jrnn.Fused(), "fused_rule"),
-        ("indrnn", jrnn.Fused(backward="custom_vjp"), "fused_rule"),
+        ("min_gru", jrnn.Fused(), "fused capability"),
+        ("indrnn", jrnn.Fused(backward="custom_vjp"), "fused capability"),
         ("lstm", jrnn.Associative(), "affine capability"),
     ],
 )
