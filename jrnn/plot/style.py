@@ -65,6 +65,7 @@ THEORY_COLOR = "black"
 UNRESOLVED_COLOR = "#9a9a9a"
 
 # family -> (members, shades): one hue per family, one shade per member.
+#: Colour families: family name -> (member names, hex shades), one hue per family.
 FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "saturating": (
         ("tanh", "sigmoid", "hard_tanh", "hard_sigmoid", "softsign"),

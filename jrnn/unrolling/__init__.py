@@ -55,6 +55,7 @@ __all__ = [
     "unroll",
 ]
 
+#: The type of a method record accepted by :func:`unroll` (``method=``).
 Method = Scan | Associative | Fused
 _METHODS = (Scan, Associative, Fused)
 
