@@ -96,7 +96,10 @@ def spectrum(spectra, *, labels: Sequence[str] | None = None, normalize_index: b
         >>> params = cell.init(jax.random.key(0), 1)
         >>> xs = jax.random.normal(jax.random.key(1), (80, 1))
         >>> spec = jrnn.diagnostics.lyapunov_spectrum(cell, params, xs, transient=20)
-        >>> ax = jrnn.plot.spectrum(spec, labels=["tanh"])
+        >>> theory = jrnn.theory.spectra.annealed_spectrum("tanh", 1.0, 6)
+        >>> ax = jrnn.plot.spectrum(spec, labels=["tanh"], theory=theory)
+        >>> sorted(t.get_text() for t in ax.get_legend().get_texts())[0]
+        'annealed theory'
         >>> ax.get_ylabel()
         'Lyapunov exponent $\\\\lambda_i$ (nats / step)'
     """
