@@ -48,6 +48,9 @@ The package: :mod:`~jrnn.activations.registry` (the record and the registry),
 :mod:`~jrnn.activations.builtins` (the built-in entries, registered at import).
 """
 
+# ruff: noqa: F401  (every import here is a re-export; __all__ is built from the modules')
+
+from jrnn.activations import registry as _registry
 from jrnn.activations.builtins import BUILTINS
 from jrnn.activations.derivatives import sigmoid_prime, tanh_prime
 from jrnn.activations.registry import (
@@ -60,15 +63,6 @@ from jrnn.activations.registry import (
     unregister,
 )
 
-__all__ = [
-    "BUILTINS",
-    "Activation",
-    "get",
-    "names",
-    "register",
-    "register_family",
-    "saturation_tolerance",
-    "sigmoid_prime",
-    "tanh_prime",
-    "unregister",
-]
+__all__ = sorted(["BUILTINS", "sigmoid_prime", "tanh_prime", *_registry.__all__])
+
+del _registry

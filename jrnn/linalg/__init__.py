@@ -8,6 +8,8 @@
 These know nothing about cells; :mod:`jrnn.diagnostics` builds on them.
 """
 
+# ruff: noqa: F401  (every import here is a re-export; __all__ is built from the modules')
+
 from jrnn.linalg import qr, svd
 from jrnn.linalg.qr import (
     BLOCK_TOLERANCE,
@@ -27,20 +29,13 @@ from jrnn.linalg.svd import (
     sturm_count,
 )
 
-__all__ = [
-    "BLOCK_TOLERANCE",
-    "CompactQR",
-    "ExplicitQR",
-    "block_error",
-    "block_tolerance",
-    "checked_block",
-    "cholesky_qr2",
-    "gram",
-    "gram_singular_values",
-    "householder",
-    "psd_eigenvalues",
-    "qr",
-    "qr_chain",
-    "sturm_count",
-    "svd",
-]
+# Every name of the two modules except qr.HAS_ORMQR, svd.EIG_KERNELS and svd.sturm_digits,
+# which stay in their modules.
+__all__ = sorted(
+    [
+        *(name for name in qr.__all__ if name != "HAS_ORMQR"),
+        *(name for name in svd.__all__ if name not in ("EIG_KERNELS", "sturm_digits")),
+        "qr",
+        "svd",
+    ]
+)

@@ -22,18 +22,8 @@ this module never imports it; a function raises :class:`ImportError` with that
 hint when it is missing. Nothing here picks a backend: for files only, call
 ``matplotlib.use("Agg")`` first.
 
-Example::
-
-    >>> import matplotlib; matplotlib.use("Agg")
-    >>> import jax, jrnn, jrnn.plot
-    >>> cell = jrnn.cells.elman(6, "tanh")
-    >>> params = cell.init(jax.random.key(0), 1)
-    >>> xs = jax.random.normal(jax.random.key(1), (60, 1))
-    >>> spec = jrnn.diagnostics.lyapunov_spectrum(cell, params, xs)
-    >>> theory = jrnn.theory.spectra.annealed_spectrum("tanh", 1.0, 6)
-    >>> ax = jrnn.plot.spectrum(spec, theory=theory)
-    >>> sorted(t.get_text() for t in ax.get_legend().get_texts())[0]
-    'annealed theory'
+Each function's docstring ends with a runnable example (:func:`spectrum`'s draws a measured
+spectrum against the annealed theory).
 """
 
 from jrnn.plot import style

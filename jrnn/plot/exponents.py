@@ -17,7 +17,7 @@ from jrnn.diagnostics.clv import CovariantVectors
 from jrnn.diagnostics.ftle import FiniteTimeExponents
 from jrnn.diagnostics.lyapunov import LyapunovSpectrum
 from jrnn.plot import style as _style
-from jrnn.plot.inputs import collect, numbers
+from jrnn.plot.inputs import collect, legend_names, numbers
 
 __all__ = ["clv_angles", "ftle", "spectrum"]
 
@@ -96,14 +96,16 @@ def spectrum(spectra, *, labels: Sequence[str] | None = None, normalize_index: b
         >>> params = cell.init(jax.random.key(0), 1)
         >>> xs = jax.random.normal(jax.random.key(1), (80, 1))
         >>> spec = jrnn.diagnostics.lyapunov_spectrum(cell, params, xs, transient=20)
-        >>> ax = jrnn.plot.spectrum(spec, labels=["tanh"])
+        >>> theory = jrnn.theory.spectra.annealed_spectrum("tanh", 1.0, 6)
+        >>> ax = jrnn.plot.spectrum(spec, labels=["tanh"], theory=theory)
+        >>> sorted(t.get_text() for t in ax.get_legend().get_texts())[0]
+        'annealed theory'
         >>> ax.get_ylabel()
         'Lyapunov exponent $\\\\lambda_i$ (nats / step)'
     """
     items = collect(spectra, LyapunovSpectrum, "spectra", labels)
     ax = _style.new_axes(ax)
-    names = [lab if lab is not None else ("measured" if len(items) == 1 else f"spectrum {i + 1}")
-             for i, (lab, _) in enumerate(items)]
+    names = legend_names(items, "measured", "spectrum")
     greyed = False
     for name, sty, (_, rec) in zip(names, _style.styles(names), items):
         e, err, unres, S, ky = _spectrum_arrays(rec)
@@ -203,12 +205,11 @@ def ftle(records, *, columns: Sequence[int] = (0,), bins: int = 40,
     items = collect(records, FiniteTimeExponents, "records", labels)
     ax = _style.new_axes(ax)
     rows = []
-    for i, (lab, rec) in enumerate(items):
+    for name, (_, rec) in zip(legend_names(items, "", "record"), items):
         e = _pooled(rec.exponents)
         for c in columns:
             if not -e.shape[-1] <= int(c) < e.shape[-1]:
                 raise ValueError(f"columns entries must be in [0, {e.shape[-1] - 1}], got {c!r}.")
-            name = lab if lab is not None else ("" if len(items) == 1 else f"record {i + 1}")
             rows.append((f"{name} $\\lambda_{{{int(c) + 1}}}$".strip(), e[:, int(c)]))
     pooled = np.concatenate([v[np.isfinite(v)] for _, v in rows])
     span = (float(pooled.min()), float(pooled.max())) if pooled.size else None
@@ -271,9 +272,8 @@ def clv_angles(records, *, pairs: Sequence[int] | None = None, bins: int = 30,
     items = collect(records, CovariantVectors, "records", labels)
     ax = _style.new_axes(ax)
     rows = []
-    for i, (lab, rec) in enumerate(items):
+    for name, (_, rec) in zip(legend_names(items, "", "record"), items):
         a = np.degrees(_pooled(rec.angles))
-        name = lab if lab is not None else ("" if len(items) == 1 else f"record {i + 1}")
         if pairs is None:
             rows.append((name or "all pairs", a.ravel()))
             continue

@@ -17,7 +17,7 @@ import numpy as np
 from jrnn.diagnostics.propagation import Propagation
 from jrnn.diagnostics.spectra import SingularValueStats
 from jrnn.plot import style as _style
-from jrnn.plot.inputs import collect, numbers
+from jrnn.plot.inputs import collect, legend_names, numbers
 
 __all__ = ["propagation", "singular_values", "training"]
 
@@ -97,8 +97,7 @@ def propagation(records, *, labels: Sequence[str] | None = None, norm: str = "sp
         raise ValueError(f"band must be two quantile levels 0 <= lo <= hi <= 1, got {band!r}.")
     items = collect(records, Propagation, "records", labels)
     ax = _style.new_axes(ax)
-    names = [lab if lab is not None else ("measured" if len(items) == 1 else f"record {i + 1}")
-             for i, (lab, _) in enumerate(items)]
+    names = legend_names(items, "measured", "record")
     for name, sty, (_, rec) in zip(names, _style.styles(names), items):
         logs = np.asarray(rec.log_spectral_norm if norm == "spectral" else rec.log_frobenius_norm,
                           np.float64)
@@ -263,8 +262,7 @@ def singular_values(stats, *, labels: Sequence[str] | None = None, levels=None,
             + ("" if per_step else " without per-step fields") + ". Use mode='boxes'."
         )
     ax = _style.new_axes(ax)
-    names = [lab if lab is not None else ("measured" if len(items) == 1 else f"config {i + 1}")
-             for i, (lab, _) in enumerate(items)]
+    names = legend_names(items, "measured", "config")
     if mode == "time":
         _over_time(ax, items[0][1], levels, names[0], _style.styles(names)[0])
         xlabel = "step $t$"
@@ -398,8 +396,7 @@ def training(history, keys: str | Sequence[str] = "loss", *, labels: Sequence[st
             raise ValueError(f"ax must give one Axes per key: {len(keys)} keys, got "
                              f"{len(axes)} Axes.")
         axes = [_style.new_axes(a) for a in axes]
-    names = [lab if lab is not None else ("run" if len(groups) == 1 else f"group {i + 1}")
-             for i, (lab, _) in enumerate(groups)]
+    names = legend_names(groups, "run", "group")
     stys = _style.styles(names)
     for key, a in zip(keys, axes):
         positive = True

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["collect", "numbers"]
+__all__ = ["collect", "legend_names", "numbers"]
 
 
 def _names(record_type) -> str:
@@ -51,6 +51,13 @@ def collect(value: Any, record_type, argument: str, labels: Sequence[str] | None
             )
         items = [(str(lab), r) for lab, (_, r) in zip(labels, items)]
     return items
+
+
+def legend_names(items: Sequence[tuple[str | None, Any]], single: str, kind: str) -> list[str]:
+    """One legend name per ``(label, value)`` item: its label, else ``single`` when it is the
+    only item, else ``"{kind} {i}"`` (1-based)."""
+    return [lab if lab is not None else (single if len(items) == 1 else f"{kind} {i + 1}")
+            for i, (lab, _) in enumerate(items)]
 
 
 def numbers(value: Any, argument: str) -> np.ndarray:

@@ -10,6 +10,8 @@ What applies to a given cell, in one call, is :func:`jrnn.predict`
 package stays below them (the initialisers import it).
 """
 
+# ruff: noqa: F401  (every import here is a re-export; __all__ is built from the modules')
+
 from jrnn.theory import gated, spectra
 from jrnn.theory import mean_field as _mean_field_module
 from jrnn.theory.mean_field import (
@@ -22,16 +24,13 @@ from jrnn.theory.mean_field import (
     mean_field,
 )
 
-__all__ = [
-    "MeanField",
-    "correlation_map",
-    "critical_gain",
-    "critical_line",
-    "drive_scale",
-    "gated",
-    "gaussian_expectation",
-    "mean_field",
-    "spectra",
-]
+# mean_field's names except its quadrature_nodes (the nodes live in theory._quadrature).
+__all__ = sorted(
+    [
+        *(name for name in _mean_field_module.__all__ if name != "quadrature_nodes"),
+        "gated",
+        "spectra",
+    ]
+)
 
 del _mean_field_module

@@ -1,4 +1,5 @@
-"""What every unroll method shares: input checks, carry dtypes and shard_map typing, padding.
+"""What every unroll method shares: input checks, capability reasons, carry dtypes and
+shard_map typing, padding.
 
 :func:`check_inputs` validates ``(cell, params, xs, carry, lengths)`` once, before any method
 runs; the helpers below prepare what the methods consume, so no method repeats them.
@@ -17,6 +18,7 @@ __all__ = [
     "check_inputs",
     "empty_result",
     "match_carry_dtype",
+    "missing_capability",
     "per_example",
     "varies",
     "vary_like",
@@ -115,6 +117,19 @@ def check_inputs(cell: Cell, params, xs, carry=None, lengths=None) -> tuple[int 
                     f"{_shape_str(np.shape(g))}."
                 )
     return batch, T
+
+
+def missing_capability(method: str, cell, capability: str, needs: str) -> str | None:
+    """A method's ``supports`` answer: None when ``cell`` is a :class:`~jrnn.Cell` whose field
+    ``capability`` is set, else the reason it cannot run.
+
+    ``method`` names the record (``"Fused()"``), ``needs`` says what it needs (``"a fused
+    capability (...)"``)."""
+    if not isinstance(cell, Cell):
+        return f"{method} runs a jrnn Cell, got {type(cell).__name__}."
+    if getattr(cell, capability) is None:
+        return f"{method} needs a cell with {needs}, got {cell.describe()}; use jrnn.Scan() for it."
+    return None
 
 
 def empty_result(cell: Cell, params, xs, carry, batch):

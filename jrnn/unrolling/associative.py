@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jrnn.cells.base import Cell
-from jrnn.unrolling._inputs import per_example
+from jrnn.unrolling._inputs import missing_capability, per_example
 
 __all__ = ["Associative"]
 
@@ -51,15 +51,13 @@ class Associative(NamedTuple):
 
     def supports(self, cell: Cell) -> str | None:
         """None when ``cell`` has an ``affine`` capability, else the reason it cannot run."""
-        if not isinstance(cell, Cell):
-            return f"Associative() runs a jrnn Cell, got {type(cell).__name__}."
-        if cell.affine is None:
-            return (
-                "Associative() needs a cell with an affine capability, an elementwise affine "
-                "recurrence s_t = a_t * s_{t-1} + b_t (min_gru, min_lstm, lru), got "
-                f"{cell.describe()}; use jrnn.Scan() for it."
-            )
-        return None
+        return missing_capability(
+            "Associative()",
+            cell,
+            "affine",
+            "an affine capability, an elementwise affine recurrence s_t = a_t * s_{t-1} + b_t "
+            "(min_gru, min_lstm, lru)",
+        )
 
     def check(self) -> Associative:
         """This record (it has no fields to check)."""

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 
 from jrnn import validation
 from jrnn.cells.base import Cell
-from jrnn.unrolling._inputs import varies, vary_like
+from jrnn.unrolling._inputs import missing_capability, varies, vary_like
 from jrnn.unrolling.fused_derivatives import (
     backward_scan,
     bind_tangent,
@@ -94,15 +94,9 @@ class Fused(NamedTuple):
 
     def supports(self, cell: Cell) -> str | None:
         """None when ``cell`` has a ``fused`` capability, else the reason it cannot run."""
-        if not isinstance(cell, Cell):
-            return f"Fused() runs a jrnn Cell, got {type(cell).__name__}."
-        if cell.fused is None:
-            return (
-                "Fused() needs a cell with a fused capability (elman, irnn, residual, leaky, "
-                "lstm, gru), "
-                f"got {cell.describe()}; use jrnn.Scan() for it."
-            )
-        return None
+        return missing_capability(
+            "Fused()", cell, "fused", "a fused capability (elman, irnn, residual, leaky, lstm, gru)"
+        )
 
     def check(self) -> Fused:
         """This record with its fields checked.
