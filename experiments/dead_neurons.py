@@ -208,6 +208,8 @@ def run_activation(activation: str, cfg: Config, seed: int, out: str, on_step=No
                 "init": init, "lr": lr, "gain": spec[init][0], "bias": spec[init][1],
                 "eval_step": steps,
                 "loss_median": np.median(curves["loss"][:, sl], 1).tolist(),
+                "loss_per_seed": curves["loss"][:, sl].T.tolist(),  # (S, E + 1): the figure
+                "inactive_per_seed": curves["inactive"][:, sl].T.tolist(),
                 "inactive_median": np.median(curves["inactive"][:, sl], 1).tolist(),
                 "inactive_min": curves["inactive"][:, sl].min(1).tolist(),
                 "inactive_max": curves["inactive"][:, sl].max(1).tolist(),
@@ -248,40 +250,41 @@ def table_rows(results: dict) -> list[list]:
 
 def _grid_plot(results: dict, cfg: Config, out: str, key: str, ylabel: str, name: str,
                baseline: float | None = None, log: bool = False) -> str:
-    plt = common.pyplot()
+    """One panel per (init, lr): ``jrnn.plot.training`` of ``key`` per activation (median and
+    min-max band over seeds); the legend once, and wherever a panel marks non-finite values."""
+    import jrnn.plot
+
     inits, lrs = INITS, cfg.lrs
-    fig, axes = plt.subplots(len(inits), len(lrs), figsize=(3.6 * len(lrs), 2.7 * len(inits)),
-                             squeeze=False, sharex=True, sharey=True, constrained_layout=True)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for a, (act, r) in enumerate(results.items()):
-        c = colors[a % len(colors)]
-        for i, init in enumerate(inits):
-            for j, lr in enumerate(lrs):
-                run = r["runs"][f"{init}/lr={lr:g}"]
-                ax = axes[i][j]
-                ax.plot(run["eval_step"], run[f"{key}_median"], color=c, label=act)
-                if key == "inactive":
-                    ax.fill_between(run["eval_step"], run["inactive_min"], run["inactive_max"],
-                                    color=c, alpha=0.15, lw=0)
-                ax.set_title(f"{init}, lr = {lr:g}", fontsize=9)
-    for ax in axes.ravel():
-        if baseline is not None:
-            ax.axhline(baseline, color="k", ls="--", lw=1)
-        if log:
-            ax.set_yscale("log")
-    for ax in axes[-1]:
-        ax.set_xlabel("step")
-    for ax in axes[:, 0]:
-        ax.set_ylabel(ylabel, fontsize=8)
-    axes[0][-1].legend(fontsize=7)
+    fig, axes = jrnn.plot.subplots(len(inits), len(lrs), width=3.8, height=3.0, sharex=True,
+                                   sharey=True)
+    for i, init in enumerate(inits):
+        for j, lr in enumerate(lrs):
+            ax = axes[i][j]
+            histories = {act: [{"step": r["runs"][f"{init}/lr={lr:g}"]["eval_step"], key: v}
+                               for v in r["runs"][f"{init}/lr={lr:g}"][f"{key}_per_seed"]]
+                         for act, r in results.items()}
+            jrnn.plot.training(histories, key, ax=ax, log=log)
+            if baseline is not None:
+                ax.axhline(baseline, color="k", ls="--", lw=1,
+                           label=f"baseline {baseline:.3g}")
+            ax.set_title(f"{init}, lr = {lr:g}", fontsize=9)
+            ax.set_xlabel("step" if i == len(inits) - 1 else "")
+            ax.set_ylabel(ylabel if j == 0 else "", fontsize=8)
+            marks = any(ln.get_gid() == jrnn.plot.style.NONFINITE_GID for ln in ax.lines)
+            if (i, j) == (0, len(lrs) - 1) or marks:
+                ax.legend(fontsize=6, loc="best", framealpha=0.85)
+            elif ax.get_legend() is not None:
+                ax.get_legend().remove()
     return common.save_figure(fig, out, name)
 
 
 def plot(results: dict, cfg: Config, out: str) -> list[str]:
     return [
-        _grid_plot(results, cfg, out, "inactive", "inactive (relu: dead) fraction",
+        _grid_plot(results, cfg, out, "inactive",
+                   "inactive (relu: dead) fraction\n(median; band: min-max over seeds)",
                    "dead_fraction"),
-        _grid_plot(results, cfg, out, "loss", "held-out MSE", "loss",
+        _grid_plot(results, cfg, out, "loss",
+                   "held-out MSE\n(median; band: min-max over seeds)", "loss",
                    baseline=jrnn.tasks.ADDING_BASELINE, log=True),
     ]
 

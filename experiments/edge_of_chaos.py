@@ -276,39 +276,51 @@ def driven_and_gated(acts, cfg: Config, sigma_b: float, seed: int) -> dict:
     return out
 
 
-def plot_driven(extra: dict, out_dir: str) -> str:
-    """Critical lines g*(sigma_u), lambda_max measured on them, gated gain per step."""
-    import matplotlib
+def plot_driven(extra: dict, out_dir: str, sigma_b: float) -> str:
+    """Critical lines g*(sigma_u) with lambda_max measured on them (``jrnn.plot.phase_diagram``),
+    lambda_max against sigma_u, and the gated gain per step."""
+    import jrnn.plot
+    from jrnn.plot import style
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
-    for act, r in extra["driven"].items():
-        line = np.asarray([np.nan if g is None else g for g in r["line_gain"]], float)
-        (h,) = ax[0].plot(r["line_sigma_u"], line, label=act)
-        su = [p["sigma_u"] for p in r["points"]]
-        lam = [np.nan if p["lambda_max"] is None else p["lambda_max"] for p in r["points"]]
-        ax[1].plot(su, lam, "o-", color=h.get_color(), label=act)
-    ax[0].set(xlabel="input drive sigma_u", ylabel="critical gain g*(sigma_u)", yscale="log",
-              title="order-to-chaos line of driven nets")
-    ax[1].axhline(0.0, color="k", lw=0.8)
-    ax[1].set(xlabel="input drive sigma_u", ylabel="measured lambda_max at g*(sigma_u)",
-              title="measured at the input-aware g* (theory: 0)")
-    for kind, r in extra["gated"].items():
-        (h,) = ax[2].plot(r["theory_bias"], r["theory_chi"], label=f"{kind} theory")
-        ax[2].plot(r["measured_bias"], r["measured_chi"], "o", color=h.get_color(),
-                   label=f"{kind} measured (N={r['N']})")
+    fig, axes = jrnn.plot.subplots(1, 3, width=5.2, height=4.4)
+    ax = axes[0]
+    acts = list(extra["driven"])
+    pts = [(p["critical_gain"], p["sigma_u"], p["lambda_max"])
+           for r in extra["driven"].values() for p in r["points"]
+           if p["critical_gain"] is not None]  # no g*: nothing measured (marked by the line)
+    nan = float("nan")
+    measured = {"sigma_w": [p[0] for p in pts], "sigma_u": [p[1] for p in pts],
+                "lambda_max": [nan if p[2] is None else p[2] for p in pts]}
+    line_u = next(iter(extra["driven"].values()))["line_sigma_u"] if acts else [0.0]
+    jrnn.plot.phase_diagram(acts, vary="sigma_u", values=line_u, sigma_b=sigma_b,
+                            measured=measured if pts else None, ax=ax[0])
+    ax[0].set_title(f"order-to-chaos line of driven nets (sigma_b = {sigma_b:g});\n"
+                    "points: lambda_1 measured at g*(sigma_u)", fontsize=10)
+    for sty, (act, r) in zip(style.styles(acts), extra["driven"].items()):
+        su = np.asarray([p["sigma_u"] for p in r["points"]], float)
+        lam = np.asarray([nan if p["lambda_max"] is None else p["lambda_max"]
+                          for p in r["points"]], float)
+        ok = np.isfinite(lam)
+        ax[1].plot(su[ok], lam[ok], marker="o", color=sty["color"],
+                   linestyle=sty["linestyle"], label=act)
+        style.mark_nonfinite(ax[1], su, lam, color=sty["color"], label=act,
+                             zero_means="none")
+    style.finish(ax[1], xlabel="input drive $\\sigma_u$",
+                 ylabel=f"measured $\\lambda_1$ at $g^*(\\sigma_u)$ ({style.NATS})",
+                 title="measured at the input-aware g* (theory: 0)", zero=0.0)
+    kinds = list(extra["gated"])
+    # two shades of the gated family's purple: told apart by line style and marker too
+    for i, (sty, (kind, r)) in enumerate(zip(style.styles(kinds), extra["gated"].items())):
+        ls, mk = ("-", "o") if i % 2 == 0 else ("--", "s")
+        ax[2].plot(r["theory_bias"], r["theory_chi"], color=sty["color"], linestyle=ls,
+                   label=f"{kind} theory")
+        ax[2].plot(r["measured_bias"], r["measured_chi"], mk, color=sty["color"],
+                   markeredgecolor="black", label=f"{kind} measured (N={r['N']})")
     ax[2].axhline(1.0, color="k", lw=0.8)
-    ax[2].set(xlabel="update (GRU) / forget (LSTM) gate bias",
-              ylabel="gain per step ||J||_F^2 / S", title="gated cells at init (sigma_w=1)")
-    for a in ax:
-        a.legend(fontsize=7)
-    fig.tight_layout()
-    name = "driven_and_gated.png"
-    fig.savefig(f"{out_dir}/{name}", dpi=110)
-    plt.close(fig)
-    return name
+    style.finish(ax[2], xlabel="update (GRU) / forget (LSTM) gate bias",
+                 ylabel="gain per step $\\|J_t\\|_F^2 / S$",
+                 title="gated cells at init (sigma_w = 1, sigma_u = 0.5)")
+    return common.save_figure(fig, out_dir, "driven_and_gated")
 
 
 # ------------------------------------------------------------------ analysis
@@ -423,45 +435,26 @@ def table_rows(results: dict, sizes) -> list[list]:
     return rows
 
 
-def plot(results: dict, sizes, out: str) -> str:
-    """One panel per activation: measured median and min-max band per N, theory, g*."""
-    plt = common.pyplot()
-    from matplotlib import ticker
+def plot(results: dict, sizes, out: str, sigma_b: float) -> str:
+    """One ``jrnn.plot.gain_sweep`` panel per activation: per N the median over seeds with a
+    min-max band, every non-finite seed marked; the mean-field 0.5 ln chi and g*."""
+    import jrnn.plot
 
     n = len(results)
     cols = min(4, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False,
-                             constrained_layout=True)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = jrnn.plot.subplots(rows, cols, width=4.4, height=3.8)
     for ax, (act, r) in zip(axes.ravel(), results.items()):
-        g = np.asarray(r["gains"])
-        for i, N in enumerate(sizes):
-            s = r["sizes"][f"N{N}"]
-            c = colors[i % len(colors)]
-            ax.plot(g, np.asarray(s["median"], float), "o-", ms=3, color=c, label=f"N={N}")
-            ax.fill_between(g, np.asarray(s["min"], float), np.asarray(s["max"], float),
-                            color=c, alpha=0.2, lw=0)
-            bad = np.asarray(s["nonfinite_per_gain"]) > 0
-            if bad.any():  # at the bottom of the panel: no finite value to draw
-                ax.plot(g[bad], np.full(bad.sum(), 0.04 + 0.05 * i), "x", color=c, ms=6,
-                        transform=ax.get_xaxis_transform(),
-                        label=f"non-finite N={N}")
-        ax.plot(r["theory_line_gains"], np.asarray(r["theory_line_lambda_max"], float), "k-",
-                lw=1.2, label="mean field 0.5 ln chi")
-        if r["critical_gain"] is not None:
-            ax.axvline(r["critical_gain"], color="gray", ls="--", lw=1, label="g*")
-        ax.axhline(0.0, color="k", lw=0.5)
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(ticker.LogLocator(base=2.0))
-        ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
-        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-        ax.set_title(act)
-        ax.set_xlabel("sigma_w")
-        ax.set_ylabel("lambda_max")
+        per_seed = {f"N={N}": np.asarray(r["sizes"][f"N{N}"]["lambda_per_seed"], float).T
+                    for N in sizes}  # (seeds, gains)
+        jrnn.plot.gain_sweep(np.asarray(r["gains"]), per_seed, activation=act,
+                             sigma_b=sigma_b, ax=ax)
+        ax.set_title(f"{act} (sigma_b = {sigma_b:g})", fontsize=10)
+        if ax.get_legend() is not None:
+            for t in ax.get_legend().get_texts():
+                t.set_fontsize(6.5)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
-    axes.ravel()[0].legend(fontsize=7)
     return common.save_figure(fig, out, "lyapunov_vs_gain")
 
 
@@ -559,7 +552,9 @@ def report(results, cfg, mode, sigma_b, figure, activations) -> str:
         "*crossing*: first upward zero crossing of the median exponent, interpolated in "
         "ln sigma_w. *max abs err away*: largest |median measured - theory| over gains at least "
         f"a factor 2^{AWAY_OCTAVES} from g* where both are finite. A gain where any seed's "
-        "exponent is not finite has no median (marked x at the bottom of its panel).",
+        "exponent is not finite has no median in the table; in the figure every non-finite "
+        "seed is marked on the edge of its panel (-inf and NaN below, +inf above) with its "
+        "count in the legend, and the line is the median over the seeds (NaN left out).",
         "",
         common.table(headers(sizes), table_rows(results, sizes)),
         "",
@@ -569,10 +564,12 @@ def report(results, cfg, mode, sigma_b, figure, activations) -> str:
     lines += [f"- {s}" for s in conclusions(results, sizes)]
     lines += ["", f"![{figure}]({figure})", "",
               "Lines: median over seeds; bands: min-max over seeds; black: mean-field "
-              "0.5 ln chi; dashed: g*.", "",
+              "0.5 ln chi (not drawn where q* is infinite); dashed: g* (`jrnn.plot.gain_sweep`).",
+              "",
               "![driven_and_gated.png](driven_and_gated.png)", "",
-              "Left: the input-aware critical gain g*(sigma_u) (`jrnn.theory.critical_line`); "
-              "middle: lambda_max measured at g*(sigma_u) with inputs of that scale (theory: 0); "
+              "Left: the input-aware critical line g*(sigma_u) (`jrnn.theory.critical_line`, "
+              "drawn by `jrnn.plot.phase_diagram`) with lambda_max measured on it as coloured "
+              "points; middle: the same lambda_max against sigma_u (theory: 0); "
               "right: gated mean-field gain per step vs measured ||J_t||_F^2 / S at init "
               "(`jrnn.theory.gated`)."]
     return "\n".join(lines)
@@ -594,9 +591,9 @@ def main(argv=None) -> dict:
         bar.set_postfix_str(act)
         results[act] = measure(act, cfg, sigma_b, args.seed, on_program=bar.update)
     bar.close()
-    figure = plot(results, cfg.sizes, args.out)
+    figure = plot(results, cfg.sizes, args.out, sigma_b)
     extra = driven_and_gated(acts, cfg, sigma_b, args.seed)
-    plot_driven(extra, args.out)
+    plot_driven(extra, args.out, sigma_b)
     metrics = {
         "mode": mode, "seed": args.seed, "sigma_b": sigma_b, "activations": list(acts),
         "dtype": str(jnp.zeros(()).dtype),

@@ -172,6 +172,7 @@ def run_one(task: str, length: int, cell_name: str, cfg: Config, seed: int, out:
         "nonfinite_updates": (~finite).sum(axis=0).tolist(),
         "eval_step": list(ev_steps),
         "eval_loss_median": np.median(ev, axis=1).tolist(),
+        "eval_loss_per_seed": ev.T.tolist(),  # (S, E): the figure's min-max band
     }
 
 
@@ -200,23 +201,25 @@ HEADERS = ["task", "T", "cell", "final loss", "baseline", "loss/baseline", "solv
 
 
 def plot(runs: dict, out: str) -> list[str]:
-    """One PNG per task: held-out loss vs step for every cell, one panel per length."""
-    plt = common.pyplot()
+    """One PNG per task: held-out loss vs step for every cell (``jrnn.plot.training``: median
+    and min-max band over seeds), one panel per length."""
+    import jrnn.plot
+
     files = []
     for task, by_len in runs.items():
-        fig, axes = plt.subplots(1, len(by_len), figsize=(5 * len(by_len), 3.8), squeeze=False,
-                                 constrained_layout=True)
+        fig, axes = jrnn.plot.subplots(1, len(by_len), width=5.2, height=4.2)
         for ax, (key, by_cell) in zip(axes[0], by_len.items()):
-            for cell, r in by_cell.items():
-                ax.plot(r["eval_step"], r["eval_loss_median"], label=cell)
+            histories = {cell: [{"step": r["eval_step"], "loss": seed_loss}
+                                for seed_loss in r["eval_loss_per_seed"]]
+                         for cell, r in by_cell.items()}
+            jrnn.plot.training(histories, "loss", ax=ax, log=True)
             base = next(iter(by_cell.values()))["baseline"]
-            ax.axhline(base, color="k", ls="--", lw=1, label="baseline")
-            ax.axhline(SOLVED_FRACTION * base, color="gray", ls=":", lw=1, label="solved")
-            ax.set_yscale("log")
-            ax.set_title(f"{task}, T = {key[1:]}")
-            ax.set_xlabel("step")
-            ax.set_ylabel("held-out loss (median over seeds)")
-        axes[0][-1].legend(fontsize=7)
+            ax.axhline(base, color="k", ls="--", lw=1, label=f"baseline {base:.3g}")
+            ax.axhline(SOLVED_FRACTION * base, color="gray", ls=":", lw=1,
+                       label=f"solved (< {SOLVED_FRACTION:g} x baseline)")
+            ax.set_title(f"{task}, T = {key[1:]}", fontsize=10)
+            ax.set_ylabel("held-out loss (median over seeds; band: min-max)")
+            ax.legend(fontsize=7, loc="best", framealpha=0.85)
         files.append(common.save_figure(fig, out, f"{task}_loss"))
     return files
 

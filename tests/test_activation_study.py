@@ -11,9 +11,29 @@ from experiments import activation_study
 from experiments.activation_study import config, verdicts
 
 
-def test_activation_study_smoke(tmp_path):
+def count_calls(monkeypatch, *names) -> dict:
+    """Counts the calls of ``jrnn.plot.<name>`` (still drawing) while the test runs."""
+    import jrnn.plot
+
+    calls = dict.fromkeys(names, 0)
+    for name in names:
+        def counted(*args, _fn=getattr(jrnn.plot, name), _name=name, **kwargs):
+            calls[_name] += 1
+            return _fn(*args, **kwargs)
+
+        monkeypatch.setattr(jrnn.plot, name, counted)
+    return calls
+
+
+def test_activation_study_smoke(tmp_path, monkeypatch):
     out = str(tmp_path / "as")
+    calls = count_calls(monkeypatch, "propagation", "singular_values", "theory_vs_measured",
+                        "training")
     metrics = activation_study.main(["--preset", "smoke", "--out", out])
+    # The figures come from jrnn.plot: one propagation panel per family present (saturating,
+    # ReLU family, remedy cells), one loss panel per group (Elman, remedy cells).
+    assert calls == {"propagation": 3, "singular_values": 1, "theory_vs_measured": 1,
+                     "training": 2}
     for f in (
         "metrics.json",
         "report.md",

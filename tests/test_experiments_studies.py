@@ -36,11 +36,21 @@ def _load(out):
 
 
 # ------------------------------------------------------------------ edge of chaos
-def test_edge_of_chaos_smoke(tmp_path):
+def test_edge_of_chaos_smoke(tmp_path, monkeypatch):
+    import jrnn.plot
+
     out = str(tmp_path / "eoc")
+    calls = []
+    for name in ("gain_sweep", "phase_diagram"):
+        def counted(*args, _fn=getattr(jrnn.plot, name), _name=name, **kwargs):
+            calls.append(_name)
+            return _fn(*args, **kwargs)
+
+        monkeypatch.setattr(jrnn.plot, name, counted)
     edge_of_chaos.main(["--preset", "smoke", "--out", out, "--sigma-b", "0"])
+    assert calls == ["gain_sweep", "phase_diagram"]  # the figures come from jrnn.plot
     m = _load(out)
-    for f in ("report.md", "run_info.json", "lyapunov_vs_gain.png"):
+    for f in ("report.md", "run_info.json", "lyapunov_vs_gain.png", "driven_and_gated.png"):
         assert os.path.getsize(os.path.join(out, f)) > 0
     cfg = edge_of_chaos.PRESETS["smoke"]
     assert m["mode"] == "smoke" and m["sigma_b"] == 0.0 and m["dtype"] == "float64"

@@ -337,6 +337,19 @@ def test_phase_diagram_line_scatter_and_nonfinite():
     assert ax.get_ylabel() == "input drive $\\sigma_u$"
 
 
+def test_phase_diagram_holds_the_other_scale():
+    grid = np.array([0.0, 0.5, 1.0])
+    ax = jrnn.plot.phase_diagram("tanh", vary="sigma_u", values=grid, sigma_b=0.05)
+    np.testing.assert_allclose(
+        ax.lines[0].get_xdata(),
+        np.asarray(jrnn.theory.critical_line("tanh", np.full(3, 0.05), sigma_u=grid)),
+        rtol=1e-12)
+    ax = jrnn.plot.phase_diagram("tanh", values=grid, sigma_u=0.5)
+    np.testing.assert_allclose(
+        ax.lines[0].get_xdata(),
+        np.asarray(jrnn.theory.critical_line("tanh", grid, sigma_u=0.5)), rtol=1e-12)
+
+
 def test_phase_diagram_rejects_bad_input():
     with pytest.raises(ValueError, match="vary must be"):
         jrnn.plot.phase_diagram("tanh", vary="sigma_w")
@@ -359,6 +372,15 @@ def test_gain_sweep_theory_band_and_nonfinite():
         jrnn.plot.gain_sweep(g, np.zeros((2, 4)))
     with pytest.raises(TypeError, match="sigma_w must be numeric"):
         jrnn.plot.gain_sweep("wide", [0.0])
+
+
+def test_gain_sweep_draws_no_theory_without_a_fixed_point():
+    # relu with sigma_b > 0: q* is infinite above g* = sqrt(2), so 0.5 ln chi has no fixed
+    # point to stand on there and is not drawn.
+    g = np.array([0.5, 1.0, 4.0])
+    ax = jrnn.plot.gain_sweep(g, [-0.7, -0.3, 1.0], activation="relu", sigma_b=0.05)
+    (theory,) = [ln for ln in ax.lines if ln.get_label().startswith("mean field")]
+    assert 0.5 <= theory.get_xdata().min() and theory.get_xdata().max() <= math.sqrt(2) + 1e-6
 
 
 def test_theory_vs_measured_marks_missing_coordinates():

@@ -107,6 +107,8 @@ def measure_at_init(family: str, cell: jrnn.Cell, cfg: Config, gain: jax.Array,
     out = {
         "log_spectral": prop.log_spectral_norm,  # (sequences, T+1)
         "log_frobenius": prop.log_frobenius_norm,
+        "rate": prop.rate,  # (sequences,): for the figure's legend, not in metrics.json
+        "rate_stderr": prop.rate_stderr,
         "singular_values": sv,  # (T, S)
         "lyapunov_max": lyap.exponents[:, 0],  # (sequences,)
         "state_finite": state_finite,  # (sequences,)
@@ -174,12 +176,33 @@ def summarise_init(raw: dict, cfg: Config) -> dict:
     return out
 
 
-def sv_sample(raw: dict, limit: int = 4000) -> np.ndarray:
-    sv = np.asarray(raw["singular_values"], np.float64).ravel()
-    sv = sv[sv > 0]
-    if sv.size > limit:
-        sv = np.sort(sv)[np.linspace(0, sv.size - 1, limit).astype(int)]
-    return sv
+def propagation_record(raw: dict, cfg: Config) -> jrnn.diagnostics.Propagation:
+    """Every seed x sequence of one configuration as one batched ``Propagation`` (the figure's
+    input: ``jrnn.plot.propagation`` draws its median, IQR band, rate and exact zeros)."""
+    flat = lambda k, *tail: np.asarray(raw[k], np.float64).reshape(-1, *tail)  # noqa: E731
+    return jrnn.diagnostics.Propagation(
+        log_spectral_norm=flat("log_spectral", cfg.T + 1),
+        log_frobenius_norm=flat("log_frobenius", cfg.T + 1),
+        rate=flat("rate"), rate_stderr=flat("rate_stderr"))
+
+
+def sv_stats(raw: dict) -> jrnn.diagnostics.SingularValueStats:
+    """``SingularValueStats`` of each seed's step Jacobians ``J_t`` (one sequence per seed).
+
+    ``mean_log``: ``(seeds, S)`` time average of ``ln sigma_i(J_t)`` (``-inf`` where some
+    ``sigma_i(J_t)`` is exactly zero, e.g. a dead ReLU unit); ``stderr`` from
+    ``M = min(20, T)`` batch means as in :func:`jrnn.diagnostics.singular_value_stats`.
+    """
+    sv = np.asarray(raw["singular_values"], np.float64)  # (seeds, T, S)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(sv)
+        T = logs.shape[-2]
+        M = min(20, T)
+        L = T // M
+        batches = logs[..., T - M * L:, :].reshape(*logs.shape[:-2], M, L, -1).mean(axis=-2)
+        stderr = (np.std(batches, axis=-2, ddof=1) / math.sqrt(M) if M > 1
+                  else np.full(logs.shape[:-2] + logs.shape[-1:], np.nan))
+        return jrnn.diagnostics.SingularValueStats(mean_log=logs.mean(axis=-2), stderr=stderr)
 
 
 def gate_values_at_init(family: str, cell: jrnn.Cell, cfg: Config, seed: int) -> dict | None:

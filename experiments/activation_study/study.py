@@ -27,10 +27,12 @@ from experiments.activation_study.report import SUMMARY_HEADERS, report, summary
 def measure_all(cfg: Config, plan, seed: int, sigma_u2: float, bar):
     """Every configuration at initialisation (standard and, for Elman, critical gain).
 
-    Returns ``(init_results, sv_samples, lyap_rows, gates)``.
+    Returns ``(init_results, props, svs, lyap_rows, gates)``; ``props`` and ``svs`` (the
+    batched ``Propagation`` and ``SingularValueStats`` records of each configuration) feed the
+    figures and stay out of metrics.json.
     """
     seeds = jnp.arange(seed, seed + cfg.seeds)
-    init_results, sv_samples, lyap_rows, gates = {}, {}, [], {}
+    init_results, props, svs, lyap_rows, gates = {}, {}, {}, [], {}
     for family, act in plan:
         bar.set_postfix_str(config_name(family, act, "standard"))
         cell = make_cell(family, act, cfg.hidden)
@@ -55,7 +57,8 @@ def measure_all(cfg: Config, plan, seed: int, sigma_u2: float, bar):
                 if gt is not None:
                     r["gated_theory"] = gt
             init_results[name] = r
-            sv_samples[name] = measure.sv_sample(raw)
+            props[name] = measure.propagation_record(raw, cfg)
+            svs[name] = measure.sv_stats(raw)
             lyap_rows.append({
                 "config": name, "activation": act, "init": init,
                 "lyapunov_max": r["lyapunov_max"]["value"],
@@ -67,7 +70,7 @@ def measure_all(cfg: Config, plan, seed: int, sigma_u2: float, bar):
         if g is not None:
             gates[family] = g
         bar.update()
-    return init_results, sv_samples, lyap_rows, gates
+    return init_results, props, svs, lyap_rows, gates
 
 
 def train_all(cfg: Config, plan, seed: int, out: str, bar) -> dict:
@@ -99,16 +102,17 @@ def main(argv=None) -> dict:
     train_plan = plan if cfg.train else []
     bar = common.progress(len(plan) + len(train_plan) * cfg.train_steps, NAME)
     sigma_u2 = measure.input_drive_variance(make_cell("elman", "tanh", cfg.hidden), cfg.hidden)
-    init_results, sv_samples, lyap_rows, gates = measure_all(cfg, plan, args.seed, sigma_u2, bar)
+    init_results, props, svs, lyap_rows, gates = measure_all(cfg, plan, args.seed, sigma_u2, bar)
     train_results = train_all(cfg, train_plan, args.seed, args.out, bar)
     bar.close()
 
-    figures = [plots.plot_propagation(init_results, args.out, cfg.T),
-               plots.plot_singular_values({k: v for k, v in sv_samples.items()
-                                           if not k.endswith("-critical")}, args.out),
+    figures = [plots.plot_propagation(init_results, props, args.out, cfg.T),
+               plots.plot_singular_values({k: v for k, v in svs.items()
+                                           if not k.endswith("-critical")}, args.out,
+                                          cfg.T, cfg.seeds),
                plots.plot_lyapunov(lyap_rows, args.out)]
     if train_results:
-        figures.append(plots.plot_training(train_results, args.out))
+        figures.append(plots.plot_training(train_results, args.out, cfg.train_T))
     judged = verdicts.claims(init_results, train_results, gates, cfg.T)
     found = verdicts.findings(init_results, train_results, lyap_rows, cfg.T, gates)
     no_critical = verdicts.no_critical_gain(

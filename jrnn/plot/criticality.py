@@ -22,12 +22,12 @@ from jrnn.plot.inputs import numbers
 __all__ = ["gain_sweep", "phase_diagram", "theory_vs_measured"]
 
 
-def _critical(activation, vary: str, grid: np.ndarray) -> np.ndarray:
+def _critical(activation, vary: str, grid: np.ndarray, held: float) -> np.ndarray:
     from jrnn import theory
 
     if vary == "sigma_b":
-        return np.asarray(theory.critical_line(activation, grid), np.float64)
-    return np.asarray(theory.critical_line(activation, np.zeros_like(grid), sigma_u=grid),
+        return np.asarray(theory.critical_line(activation, grid, sigma_u=held), np.float64)
+    return np.asarray(theory.critical_line(activation, np.full_like(grid, held), sigma_u=grid),
                       np.float64)
 
 
@@ -36,13 +36,14 @@ _AXIS_NAME = {"sigma_b": "bias scale $\\sigma_b$", "sigma_u": "input drive $\\si
 
 def phase_diagram(activations: str | Sequence[str] = "tanh", *, vary: str = "sigma_b",
                   values=None, measured: Mapping[str, Any] | None = None,
-                  cmap: str = "coolwarm", ax=None):
+                  sigma_b: float = 0.0, sigma_u: float = 0.0, cmap: str = "coolwarm", ax=None):
     """The mean-field order-to-chaos line over ``(sigma_w, sigma_b)`` or ``(sigma_w, sigma_u)``.
 
     Draws, per activation, the critical weight scale ``sigma_w*`` (``chi = 1``,
     :func:`jrnn.theory.critical_line`) against the bias scale ``sigma_b`` or the
-    input drive ``sigma_u`` (the other held at 0); left of a line is the ordered
-    phase (``chi < 1``, gradients vanish), right of it the chaotic one. Values
+    input drive ``sigma_u`` (the other held at ``sigma_b`` / ``sigma_u``, default 0);
+    left of a line is the ordered phase (``chi < 1``, gradients vanish), right of it the
+    chaotic one. Values
     with no critical gain (NaN) are marked on the left edge with their count.
     ``measured`` overlays exponents as a scatter coloured on a diverging scale
     centred at 0 (nats per step, colour bar); non-finite exponents are black
@@ -55,6 +56,8 @@ def phase_diagram(activations: str | Sequence[str] = "tanh", *, vary: str = "sig
       measured: ``{"sigma_w": (P,), vary: (P,), "lambda_max": (P,)}``, e.g.
         the top exponent of :func:`~jrnn.diagnostics.lyapunov_spectrum` of a
         network at each point, or None.
+      sigma_b: the bias scale held fixed when ``vary="sigma_u"``.
+      sigma_u: the input drive held fixed when ``vary="sigma_b"``.
       cmap: diverging colormap of the scatter.
       ax: matplotlib Axes to draw on (default: a new figure).
 
@@ -84,7 +87,7 @@ def phase_diagram(activations: str | Sequence[str] = "tanh", *, vary: str = "sig
             else numbers(values, "values").ravel())
     ax = _style.new_axes(ax)
     for act, sty in zip(acts, _style.styles(acts)):
-        line = _critical(act, vary, grid)
+        line = _critical(act, vary, grid, sigma_u if vary == "sigma_b" else sigma_b)
         ok = np.isfinite(line)
         ax.plot(line[ok], grid[ok], color=sty["color"], linestyle=sty["linestyle"],
                 linewidth=1.6, label=f"{act}: critical line $\\chi = 1$")
@@ -155,8 +158,8 @@ def gain_sweep(sigma_w, exponents, *, activation: str | None = None, sigma_b: fl
     non-finite repeat on the edge of the axes (``-inf`` below, NaN below,
     ``+inf`` above) with its count; with ``activation``, the mean-field
     prediction ``0.5 ln chi`` (:func:`jrnn.theory.mean_field`) as a black line
-    and the critical gain ``g*`` (:func:`jrnn.theory.critical_gain`) as a grey
-    dashed line; a zero line.
+    (not drawn where ``q*`` is infinite: no fixed point) and the critical gain
+    ``g*`` (:func:`jrnn.theory.critical_gain`) as a grey dashed line; a zero line.
 
     Args:
       sigma_w: ``(G,)`` weight scales.
@@ -220,9 +223,10 @@ def gain_sweep(sigma_w, exponents, *, activation: str | None = None, sigma_b: fl
         from jrnn import theory
 
         fine = np.geomspace(g.min(), g.max(), 200)
-        lam = jax.vmap(lambda s: theory.mean_field(activation, s, sigma_b,
-                                                   sigma_u=sigma_u).lambda_max)(fine)
-        lam = np.asarray(lam, np.float64)
+        mf = jax.vmap(lambda s: theory.mean_field(activation, s, sigma_b, sigma_u=sigma_u))(fine)
+        # no finite fixed point q* (the variance grows without bound): no theory value there
+        lam = np.where(np.isfinite(np.asarray(mf.q_star)), np.asarray(mf.lambda_max, np.float64),
+                       np.nan)
         ok = np.isfinite(lam)
         ax.plot(fine[ok], lam[ok], color=_style.THEORY_COLOR, linewidth=1.3,
                 label="mean field $\\frac{1}{2}\\ln\\chi$")
