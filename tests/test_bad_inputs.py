@@ -157,6 +157,47 @@ CASES = [
      ["max_to_keep"]),
     ("save directory None", lambda: jrnn.checkpoint.save(None, {"a": XS}, step=1), TypeError,
      ["directory"]),
+    # 7. issue 33: metadata and arguments that contradicted themselves
+    ("register grad_bound < 0", lambda: activations.register(
+        "bad_bound", jnp.tanh, grad_bound=-1.0), ValueError, ["grad_bound", "-1.0"]),
+    ("register grad_bound nan", lambda: activations.register(
+        "bad_bound", jnp.tanh, grad_bound=float("nan")), ValueError, ["grad_bound", "nan"]),
+    ("register output_range reversed", lambda: activations.register(
+        "bad_range", jnp.tanh, grad_bound=1.0, output_range=(1.0, -1.0)), ValueError,
+     ["output_range[0]", "output_range[1]"]),
+    ("register saturation_threshold < 0", lambda: activations.register(
+        "bad_sat", jnp.tanh, grad_bound=1.0, saturation_threshold=-2.0), ValueError,
+     ["saturation_threshold"]),
+    ("orthogonal float dims", lambda: initializers.orthogonal()(KEY, (2.5, 3)), TypeError,
+     ["shape[0]", "2.5"]),
+    ("normal negative dim", lambda: initializers.scaled_normal()(KEY, (-1, 3)), ValueError,
+     ["shape[0]", "-1"]),
+    ("gaussian_expectation scale < 0", lambda: jrnn.theory.gaussian_expectation(
+        jnp.tanh, -1.0), ValueError, ["scale", "-1.0"]),
+    ("gaussian_expectation num_points 0", lambda: jrnn.theory.gaussian_expectation(
+        jnp.tanh, 1.0, num_points=0), ValueError, ["num_points", "0"]),
+    ("critical_gain lower < 0", lambda: jrnn.theory.critical_gain("tanh", lower=-1.0),
+     ValueError, ["lower", "(0, inf)"]),
+    ("critical_gain lower = 0", lambda: jrnn.theory.critical_gain("tanh", lower=0.0),
+     ValueError, ["lower"]),
+    ("critical_gain lower > upper", lambda: jrnn.theory.critical_gain(
+        "tanh", lower=10.0, upper=1.0), ValueError, ["lower", "upper", "10.0"]),
+    ("critical_gain bisections < 0", lambda: jrnn.theory.critical_gain(
+        "tanh", bisections=-3), ValueError, ["bisections", "-3"]),
+    ("critical_gain bisections float", lambda: jrnn.theory.critical_gain(
+        "tanh", bisections=2.5), TypeError, ["bisections", "2.5"]),
+    ("critical_scale lower > upper", lambda: jrnn.theory.gated.critical_scale(
+        "gru", lower=3.0, upper=1.0), ValueError, ["lower", "upper"]),
+    ("critical no bracket", lambda: initializers.critical("sigmoid", sigma_b=1e6),
+     ValueError, ["critical gain", "sigmoid"]),
+    ("mean_field iterations 0", lambda: jrnn.theory.mean_field("tanh", 1.5, iterations=0),
+     ValueError, ["iterations", "0"]),
+    ("mean_field iterations float", lambda: jrnn.theory.mean_field(
+        "tanh", 1.5, iterations=2.5), TypeError, ["iterations", "2.5"]),
+    ("mean_field num_points 0", lambda: jrnn.theory.mean_field("tanh", 1.5, num_points=0),
+     ValueError, ["num_points"]),
+    ("gru_mean_field iterations 0", lambda: jrnn.theory.gated.gru_mean_field(
+        1.0, iterations=0), ValueError, ["iterations"]),
     ("check_key None", lambda: validation.check_key(None, "key"), TypeError, ["key"]),
     ("check_int bool", lambda: validation.check_int(True, "n"), TypeError, ["n"]),
     ("check_number array", lambda: validation.check_number(jnp.ones(2), "x"), TypeError, ["x"]),
