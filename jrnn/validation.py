@@ -51,6 +51,7 @@ __all__ = [
     "check_params",
     "check_real_dtype",
     "check_shape",
+    "check_spec",
     "check_xs_dtype",
     "float_inputs",
     "param_shapes",
@@ -479,6 +480,16 @@ def check_params(cell, params, input_size: int | None = None, argument: str = "p
     spec = cell.param_spec(int(input_size))
     context = f" (hidden_size={cell.hidden_size}, input_size={int(input_size)})"
     _check_tree(spec, params, "", argument, context)
+
+
+def check_spec(params: Any, spec: dict, argument: str = "params") -> None:
+    """Checks a dict of arrays against ``spec = {name: (shape, kind)}`` (the form of
+    a cell's ``param_spec``), for params that belong to no cell (a model's readout).
+
+    Raises:
+      ValueError: a missing or extra key, a wrong shape; TypeError: a wrong dtype kind.
+    """
+    _check_tree(spec, params, "", argument, "")
 
 
 def _check_keys_only(spec, params, where: str, argument: str) -> None:
