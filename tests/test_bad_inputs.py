@@ -26,6 +26,11 @@ STACK = jrnn.stack([jrnn.cells.elman(4), jrnn.cells.gru(2)])
 SP = STACK.init(KEY, 3)
 MODEL = jrnn.models.rnn(ELMAN, 1)
 MP = MODEL.init(KEY, 3)
+MODEL2 = jrnn.models.rnn(ELMAN, 2)
+MP2 = MODEL2.init(KEY, 3)
+TORCH_SD = {"weight_ih_l0": np.ones((4, 3), np.float32),
+            "weight_hh_l0": np.eye(4, dtype=np.float32),
+            "bias_ih_l0": np.zeros(4, np.float32), "bias_hh_l0": np.zeros(4, np.float32)}
 
 
 def _drop(d, k):
@@ -198,6 +203,68 @@ CASES = [
      ValueError, ["num_points"]),
     ("gru_mean_field iterations 0", lambda: jrnn.theory.gated.gru_mean_field(
         1.0, iterations=0), ValueError, ["iterations"]),
+    ("unroll complex carry", lambda: jrnn.unroll(ELMAN, P, XS, carry=jnp.zeros(4, jnp.complex64)),
+     TypeError, ["carry", "complex"]),
+    ("model b_o (1,)", lambda: MODEL2.apply(
+        {**MP2, "readout": {**MP2["readout"], "b_o": jnp.zeros(1)}}, XS), ValueError,
+     ["params['readout']['b_o']", "(2,)", "(1,)"]),
+    ("model W_ho int", lambda: MODEL.apply(
+        {**MP, "readout": {**MP["readout"], "W_ho": jnp.zeros((1, 4), int)}}, XS), TypeError,
+     ["params['readout']['W_ho']", "int"]),
+    ("model missing readout", lambda: MODEL.apply({"cell": MP["cell"]}, XS), ValueError,
+     ["params", "'readout'"]),
+    ("torch int weights", lambda: jrnn.interop.from_torch_state_dict(
+        {k: v.astype(np.int64) for k, v in TORCH_SD.items()}, "rnn"), TypeError,
+     ["weight_", "int64"]),
+    ("torch prefix matches nothing", lambda: jrnn.interop.from_torch_state_dict(
+        TORCH_SD, "rnn", prefix="encoder."), ValueError, ["prefix", "'encoder.'"]),
+    ("accuracy label C", lambda: tasks.accuracy(jnp.zeros((2, 3)), jnp.array([0, 7])),
+     ValueError, ["labels", "[0, 3)"]),
+    ("accuracy label -1", lambda: tasks.accuracy(jnp.zeros((2, 3)), jnp.array([-1, 0])),
+     ValueError, ["labels", "[0, 3)"]),
+    ("accuracy float labels", lambda: tasks.accuracy(jnp.zeros((2, 3)), jnp.array([0.0, 1.0])),
+     TypeError, ["labels", "float"]),
+    ("kaplan_yorke complex", lambda: jrnn.diagnostics.kaplan_yorke_dimension(jnp.ones(2) + 0j),
+     TypeError, ["exponents", "complex"]),
+    ("params beyond memory", lambda: jrnn.cells.elman(10**6).init(KEY, 3), ValueError,
+     ["elman", "TB", "W_hh", "(1000000, 1000000)", "memory"]),
+    ("cell.init int key", lambda: ELMAN.init(5, 3), TypeError, ["key", "5", "PRNG"]),
+    ("cell.init float key", lambda: LSTM.init(jnp.zeros(2), 3), TypeError, ["key", "float"]),
+    ("cell.init input_size float", lambda: ELMAN.init(KEY, 2.5), TypeError,
+     ["input_size", "2.5"]),
+    ("lyapunov int key", lambda: jrnn.diagnostics.lyapunov_spectrum(ELMAN, P, XS, k=2, key=5),
+     TypeError, ["key", "5"]),
+    ("clv int key", lambda: jrnn.diagnostics.covariant_lyapunov_vectors(
+        ELMAN, P, jnp.ones((12, 3)), k=2, key=5), TypeError, ["key", "5"]),
+    ("adding float key", lambda: tasks.adding(jnp.zeros(2), 4, 5), TypeError,
+     ["key", "float"]),
+    ("adding key batch", lambda: tasks.adding(jax.random.split(KEY, 3), 4, 5), ValueError,
+     ["key", "vmap"]),
+    ("register existing", lambda: activations.register("tanh", jnp.tanh), ValueError,
+     ["'tanh'", "overwrite=True"]),
+    ("gradient_norms vector loss", lambda: jrnn.diagnostics.gradient_norms(
+        lambda hs: hs, ELMAN, P, XS), ValueError, ["loss_fn", "scalar", "(5, 4)"]),
+    ("gradient_norms loss not callable", lambda: jrnn.diagnostics.gradient_norms(
+        3, ELMAN, P, XS), TypeError, ["loss_fn"]),
+    ("train step batch not pair", lambda: _step()(_state(), jnp.ones((2, 5, 3))), TypeError,
+     ["batch", "(x, y)", "(2, 5, 3)"]),
+    ("train step batch triple", lambda: _step()(_state(), (XS, XS, XS)), TypeError,
+     ["batch", "3 entries"]),
+    ("bidirectional non-cell", lambda: jrnn.bidirectional(3, ELMAN), TypeError,
+     ["forward", "Cell", "3"]),
+    ("bidirectional one params", lambda: jrnn.bidirectional(ELMAN, ELMAN).apply(P, XS),
+     ValueError, ["params", "(forward_params, backward_params)", "'W_hh'"]),
+    ("lru r_min str", lambda: jrnn.cells.lru(4, r_min="a"), TypeError, ["r_min", "'a'"]),
+    ("lru max_phase 0", lambda: jrnn.cells.lru(4, max_phase=0.0), ValueError, ["max_phase"]),
+    ("sine min_freq str", lambda: tasks.sine(KEY, 4, 5, min_freq="a"), TypeError,
+     ["min_freq", "'a'"]),
+    ("init_state optimizer None", lambda: train.init_state(MP, None, KEY), TypeError,
+     ["optimizer", "None"]),
+    ("init_state int key", lambda: train.init_state(MP, optax.sgd(0.1), 0), TypeError,
+     ["key", "0"]),
+    ("fit eval_fn list", lambda: train.fit(_step(), _state(), _batch, steps=1,
+                                           eval_fn=lambda p: [1.0]), TypeError,
+     ["eval_fn", "mapping", "list"]),
     ("check_key None", lambda: validation.check_key(None, "key"), TypeError, ["key"]),
     ("check_int bool", lambda: validation.check_int(True, "n"), TypeError, ["n"]),
     ("check_number array", lambda: validation.check_number(jnp.ones(2), "x"), TypeError, ["x"]),

@@ -4,8 +4,11 @@ The kinds that must raise are rows of the table in tests/test_bad_inputs.py; her
 ones where the fix is the right number (or a documented NaN).
 """
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+import jrnn
 from jrnn import theory
 
 
@@ -21,3 +24,39 @@ def test_mean_field_odd_num_points_agrees_with_even():
     odd = float(theory.mean_field("tanh", 1.5, num_points=7).q_star)
     even = float(theory.mean_field("tanh", 1.5, num_points=16).q_star)
     assert abs(odd - even) < 1e-5 * even
+
+
+def test_kaplan_yorke_sorts_the_spectrum_and_returns_floats():
+    ky = jrnn.diagnostics.kaplan_yorke_dimension
+    assert float(ky(jnp.array([-1.0, -0.2, 0.5]))) == float(ky(jnp.array([0.5, -0.2, -1.0])))
+    assert abs(float(ky(jnp.array([0.5, -0.2, -1.0]))) - 2.3) < 1e-6
+    out = ky(jnp.array([1, -2]))
+    assert jnp.issubdtype(out.dtype, jnp.floating) and abs(float(out) - 1.5) < 1e-12
+
+
+def test_accuracy_under_jit_gives_nan_for_labels_out_of_range():
+    acc = jax.jit(jrnn.tasks.accuracy)
+    assert np.isnan(float(acc(jnp.zeros((2, 3)), jnp.array([0, 7]))))
+    assert float(acc(jnp.eye(3)[:2], jnp.array([0, 1]))) == 1.0
+
+
+def test_penalty_is_called_like_the_loss_it_is():
+    cell = jrnn.cells.elman(4)
+    params = cell.init(jax.random.key(0), 3)
+    xs = jnp.ones((5, 3))
+    pen = jrnn.penalties.jacobian_norm_penalty(cell)
+    assert float(pen(params, xs)) == float(pen.fn(params, xs))
+
+
+def test_lstm_forget_bias_none_or_zero_leaves_the_bias_to_bias_init():
+    key = jax.random.key(0)
+    uniform = jrnn.initializers.uniform(-1.0, 1.0)
+    plain = jrnn.cells.lstm(2, forget_bias=None, bias_init=uniform).init(key, 3)["b_h"]
+    zero = jrnn.cells.lstm(2, forget_bias=0, bias_init=uniform).init(key, 3)["b_h"]
+    raw = uniform(jax.random.split(key, 3)[2], (8,))
+    np.testing.assert_array_equal(plain, raw)
+    np.testing.assert_array_equal(zero, raw)
+    one = jrnn.cells.lstm(2, bias_init=uniform).init(key, 3)["b_h"]
+    np.testing.assert_array_equal(one[2:4], 1.0)
+    mgu = jrnn.cells.mgu(2, forget_bias=None, bias_init=uniform).init(key, 3)["b_h"]
+    assert np.all(mgu != 0)
