@@ -58,5 +58,3 @@ def test_lstm_forget_bias_none_or_zero_leaves_the_bias_to_bias_init():
     np.testing.assert_array_equal(zero, raw)
     one = jrnn.cells.lstm(2, bias_init=uniform).init(key, 3)["b_h"]
     np.testing.assert_array_equal(one[2:4], 1.0)
-    mgu = jrnn.cells.mgu(2, forget_bias=None, bias_init=uniform).init(key, 3)["b_h"]
-    assert np.all(mgu != 0)

@@ -50,8 +50,7 @@ def mgu(
     Args:
       hidden_size: ``n``.
       forget_bias: initial value of the gate slice ``b_f`` of ``b_h`` (only the
-        initialisation; nothing is added inside the step). ``None`` or ``0``
-        means no special slice: ``bias_init`` fills all of ``b_h``.
+        initialisation; nothing is added inside the step).
       input_init, recurrent_init, bias_init: initialisers for the stacked
         ``W_xh (2n, d)`` (default Glorot uniform), ``W_hh (2n, n)`` (default
         orthogonal per gate) and ``b_h (2n,)`` (default zeros).
@@ -69,20 +68,17 @@ def mgu(
         [(8, 3), (8, 4), (8,)]
     """
     n = check_int(hidden_size, "hidden_size", low=1)
-    if forget_bias is not None:
-        forget_bias = check_number(forget_bias, "forget_bias")
-    special = forget_bias is not None and forget_bias != 0.0
+    forget_bias = check_number(forget_bias, "forget_bias")
     input_init = input_init or inits.glorot_uniform()
     recurrent_init = recurrent_init or inits.orthogonal_blocks(2)
 
     def init(key, input_size):
         d = check_input_size(input_size)
         k_x, k_h, k_b = jax.random.split(key, 3)
-        b = bias_init(k_b, (2 * n,))
         return {
             "W_xh": input_init(k_x, (2 * n, d)),
             "W_hh": recurrent_init(k_h, (2 * n, n)),
-            "b_h": b.at[:n].set(forget_bias) if special else b,
+            "b_h": bias_init(k_b, (2 * n,)).at[:n].set(forget_bias),
         }
 
     def input_map(params, x):
