@@ -64,7 +64,10 @@ _DIGITS_SPLIT_SEED = 0
 
 
 def _check_key(key, name: str = "key") -> jax.Array:
-    """One PRNG key (:func:`jrnn.validation.check_key`); a batch of keys is pointed to vmap."""
+    """One PRNG key (:func:`jrnn.validation.check_key`); a batch of keys is pointed to vmap.
+    A missing key (None) stays a ``ValueError``: the argument is required, not mistyped."""
+    if key is None:
+        raise ValueError(f"{name} must be a PRNG key (jax.random.key(seed)), got None.")
     try:
         return validation.check_key(key, name)
     except ValueError as error:
