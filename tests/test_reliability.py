@@ -4,9 +4,12 @@ The kinds that must raise are rows of the table in tests/test_bad_inputs.py; her
 ones where the fix is the right number (or a documented NaN).
 """
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import jrnn
 from jrnn import theory
@@ -58,3 +61,25 @@ def test_lstm_forget_bias_none_or_zero_leaves_the_bias_to_bias_init():
     np.testing.assert_array_equal(zero, raw)
     one = jrnn.cells.lstm(2, bias_init=uniform).init(key, 3)["b_h"]
     np.testing.assert_array_equal(one[2:4], 1.0)
+
+
+def test_a_kill_mid_delete_leaves_no_half_deleted_step(tmp_path, monkeypatch):
+    from jrnn import checkpoint
+
+    state = {"a": jnp.arange(3.0)}
+    checkpoint.save(tmp_path, state, step=1, max_to_keep=1)
+
+    class Killed(Exception):
+        pass
+
+    def killed(path, ignore_errors=False):  # the process dies inside rmtree
+        os.remove(os.path.join(path, "_CHECKPOINT_METADATA"))
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(checkpoint.shutil, "rmtree", killed)
+        with pytest.raises(Killed):
+            checkpoint.save(tmp_path, state, step=2, max_to_keep=1)
+    assert checkpoint.all_steps(tmp_path) == [2]
+    checkpoint.save(tmp_path, state, step=3, max_to_keep=1)  # finishes the deletion
+    assert sorted(os.listdir(tmp_path)) == ["3"]
