@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import warnings
 from typing import Any
@@ -325,7 +326,11 @@ def save(
             f"step {step} already exists in checkpoint directory {path!r}; refusing to "
             "overwrite it."
         )
-    mgr = _manager(path, max_to_keep, write=True)
+    _remove_deleted(path)
+    # Old steps are pruned here, not by orbax: each is first renamed out of the step
+    # namespace (atomic), then removed, so a kill mid-delete never leaves a half-deleted
+    # step that all_steps would list.
+    mgr = _manager(path, None, write=True)
     try:
         leaves = jax.tree_util.tree_leaves(state)
         arrays = {
@@ -343,7 +348,30 @@ def save(
         mgr.wait_until_finished()
     finally:
         mgr.close()
+    if max_to_keep is not None:
+        for old_step in all_steps(path)[:-max_to_keep]:
+            _delete_step(path, old_step)
     return step
+
+
+_DELETING = ".deleting-"
+
+
+def _delete_step(path: str, step: int) -> None:
+    """Removes step ``step``: renamed out of the step namespace first (atomic), then deleted."""
+    src = os.path.join(path, str(step))
+    dst = os.path.join(path, f"{_DELETING}{step}")
+    os.rename(src, dst)
+    shutil.rmtree(dst, ignore_errors=True)
+
+
+def _remove_deleted(path: str) -> None:
+    """Finishes deletions a killed process left behind (``.deleting-<step>`` directories)."""
+    if not os.path.isdir(path):
+        return
+    for name in os.listdir(path):
+        if name.startswith(_DELETING):
+            shutil.rmtree(os.path.join(path, name), ignore_errors=True)
 
 
 def _abstract_leaves(template):

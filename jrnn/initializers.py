@@ -40,10 +40,7 @@ Initializer = Callable[..., jax.Array]
 
 
 def _shape(shape) -> tuple[int, ...]:
-    shape = tuple(int(s) for s in shape)
-    if any(s < 0 for s in shape):
-        raise ValueError(f"shape must have non-negative sizes, got {shape}.")
-    return shape
+    return _validation.check_shape(shape, "shape")
 
 
 def zeros(key, shape, dtype=jnp.float32):

@@ -18,7 +18,7 @@ what ``return_sequences=True`` means in Keras).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -26,6 +26,7 @@ import jax.numpy as jnp
 
 from jrnn import activations as _activations
 from jrnn import initializers as inits
+from jrnn import validation
 from jrnn.cells.base import Cell
 from jrnn.cells.stack import stack
 from jrnn.unrolling import unroll
@@ -62,6 +63,38 @@ class Model(NamedTuple):
             },
         }
 
+    def check_params(self, params: Any) -> None:
+        """Checks the model's own layout: ``{"cell": ..., "readout": {"W_ho" (m, n),
+        "b_o" (m,)}}`` with real floating readout weights (the cell's params are
+        checked by :func:`jrnn.unroll`).
+
+        Raises:
+          ValueError: a missing ``"cell"`` / ``"readout"``, a readout key or
+            shape that is wrong (a ``b_o`` of shape ``(1,)`` would broadcast);
+          TypeError: params that are not a dict, an integer readout.
+        """
+        if not isinstance(params, Mapping):
+            raise TypeError(
+                f"params must be a dict {{'cell': ..., 'readout': ...}} (model.init's "
+                f"layout), got {type(params).__name__}."
+            )
+        missing = [k for k in ("cell", "readout") if k not in params]
+        if missing:
+            hint = (
+                " These look like a cell's params: pass {'cell': params, 'readout': ...}, "
+                "or call jrnn.unroll(model.cell, params, xs)."
+                if "cell" in missing and "readout" in missing
+                else ""
+            )
+            raise ValueError(
+                f"params is missing {', '.join(repr(k) for k in missing)}; expected the keys "
+                f"'cell' and 'readout' (model.init's layout), got keys "
+                f"{sorted(map(str, params))}.{hint}"
+            )
+        m, n = self.output_size, self.cell.hidden_size
+        spec = {"W_ho": ((m, n), "f"), "b_o": ((m,), "f")}
+        validation.check_spec(params["readout"], spec, "params['readout']")
+
     def readout(self, params: dict[str, Any], h: jax.Array) -> jax.Array:
         """``g(W_ho h + b_o)`` for ``h`` of shape ``(..., n)``."""
         r = params["readout"]
@@ -86,6 +119,7 @@ class Model(NamedTuple):
           ValueError: ``xs`` with ``T = 0`` steps and ``return_sequences=False``
             (checked before tracing), and everything :func:`jrnn.unroll` raises.
         """
+        self.check_params(params)
         shape = jnp.shape(xs)
         if not self.return_sequences and len(shape) in (2, 3) and shape[-2] == 0:
             raise ValueError(

@@ -69,12 +69,19 @@ class Penalty(NamedTuple):
       exponents: for ``"lyapunov"``, ``(cell_params, xs) -> (B, k)`` (or
         ``(k,)``) the exponents the penalty sees; None otherwise.
       config: the static settings, for reports.
+
+    A penalty is called like the loss it is: ``pen(params, xs)`` is
+    ``pen.fn(params, xs)``.
     """
 
     name: str
     fn: Callable[[Any, jax.Array], jax.Array]
     exponents: Callable[[Any, jax.Array], jax.Array] | None = None
     config: tuple[tuple[str, Any], ...] = ()
+
+    def __call__(self, params: Any, xs: jax.Array) -> jax.Array:
+        """``self.fn(params, xs)``: the penalty value."""
+        return self.fn(params, xs)
 
 
 def _check_cell(cell, method: str = "auto") -> Cell:

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jrnn import validation
 from jrnn.validation import check_int
 
 __all__ = [
@@ -63,16 +64,16 @@ _DIGITS_SPLIT_SEED = 0
 
 
 def _check_key(key, name: str = "key") -> jax.Array:
+    """One PRNG key (:func:`jrnn.validation.check_key`); a batch of keys is pointed to vmap.
+    A missing key (None) stays a ``ValueError``: the argument is required, not mistyped."""
     if key is None:
         raise ValueError(f"{name} must be a PRNG key (jax.random.key(seed)), got None.")
-    shape = np.shape(key)
-    typed = jax.dtypes.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key)
-    if (typed and shape != ()) or (not typed and shape != (2,)):
+    try:
+        return validation.check_key(key, name)
+    except ValueError as error:
         raise ValueError(
-            f"{name} must be a single PRNG key (jax.random.key(seed)), got shape {shape}; "
-            "use jax.vmap to generate batches for several keys."
-        )
-    return key
+            f"{error} Use jax.vmap to generate batches for several keys."
+        ) from None
 
 
 # --------------------------------------------------------------------------- adding
@@ -246,6 +247,8 @@ def sine(
     key = _check_key(key)
     B = check_int(batch_size, "batch_size", low=1)
     T = check_int(length, "length", low=2)
+    min_freq = validation.check_number(min_freq, "min_freq", low=0.0)
+    max_freq = validation.check_number(max_freq, "max_freq", low=0.0)
     if not 0 <= min_freq <= max_freq:
         raise ValueError(
             f"min_freq, max_freq must satisfy 0 <= min_freq <= max_freq, got "
@@ -392,10 +395,26 @@ def sequence_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Fraction of positions where ``argmax(logits, -1) == labels``."""
+    """Fraction of positions where ``argmax(logits, -1) == labels``.
+
+    Args:
+      logits: ``(..., C)``.
+      labels: integer ``(...)`` in ``[0, C)``.
+
+    Raises:
+      ValueError: shapes that do not match, or concrete labels outside
+        ``[0, C)`` (a label no argmax can equal would silently count as
+        wrong); traced labels (under ``jit``) out of range give NaN.
+      TypeError: non-integer labels.
+    """
     ls, ys = tuple(np.shape(logits)), tuple(np.shape(labels))
     if len(ls) < 1 or ls[:-1] != ys:
         raise ValueError(
             f"logits must have shape labels.shape + (C,), got logits {ls} and labels {ys}."
         )
-    return jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))
+    C = ls[-1]
+    validation.check_labels(labels, C, "labels")
+    labels = jnp.asarray(labels)
+    hit = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    valid = jnp.all((labels >= 0) & (labels < C))
+    return jnp.where(valid, jnp.mean(hit), jnp.nan)

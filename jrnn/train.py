@@ -82,8 +82,23 @@ class TrainState(NamedTuple):
     rng: jax.Array
 
 
+def _check_optimizer(optimizer) -> None:
+    if not hasattr(optimizer, "update") or not hasattr(optimizer, "init"):
+        raise TypeError(
+            f"optimizer must be an optax GradientTransformation (e.g. optax.adam(1e-3)), got "
+            f"{optimizer!r} ({type(optimizer).__name__})."
+        )
+
+
 def init_state(params: Any, optimizer: optax.GradientTransformation, key: jax.Array) -> TrainState:
-    """``TrainState(params, optimizer.init(params), 0, key)``."""
+    """``TrainState(params, optimizer.init(params), 0, key)``.
+
+    Raises:
+      TypeError: ``optimizer`` is not an optax transformation, ``key`` is not a
+        PRNG key (one key, or a batch ``(K,)`` for vmapped seeds).
+    """
+    _check_optimizer(optimizer)
+    validation.check_key(key, "key", batched=None)
     return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), key)
 
 
@@ -126,15 +141,13 @@ def make_train_step(
       ValueError: (when first traced) if the loss is not a scalar; a
         non-positive or non-finite ``clip_norm``.
       TypeError: ``clip_norm`` not a number, ``skip_nonfinite`` not a bool,
-        ``apply_fn`` / ``loss`` not callable.
+        ``apply_fn`` / ``loss`` not callable; (when first called) a batch that
+        is not a pair ``(x, y)``.
     """
     for name, fn in (("apply_fn", apply_fn), ("loss", loss)):
         if not callable(fn):
             raise TypeError(f"{name} must be callable, got {fn!r} ({type(fn).__name__}).")
-    if not hasattr(optimizer, "update") or not hasattr(optimizer, "init"):
-        raise TypeError(
-            f"optimizer must be an optax GradientTransformation, got {type(optimizer).__name__}."
-        )
+    _check_optimizer(optimizer)
     if clip_norm is not None:
         clip_norm = validation.check_number(clip_norm, "clip_norm", low=0.0, low_open=True)
     skip_nonfinite = validation.check_bool(skip_nonfinite, "skip_nonfinite")
@@ -150,6 +163,14 @@ def make_train_step(
         return value
 
     def step(state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Array]]:
+        if not isinstance(batch, tuple | list) or len(batch) != 2:
+            if isinstance(batch, tuple | list):
+                got = f"a {type(batch).__name__} of {len(batch)} entries"
+            elif hasattr(batch, "shape"):
+                got = f"one array of shape {tuple(jnp.shape(batch))}"
+            else:
+                got = f"a {type(batch).__name__}"
+            raise TypeError(f"batch must be a pair (x, y) of inputs and targets, got {got}.")
         x, y = batch
         value, grads = jax.value_and_grad(loss_of_params)(state.params, x, y)
         grad_norm = optax.tree.norm(grads)
@@ -397,7 +418,13 @@ def fit(
         info["time"] = elapsed
         last = s == total
         if eval_fn is not None and ((eval_every and s % eval_every == 0) or last):
-            ev = jax.device_get(dict(eval_fn(state.params)))
+            ev = eval_fn(state.params)
+            if not isinstance(ev, Mapping):
+                raise TypeError(
+                    f"eval_fn must return a mapping {{name: value}}, got {type(ev).__name__} "
+                    f"{str(ev)[:60]}; return e.g. {{'accuracy': acc}}."
+                )
+            ev = jax.device_get(dict(ev))
             eval_history["step"].append(s)
             for k, v in ev.items():
                 eval_history.setdefault(k, []).append(_to_py(v))

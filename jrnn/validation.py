@@ -45,8 +45,13 @@ __all__ = [
     "check_bool",
     "check_int",
     "check_key",
+    "check_labels",
     "check_number",
+    "check_order",
     "check_params",
+    "check_real_dtype",
+    "check_shape",
+    "check_spec",
     "check_xs_dtype",
     "float_inputs",
     "param_shapes",
@@ -106,7 +111,7 @@ def check_number(
         0-d array).
       argument: the argument's name, for the message.
       low, high: optional bounds; ``low_open`` / ``high_open`` exclude them.
-      finite: reject NaN and +-inf.
+      finite: reject +-inf (NaN is rejected always: it is no number at all).
       traced_ok: a traced scalar (under ``jit`` / ``vmap``, e.g. a gain swept by
         :func:`jrnn.parallel.sweep`) is returned unchecked instead of rejected.
 
@@ -157,8 +162,9 @@ def check_number(
             got = f"a {type(value).__name__} beyond the float range"
         raise ValueError(f"{argument} must be a finite real number{where}, got {got}.") from None
     shown = value if type(value) in (int, float) else v
-    if finite and not math.isfinite(v):
-        raise ValueError(f"{argument} must be a finite real number{where}, got {shown!r}.")
+    if math.isnan(v) or (finite and not math.isfinite(v)):
+        what = "a finite real number" if finite else "a real number (not NaN)"
+        raise ValueError(f"{argument} must be {what}{where}, got {shown!r}.")
     below = low is not None and (v < low or (low_open and v == low))
     above = high is not None and (v > high or (high_open and v == high))
     if below or above:
@@ -202,6 +208,80 @@ def check_int(
         }[(low is not None, high is not None)]
         raise ValueError(f"{argument} must be an integer {where}, got {v}.")
     return int(v)
+
+
+def check_shape(shape: Any, argument: str = "shape") -> tuple[int, ...]:
+    """``shape`` as a tuple of non-negative integers (``(2.5, 3)`` is rejected, not truncated).
+
+    Raises:
+      TypeError: not a sequence of integers (a float dimension, a string).
+      ValueError: a negative dimension.
+    """
+    if isinstance(shape, str | bytes) or not hasattr(shape, "__iter__"):
+        raise TypeError(
+            f"{argument} must be a tuple of integers, got {shape!r} ({_kind(shape)})."
+        )
+    shape = tuple(shape)
+    return tuple(check_int(s, f"{argument}[{i}]", low=0) for i, s in enumerate(shape))
+
+
+def check_order(
+    low: float, high: float, arguments: tuple[str, str], *, strict: bool = True
+) -> None:
+    """Checks that the interval ``[low, high]`` is not empty (``low < high`` when
+    ``strict``, else ``low <= high``); the two values are real numbers already.
+
+    Raises:
+      ValueError: naming both arguments and their values.
+    """
+    bad = low >= high if strict else low > high
+    if bad:
+        rel = "<" if strict else "<="
+        raise ValueError(
+            f"{arguments[0]} must be {rel} {arguments[1]}, got {arguments[0]}={low!r} and "
+            f"{arguments[1]}={high!r}."
+        )
+
+
+def check_labels(labels: Any, num_classes: int, argument: str = "labels") -> None:
+    """Checks integer class ``labels`` lie in ``[0, num_classes)`` (when concrete;
+    traced labels pass, and the callers turn out-of-range entries into NaN).
+
+    Raises:
+      TypeError: labels that are not integers.
+      ValueError: a concrete label outside ``[0, num_classes)``.
+    """
+    dtype = getattr(labels, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(labels).dtype
+    if np.dtype(dtype).kind not in "iu":
+        raise TypeError(f"{argument} must be integers, got dtype {dtype}.")
+    if isinstance(labels, jax.core.Tracer):
+        return
+    arr = np.asarray(labels)
+    if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
+        raise ValueError(
+            f"{argument} must lie in [0, C) = [0, {num_classes}), got values in "
+            f"[{arr.min()}, {arr.max()}]."
+        )
+
+
+def check_real_dtype(tree: Any, argument: str) -> None:
+    """Checks every leaf of ``tree`` has a real floating dtype (not integer, not complex).
+
+    Raises:
+      TypeError: naming the argument, the leaf's path and its dtype.
+    """
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None:
+            dtype = np.asarray(leaf).dtype
+        if np.dtype(dtype).kind != "f":
+            where = jax.tree_util.keystr(path)
+            raise TypeError(
+                f"{argument}{where} must have a real floating dtype, got dtype {dtype}"
+                + (" (cast it with .astype(float))." if np.dtype(dtype).kind in "biu" else ".")
+            )
 
 
 def check_bool(value: Any, argument: str) -> bool:
@@ -400,6 +480,16 @@ def check_params(cell, params, input_size: int | None = None, argument: str = "p
     spec = cell.param_spec(int(input_size))
     context = f" (hidden_size={cell.hidden_size}, input_size={int(input_size)})"
     _check_tree(spec, params, "", argument, context)
+
+
+def check_spec(params: Any, spec: dict, argument: str = "params") -> None:
+    """Checks a dict of arrays against ``spec = {name: (shape, kind)}`` (the form of
+    a cell's ``param_spec``), for params that belong to no cell (a model's readout).
+
+    Raises:
+      ValueError: a missing or extra key, a wrong shape; TypeError: a wrong dtype kind.
+    """
+    _check_tree(spec, params, "", argument, "")
 
 
 def _check_keys_only(spec, params, where: str, argument: str) -> None:

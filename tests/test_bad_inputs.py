@@ -26,6 +26,11 @@ STACK = jrnn.stack([jrnn.cells.elman(4), jrnn.cells.gru(2)])
 SP = STACK.init(KEY, 3)
 MODEL = jrnn.models.rnn(ELMAN, 1)
 MP = MODEL.init(KEY, 3)
+MODEL2 = jrnn.models.rnn(ELMAN, 2)
+MP2 = MODEL2.init(KEY, 3)
+TORCH_SD = {"weight_ih_l0": np.ones((4, 3), np.float32),
+            "weight_hh_l0": np.eye(4, dtype=np.float32),
+            "bias_ih_l0": np.zeros(4, np.float32), "bias_hh_l0": np.zeros(4, np.float32)}
 
 
 def _drop(d, k):
@@ -157,6 +162,109 @@ CASES = [
      ["max_to_keep"]),
     ("save directory None", lambda: jrnn.checkpoint.save(None, {"a": XS}, step=1), TypeError,
      ["directory"]),
+    # 7. issue 33: metadata and arguments that contradicted themselves
+    ("register grad_bound < 0", lambda: activations.register(
+        "bad_bound", jnp.tanh, grad_bound=-1.0), ValueError, ["grad_bound", "-1.0"]),
+    ("register grad_bound nan", lambda: activations.register(
+        "bad_bound", jnp.tanh, grad_bound=float("nan")), ValueError, ["grad_bound", "nan"]),
+    ("register output_range reversed", lambda: activations.register(
+        "bad_range", jnp.tanh, grad_bound=1.0, output_range=(1.0, -1.0)), ValueError,
+     ["output_range[0]", "output_range[1]"]),
+    ("register saturation_threshold < 0", lambda: activations.register(
+        "bad_sat", jnp.tanh, grad_bound=1.0, saturation_threshold=-2.0), ValueError,
+     ["saturation_threshold"]),
+    ("orthogonal float dims", lambda: initializers.orthogonal()(KEY, (2.5, 3)), TypeError,
+     ["shape[0]", "2.5"]),
+    ("normal negative dim", lambda: initializers.scaled_normal()(KEY, (-1, 3)), ValueError,
+     ["shape[0]", "-1"]),
+    ("gaussian_expectation scale < 0", lambda: jrnn.theory.gaussian_expectation(
+        jnp.tanh, -1.0), ValueError, ["scale", "-1.0"]),
+    ("gaussian_expectation num_points 0", lambda: jrnn.theory.gaussian_expectation(
+        jnp.tanh, 1.0, num_points=0), ValueError, ["num_points", "0"]),
+    ("critical_gain lower < 0", lambda: jrnn.theory.critical_gain("tanh", lower=-1.0),
+     ValueError, ["lower", "(0, inf)"]),
+    ("critical_gain lower = 0", lambda: jrnn.theory.critical_gain("tanh", lower=0.0),
+     ValueError, ["lower"]),
+    ("critical_gain lower > upper", lambda: jrnn.theory.critical_gain(
+        "tanh", lower=10.0, upper=1.0), ValueError, ["lower", "upper", "10.0"]),
+    ("critical_gain bisections < 0", lambda: jrnn.theory.critical_gain(
+        "tanh", bisections=-3), ValueError, ["bisections", "-3"]),
+    ("critical_gain bisections float", lambda: jrnn.theory.critical_gain(
+        "tanh", bisections=2.5), TypeError, ["bisections", "2.5"]),
+    ("critical_scale lower > upper", lambda: jrnn.theory.gated.critical_scale(
+        "gru", lower=3.0, upper=1.0), ValueError, ["lower", "upper"]),
+    ("critical no bracket", lambda: initializers.critical("sigmoid", sigma_b=1e6),
+     ValueError, ["critical gain", "sigmoid"]),
+    ("mean_field iterations 0", lambda: jrnn.theory.mean_field("tanh", 1.5, iterations=0),
+     ValueError, ["iterations", "0"]),
+    ("mean_field iterations float", lambda: jrnn.theory.mean_field(
+        "tanh", 1.5, iterations=2.5), TypeError, ["iterations", "2.5"]),
+    ("mean_field num_points 0", lambda: jrnn.theory.mean_field("tanh", 1.5, num_points=0),
+     ValueError, ["num_points"]),
+    ("gru_mean_field iterations 0", lambda: jrnn.theory.gated.gru_mean_field(
+        1.0, iterations=0), ValueError, ["iterations"]),
+    ("unroll complex carry", lambda: jrnn.unroll(ELMAN, P, XS, carry=jnp.zeros(4, jnp.complex64)),
+     TypeError, ["carry", "complex"]),
+    ("model b_o (1,)", lambda: MODEL2.apply(
+        {**MP2, "readout": {**MP2["readout"], "b_o": jnp.zeros(1)}}, XS), ValueError,
+     ["params['readout']['b_o']", "(2,)", "(1,)"]),
+    ("model W_ho int", lambda: MODEL.apply(
+        {**MP, "readout": {**MP["readout"], "W_ho": jnp.zeros((1, 4), int)}}, XS), TypeError,
+     ["params['readout']['W_ho']", "int"]),
+    ("model missing readout", lambda: MODEL.apply({"cell": MP["cell"]}, XS), ValueError,
+     ["params", "'readout'"]),
+    ("torch int weights", lambda: jrnn.interop.from_torch_state_dict(
+        {k: v.astype(np.int64) for k, v in TORCH_SD.items()}, "rnn"), TypeError,
+     ["weight_", "int64"]),
+    ("torch prefix matches nothing", lambda: jrnn.interop.from_torch_state_dict(
+        TORCH_SD, "rnn", prefix="encoder."), ValueError, ["prefix", "'encoder.'"]),
+    ("accuracy label C", lambda: tasks.accuracy(jnp.zeros((2, 3)), jnp.array([0, 7])),
+     ValueError, ["labels", "[0, 3)"]),
+    ("accuracy label -1", lambda: tasks.accuracy(jnp.zeros((2, 3)), jnp.array([-1, 0])),
+     ValueError, ["labels", "[0, 3)"]),
+    ("accuracy float labels", lambda: tasks.accuracy(jnp.zeros((2, 3)), jnp.array([0.0, 1.0])),
+     TypeError, ["labels", "float"]),
+    ("kaplan_yorke complex", lambda: jrnn.diagnostics.kaplan_yorke_dimension(jnp.ones(2) + 0j),
+     TypeError, ["exponents", "complex"]),
+    ("params beyond memory", lambda: jrnn.cells.elman(10**6).init(KEY, 3), ValueError,
+     ["elman", "TB", "W_hh", "(1000000, 1000000)", "memory"]),
+    ("cell.init int key", lambda: ELMAN.init(5, 3), TypeError, ["key", "5", "PRNG"]),
+    ("cell.init float key", lambda: LSTM.init(jnp.zeros(2), 3), TypeError, ["key", "float"]),
+    ("cell.init input_size float", lambda: ELMAN.init(KEY, 2.5), TypeError,
+     ["input_size", "2.5"]),
+    ("lyapunov int key", lambda: jrnn.diagnostics.lyapunov_spectrum(ELMAN, P, XS, k=2, key=5),
+     TypeError, ["key", "5"]),
+    ("clv int key", lambda: jrnn.diagnostics.covariant_lyapunov_vectors(
+        ELMAN, P, jnp.ones((12, 3)), k=2, key=5), TypeError, ["key", "5"]),
+    ("adding float key", lambda: tasks.adding(jnp.zeros(2), 4, 5), TypeError,
+     ["key", "float"]),
+    ("adding key batch", lambda: tasks.adding(jax.random.split(KEY, 3), 4, 5), ValueError,
+     ["key", "vmap"]),
+    ("register existing", lambda: activations.register("tanh", jnp.tanh), ValueError,
+     ["'tanh'", "overwrite=True"]),
+    ("gradient_norms vector loss", lambda: jrnn.diagnostics.gradient_norms(
+        lambda hs: hs, ELMAN, P, XS), ValueError, ["loss_fn", "scalar", "(5, 4)"]),
+    ("gradient_norms loss not callable", lambda: jrnn.diagnostics.gradient_norms(
+        3, ELMAN, P, XS), TypeError, ["loss_fn"]),
+    ("train step batch not pair", lambda: _step()(_state(), jnp.ones((2, 5, 3))), TypeError,
+     ["batch", "(x, y)", "(2, 5, 3)"]),
+    ("train step batch triple", lambda: _step()(_state(), (XS, XS, XS)), TypeError,
+     ["batch", "3 entries"]),
+    ("bidirectional non-cell", lambda: jrnn.bidirectional(3, ELMAN), TypeError,
+     ["forward", "Cell", "3"]),
+    ("bidirectional one params", lambda: jrnn.bidirectional(ELMAN, ELMAN).apply(P, XS),
+     ValueError, ["params", "(forward_params, backward_params)", "'W_hh'"]),
+    ("lru r_min str", lambda: jrnn.cells.lru(4, r_min="a"), TypeError, ["r_min", "'a'"]),
+    ("lru max_phase 0", lambda: jrnn.cells.lru(4, max_phase=0.0), ValueError, ["max_phase"]),
+    ("sine min_freq str", lambda: tasks.sine(KEY, 4, 5, min_freq="a"), TypeError,
+     ["min_freq", "'a'"]),
+    ("init_state optimizer None", lambda: train.init_state(MP, None, KEY), TypeError,
+     ["optimizer", "None"]),
+    ("init_state int key", lambda: train.init_state(MP, optax.sgd(0.1), 0), TypeError,
+     ["key", "0"]),
+    ("fit eval_fn list", lambda: train.fit(_step(), _state(), _batch, steps=1,
+                                           eval_fn=lambda p: [1.0]), TypeError,
+     ["eval_fn", "mapping", "list"]),
     ("check_key None", lambda: validation.check_key(None, "key"), TypeError, ["key"]),
     ("check_int bool", lambda: validation.check_int(True, "n"), TypeError, ["n"]),
     ("check_number array", lambda: validation.check_number(jnp.ones(2), "x"), TypeError, ["x"]),

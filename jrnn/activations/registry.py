@@ -165,6 +165,32 @@ def _check_name(name: str, overwrite: bool) -> None:
         )
 
 
+def _check_metadata(grad_bound, output_range, dead_below, saturation_threshold, kinks) -> dict:
+    """The activation's metadata, checked: none of it may contradict itself."""
+    check = _validation.check_number
+    out = {
+        "grad_bound": None
+        if grad_bound is None
+        else check(grad_bound, "grad_bound", low=0.0, finite=False),
+        "dead_below": None if dead_below is None else check(dead_below, "dead_below"),
+        "saturation_threshold": None
+        if saturation_threshold is None
+        else check(saturation_threshold, "saturation_threshold", low=0.0),
+    }
+    if isinstance(output_range, str) or np.shape(output_range) != (2,):
+        raise ValueError(
+            f"output_range must be a pair (lo, hi), got {output_range!r}."
+        )
+    lo = check(output_range[0], "output_range[0]", finite=False)
+    hi = check(output_range[1], "output_range[1]", finite=False)
+    _validation.check_order(lo, hi, ("output_range[0]", "output_range[1]"), strict=False)
+    out["output_range"] = (lo, hi)
+    if isinstance(kinks, str) or not hasattr(kinks, "__iter__"):
+        raise TypeError(f"kinks must be a tuple of real numbers, got {kinks!r}.")
+    out["kinks"] = tuple(check(k, f"kinks[{i}]") for i, k in enumerate(kinks))
+    return out
+
+
 def register(
     name: str,
     fn: Callable[[Array], Array],
@@ -184,10 +210,18 @@ def register(
       name: registry key.
       fn: elementwise function.
       derivative: closed-form ``f'``; default ``jax.grad(fn)`` elementwise.
-      grad_bound: ``sup |f'|``; default estimated on a dense grid over [-30, 30].
+      grad_bound: ``sup |f'|`` (``>= 0``, ``inf`` allowed); default estimated on a
+        dense grid over [-30, 30].
       output_range, saturating, dead_below, saturation_threshold, kinks: see
         :class:`Activation`.
       overwrite: replace an existing entry instead of raising.
+
+    Raises:
+      ValueError: ``name`` already registered without ``overwrite=True``, or
+        metadata that contradicts itself (``grad_bound < 0``, an
+        ``output_range`` with ``lo > hi``, a negative ``saturation_threshold``,
+        NaN anywhere); TypeError: a non-callable ``fn`` or ``derivative``, a
+        non-number in the metadata.
 
     Example::
 
@@ -197,18 +231,21 @@ def register(
     _check_name(name, overwrite)
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}.")
+    if derivative is not None and not callable(derivative):
+        raise TypeError(f"derivative must be callable or None, got {type(derivative).__name__}.")
+    meta = _check_metadata(grad_bound, output_range, dead_below, saturation_threshold, kinks)
     deriv = derivative if derivative is not None else _elementwise_grad(fn)
-    bound = float(grad_bound) if grad_bound is not None else _numerical_grad_bound(deriv)
+    bound = meta["grad_bound"] if grad_bound is not None else _numerical_grad_bound(deriv)
     act = Activation(
         name=name,
         fn=fn,
         derivative=deriv,
         grad_bound=bound,
-        output_range=tuple(output_range),
-        saturating=bool(saturating),
-        dead_below=dead_below,
-        saturation_threshold=saturation_threshold,
-        kinks=tuple(float(k) for k in kinks),
+        output_range=meta["output_range"],
+        saturating=_validation.check_bool(saturating, "saturating"),
+        dead_below=meta["dead_below"],
+        saturation_threshold=meta["saturation_threshold"],
+        kinks=meta["kinks"],
     )
     _REGISTRY[name] = lambda: act
     _PARAMETRIC[name] = ()

@@ -29,6 +29,8 @@ Shared code asks for a capability; it never reads ``cell.name`` or
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -36,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from jrnn import activations as _activations
+from jrnn import validation
 from jrnn.cells.fused import FusedRule
 
 __all__ = [
@@ -104,7 +107,105 @@ class Pointwise(NamedTuple):
     step_bound: Callable[[Params], tuple[jax.Array, jax.Array]] | None = None
 
 
-class Cell(NamedTuple):
+class _CellFields(NamedTuple):
+    """The fields of :class:`Cell` (see there)."""
+
+    name: str
+    hidden_size: int
+    state_size: int
+    init: Callable[..., Params]
+    initial_carry: Callable[[Params], Carry]
+    input_map: Callable[[Params, jax.Array], jax.Array]
+    recur: Callable[[Params, Carry, jax.Array], tuple[Carry, jax.Array]]
+    input_size: Callable[[Params], int]
+    param_spec: Callable[[int], Any]
+    config: tuple[tuple[str, Any], ...] = ()
+    linear: Linearization | None = None
+    fused: FusedRule | None = None
+    affine: Affine | None = None
+    pointwise: Pointwise | None = None
+
+    def step(self, params: Params, carry: Carry, x: jax.Array) -> tuple[Carry, jax.Array]:
+        """One full step: ``recur(params, carry, input_map(params, x))``."""
+        return self.recur(params, carry, self.input_map(params, x))
+
+    def describe(self) -> str:
+        """``"elman(hidden_size=64, activation=tanh)"``-style label."""
+        items = ", ".join(f"{k}={v}" for k, v in (("hidden_size", self.hidden_size),) + self.config)
+        return f"{self.name}({items})"
+
+
+
+#: Parameters above this many bytes are refused by ``cell.init`` before allocating:
+#: the memory of the default device (its ``bytes_limit``; the host's physical memory
+#: for the CPU) times this fraction.
+MAX_PARAM_FRACTION = 1.0
+
+
+def _memory_limit() -> tuple[int | None, str]:
+    """Bytes the default device can hold, and its name (None when unknown)."""
+    try:
+        device = jax.devices()[0]
+        stats = device.memory_stats() or {}
+        if stats.get("bytes_limit"):
+            return int(stats["bytes_limit"]), f"{device.platform} device"
+    except Exception:  # noqa: BLE001 - a backend without memory stats
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "host (physical)"
+    except (AttributeError, ValueError, OSError):
+        return None, "host"
+
+
+def _spec_sizes(spec):
+    """``(name, shape, bytes)`` of every entry of a param_spec (a stack's spec is a tuple)."""
+    if isinstance(spec, dict):
+        for name, (shape, kind) in spec.items():
+            count = math.prod(int(s) for s in shape)
+            yield name, tuple(shape), count * (8 if kind == "c" else 4)
+    elif isinstance(spec, tuple | list):
+        for i, layer in enumerate(spec):
+            for name, shape, size in _spec_sizes(layer):
+                yield f"[{i}][{name!r}]" if not name.startswith("[") else f"[{i}]{name}", \
+                    shape, size
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} PB"
+
+
+def _guard_init(cell: _CellFields) -> Callable[..., Params]:
+    """``cell.init`` that checks ``key`` and ``input_size`` and refuses, before
+    allocating, params larger than the device's memory (:data:`MAX_PARAM_FRACTION`)."""
+    raw, spec_of, label = cell.init, cell.param_spec, cell.describe()
+
+    def init(key, input_size, *args, **kwargs):
+        validation.check_key(key, "key")
+        d = validation.check_int(input_size, "input_size", low=1)
+        if spec_of is not None:
+            sizes = list(_spec_sizes(spec_of(d)))
+            total = sum(size for _, _, size in sizes)
+            limit, where = _memory_limit()
+            if sizes and limit is not None and total > MAX_PARAM_FRACTION * limit:
+                name, shape, _ = max(sizes, key=lambda t: t[2])
+                raise ValueError(
+                    f"{label}.init(key, input_size={d}) would allocate {_bytes(total)} of "
+                    f"params (largest {name} {shape}, float32), more than the "
+                    f"{_bytes(limit)} of memory on the {where}; reduce hidden_size or "
+                    f"input_size."
+                )
+        return raw(key, input_size, *args, **kwargs)
+
+    init._jrnn_guarded = True  # type: ignore[attr-defined]
+    init.__wrapped__ = raw  # type: ignore[attr-defined]
+    return init
+
+
+class Cell(_CellFields):
     """A recurrent cell: static config closed over by pure functions.
 
     Core fields (every family fills them):
@@ -132,30 +233,13 @@ class Cell(NamedTuple):
       pointwise: :class:`Pointwise`, the elementwise activation and its bound.
     """
 
-    name: str
-    hidden_size: int
-    state_size: int
-    init: Callable[..., Params]
-    initial_carry: Callable[[Params], Carry]
-    input_map: Callable[[Params, jax.Array], jax.Array]
-    recur: Callable[[Params, Carry, jax.Array], tuple[Carry, jax.Array]]
-    input_size: Callable[[Params], int]
-    param_spec: Callable[[int], Any]
-    config: tuple[tuple[str, Any], ...] = ()
-    linear: Linearization | None = None
-    fused: FusedRule | None = None
-    affine: Affine | None = None
-    pointwise: Pointwise | None = None
+    __slots__ = ()
 
-    def step(self, params: Params, carry: Carry, x: jax.Array) -> tuple[Carry, jax.Array]:
-        """One full step: ``recur(params, carry, input_map(params, x))``."""
-        return self.recur(params, carry, self.input_map(params, x))
-
-    def describe(self) -> str:
-        """``"elman(hidden_size=64, activation=tanh)"``-style label."""
-        items = ", ".join(f"{k}={v}" for k, v in (("hidden_size", self.hidden_size),) + self.config)
-        return f"{self.name}({items})"
-
+    def __new__(cls, *args, **kwargs):
+        self = super().__new__(cls, *args, **kwargs)
+        if callable(self.init) and not getattr(self.init, "_jrnn_guarded", False):
+            self = self._replace(init=_guard_init(self))
+        return self
 
 
 def flatten_carry(carry: Carry) -> jax.Array:

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 from jrnn import initializers as inits
 from jrnn.cells._core_fields import check_input_size, input_size_of, zeros_carry
 from jrnn.cells.base import Affine, Cell, Linearization
-from jrnn.validation import check_int
+from jrnn.validation import check_int, check_number
 
 __all__ = [
     "g",
@@ -325,7 +325,9 @@ def lru(
         ((16,), (50, 8))
     """
     n = check_int(hidden_size, "hidden_size", low=1)
-    r_min, r_max, max_phase = float(r_min), float(r_max), float(max_phase)
+    r_min = check_number(r_min, "r_min", low=0.0, high=1.0)
+    r_max = check_number(r_max, "r_max", low=0.0, high=1.0)
+    max_phase = check_number(max_phase, "max_phase", low=0.0, low_open=True)
     if not 0.0 <= r_min < r_max <= 1.0:
         raise ValueError(f"need 0 <= r_min < r_max <= 1, got r_min={r_min}, r_max={r_max}.")
     if max_phase <= 0:

@@ -45,6 +45,8 @@ def lstm(
       hidden_size: ``n``.
       forget_bias: initial value of the forget slice of ``b_h`` (Jozefowicz et
         al. 2015). Only the initialisation; nothing is added inside the step.
+        ``None`` or ``0`` means no special forget slice: ``bias_init`` fills
+        all of ``b_h`` (an all-uniform initialisation, as in Vogt et al.).
       input_init, recurrent_init, bias_init: initialisers for the stacked
         ``W_xh (4n, d)``, ``W_hh (4n, n)`` (default: orthogonal per gate) and
         ``b_h (4n,)``.
@@ -58,7 +60,9 @@ def lstm(
         [(32, 3), (32, 8), (32,)]
     """
     n = check_int(hidden_size, "hidden_size", low=1)
-    forget_bias = check_number(forget_bias, "forget_bias")
+    if forget_bias is not None:
+        forget_bias = check_number(forget_bias, "forget_bias")
+    special = forget_bias is not None and forget_bias != 0.0
     input_init = input_init or inits.glorot_uniform()
     # Orthogonal per gate, the 4 gates drawn by one vmapped (batched) QR: the same values as
     # 4 separate calls, but a single LAPACK call (see jrnn.initializers.orthogonal_blocks).
@@ -68,7 +72,8 @@ def lstm(
         d = check_input_size(input_size)
         k_x, k_h, k_b = jax.random.split(key, 3)
         b = bias_init(k_b, (4 * n,))
-        b = b.at[n : 2 * n].set(forget_bias)
+        if special:
+            b = b.at[n : 2 * n].set(forget_bias)
         return {
             "W_xh": input_init(k_x, (4 * n, d)),
             "W_hh": recurrent_init(k_h, (4 * n, n)),
@@ -142,7 +147,7 @@ def lstm(
         init=init, initial_carry=zeros_carry(n, "W_hh", 2), input_map=input_map, recur=recur,
         input_size=input_size_of("W_xh"),
         param_spec=lambda d: float_spec(W_xh=(4 * n, d), W_hh=(4 * n, n), b_h=(4 * n,)),
-        config=(("forget_bias", float(forget_bias)),),
+        config=(("forget_bias", forget_bias if special else None),),
         linear=Linearization(jacobian, tangent),
         fused=_fused_rule(n),
     )  # fmt: skip

@@ -116,7 +116,7 @@ def covariant_lyapunov_vectors(
     phases = dict(transient=transient, warmup=warmup, backward=backward)
     transient, warmup, backward = check_phases(T, **phases)
     W = T - transient - warmup - backward
-    key = jax.random.key(0) if key is None else key
+    key = jax.random.key(0) if key is None else validation.check_key(key, "key")
 
     def one(x, c):
         us, c = inputs(cell, params, x, c)

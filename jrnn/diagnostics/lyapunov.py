@@ -119,6 +119,8 @@ def kaplan_yorke_dimension(exponents: jax.Array, state_size: int | None = None) 
     only if the spectrum is complete: pass ``state_size = S``; with ``k < S``
     the dimension is then undetermined (at least ``k``) and the result is NaN.
     ``state_size=None`` means the spectrum is complete. NaN in, NaN out.
+    The exponents are sorted (descending) first, so the order they come in
+    does not matter; integer exponents give a float result.
 
     Example::
 
@@ -129,6 +131,15 @@ def kaplan_yorke_dimension(exponents: jax.Array, state_size: int | None = None) 
         nan
     """
     exponents = jnp.asarray(exponents)
+    validation.check_xs_dtype(exponents, "exponents")
+    if not jnp.issubdtype(exponents.dtype, jnp.floating):
+        exponents = exponents.astype(jnp.result_type(float))
+    if exponents.ndim < 1:
+        raise ValueError(f"exponents must have shape (..., k), got a scalar {exponents}.")
+    if state_size is not None:
+        state_size = validation.check_int(state_size, "state_size", low=1)
+    # Descending order (NaN sorts last either way and is caught below).
+    exponents = -jnp.sort(-exponents, axis=-1)
     k = exponents.shape[-1]
     partial = jnp.cumsum(exponents, axis=-1)
     j = jnp.sum(partial >= 0, axis=-1)
@@ -334,6 +345,8 @@ def lyapunov_spectrum(
         memory_budget=memory_budget,
         chunk=chunk,
     )
+    if key is not None:
+        validation.check_key(key, "key")
     xs = jnp.asarray(xs)
     plan, dtype, fdtype = _plan(cell, params, xs, args, qr=qr, mode=mode, method=method)
     us, c0, F0 = _start(cell, params, xs, carry, args, dtype, fdtype, key)

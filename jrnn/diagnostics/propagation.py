@@ -356,6 +356,22 @@ def _stacked_bytes(rec: _Step, T: int, batch: int | None, d: int, S: int) -> int
     return (batch or 1) * T * per_step
 
 
+def _check_loss_fn(loss_fn, hs_shape, dtype) -> None:
+    """``loss_fn`` must be callable and map ``hs`` to a real scalar (checked by tracing)."""
+    if not callable(loss_fn):
+        raise TypeError(
+            f"loss_fn must be a function hs -> scalar, got {type(loss_fn).__name__}."
+        )
+    out = jax.eval_shape(loss_fn, jax.ShapeDtypeStruct(hs_shape, dtype))
+    shape = getattr(out, "shape", None)
+    if shape != ():
+        got = f"shape {tuple(shape)}" if shape is not None else f"a {type(out).__name__}"
+        raise ValueError(
+            f"loss_fn must return a scalar (shape ()) for hs of shape {tuple(hs_shape)}, got "
+            f"{got}; reduce it, e.g. with jnp.sum or jnp.mean."
+        )
+
+
 def gradient_norms(
     loss_fn: Callable[[jax.Array], jax.Array],
     cell: Cell,
@@ -415,8 +431,10 @@ def gradient_norms(
       :class:`GradientNorms`.
 
     Raises:
-      ValueError: unknown ``mode``, a bad ``memory_budget``, and everything
-        :func:`jrnn.unroll` raises for ``cell``, ``params``, ``xs``, ``carry``.
+      ValueError: unknown ``mode``, a bad ``memory_budget``, a ``loss_fn``
+        that does not return a scalar, and everything :func:`jrnn.unroll`
+        raises for ``cell``, ``params``, ``xs``, ``carry``.
+      TypeError: a ``loss_fn`` that is not callable.
 
     Example::
 
@@ -433,6 +451,7 @@ def gradient_norms(
         raise ValueError(f"mode must be one of {PROPAGATION_MODES}, got {mode!r}.")
     budget = check_budget(memory_budget)
     xs = float_inputs(xs, params)
+    _check_loss_fn(loss_fn, xs.shape[:-1] + (cell.hidden_size,), xs.dtype)
     rec = _recurrence(cell, params, xs, carry, batch)
     T, d, S = xs.shape[-2], xs.shape[-1], cell.state_size
     if mode == "auto":

@@ -117,7 +117,9 @@ def from_torch_state_dict(
     Raises:
       ValueError: unknown ``kind``; a missing, unexpected or mis-shaped key
         (the message names the key, the shape received and the shape
-        expected); ``proj_size`` LSTMs; multi-layer bidirectional modules.
+        expected); a ``prefix`` no key starts with; ``proj_size`` LSTMs;
+        multi-layer bidirectional modules.
+      TypeError: integer, bool or complex weights (PyTorch's are float).
 
     Example::
 
@@ -136,9 +138,13 @@ def from_torch_state_dict(
             f"state_dict must be a mapping of parameter names to arrays, got "
             f"{type(state_dict).__name__}."
         )
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a string, got {prefix!r} ({type(prefix).__name__}).")
     sd: dict[str, np.ndarray] = {}
+    skipped = []
     for name, value in state_dict.items():
         if not isinstance(name, str) or not name.startswith(prefix):
+            skipped.append(name)
             continue
         key = name[len(prefix) :]
         match = _TORCH_KEY.match(key)
@@ -152,7 +158,19 @@ def from_torch_state_dict(
                 f"state_dict has key {name!r}: LSTMs with proj_size > 0 have no jrnn "
                 "equivalent; use proj_size=0."
             )
-        sd[key] = np.asarray(value)
+        arr = np.asarray(value)
+        if not jnp.issubdtype(arr.dtype, jnp.floating):  # bfloat16 is kind 'V'
+            raise TypeError(
+                f"state_dict[{name!r}] must hold real floating weights, got dtype {arr.dtype}"
+                + (" (cast with .float())." if arr.dtype.kind in "biu" else ".")
+            )
+        sd[key] = arr
+    if not sd and skipped and prefix:
+        raise ValueError(
+            f"prefix {prefix!r} matches none of the state_dict's {len(skipped)} keys (e.g. "
+            f"{sorted(map(str, skipped))[:4]}); pass the prefix the keys start with, or "
+            "prefix='' for a module's own state_dict."
+        )
     if "weight_hh_l0" not in sd:
         raise ValueError(
             f"state_dict is missing key {prefix + 'weight_hh_l0'!r} (got keys "

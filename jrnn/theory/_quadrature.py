@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jrnn import validation
+
 
 @functools.lru_cache(maxsize=16)
 def hermite(num_points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,10 +73,15 @@ def gaussian_expectation(
       mean: mean ``mu`` (traceable).
       kinks: points (in the pre-activation) where ``fn`` or its derivative is
         not analytic, e.g. ``Activation.kinks``.
-      num_points: Gauss-Legendre nodes per panel.
+      num_points: Gauss-Legendre nodes per panel (an integer ``>= 1``; odd and
+        even both exact for polynomials of degree ``2 num_points - 1``).
 
     Returns:
       ``()`` array, the expectation (float64 when x64 is on and the inputs are).
+
+    Raises:
+      ValueError: a concrete negative ``scale``, ``num_points < 1``;
+        TypeError: a non-integer ``num_points``.
 
     Example::
 
@@ -83,6 +90,7 @@ def gaussian_expectation(
         >>> bool(abs(e - 2.0 / jnp.sqrt(2 * jnp.pi)) < 1e-6)
         True
     """
+    check_scales(scale=scale)
     a, w = quadrature_nodes(scale, mean=mean, kinks=kinks, num_points=num_points)
     return jnp.sum(w * fn(a))
 
@@ -100,7 +108,7 @@ def quadrature_nodes(scale=1.0, *, mean=0.0, kinks=(), num_points: int = 16):
     dtype = float_dtype(scale, mean)
     s = jnp.asarray(scale, dtype)
     mu = jnp.asarray(mean, dtype)
-    x, w = legendre(int(num_points))
+    x, w = legendre(validation.check_int(num_points, "num_points", low=1))
     x, w = jnp.asarray(x, dtype), jnp.asarray(w, dtype)
     breaks = jnp.asarray(BREAKS, dtype)
     if len(kinks):

@@ -70,6 +70,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jrnn import validation
 from jrnn.activations import sigmoid_prime, tanh_prime
 from jrnn.theory._quadrature import check_scales, float_dtype, hermite
 
@@ -183,7 +184,8 @@ def gru_mean_field(
         True
     """
     sw, su = _checked_gate_scales(sigma_w, sigma_u, sigma_b, ("r", "z", "n"))
-    return _gru(sw, su, sigma_b, bias_r, bias_z, bias_in, bias_hn, int(iterations))
+    iterations = validation.check_int(iterations, "iterations", low=1)
+    return _gru(sw, su, sigma_b, bias_r, bias_z, bias_in, bias_hn, iterations)
 
 
 @functools.partial(jax.jit, static_argnums=(7,))
@@ -263,7 +265,8 @@ def lstm_mean_field(
         True
     """
     sw, su = _checked_gate_scales(sigma_w, sigma_u, sigma_b, ("i", "f", "g", "o"))
-    return _lstm(sw, su, sigma_b, bias_i, bias_f, bias_g, bias_o, int(iterations))
+    iterations = validation.check_int(iterations, "iterations", low=1)
+    return _lstm(sw, su, sigma_b, bias_i, bias_f, bias_g, bias_o, iterations)
 
 
 @functools.partial(jax.jit, static_argnums=(7,))
@@ -341,7 +344,8 @@ def critical_scale(
         :func:`lstm_mean_field` (``sigma_u``, ``sigma_b``, gate biases).
 
     Raises:
-      ValueError: ``cell`` not covered (the message lists :data:`COVERED`).
+      ValueError: ``cell`` not covered (the message lists :data:`COVERED`),
+        ``lower <= 0``, ``lower >= upper``, a negative ``bisections``.
 
     Example::
 
@@ -351,6 +355,10 @@ def critical_scale(
         True
     """
     fn = _family(cell)
+    lower = validation.check_number(lower, "lower", low=0.0, low_open=True)
+    upper = validation.check_number(upper, "upper", low=0.0, low_open=True)
+    validation.check_order(lower, upper, ("lower", "upper"))
+    bisections = validation.check_int(bisections, "bisections", low=0)
 
     def excess(log_s):
         return fn(jnp.exp(log_s), **settings).chi - 1.0

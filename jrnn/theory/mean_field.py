@@ -52,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jrnn import activations as _activations
+from jrnn import validation
 from jrnn.theory._quadrature import (
     check_scales,
     float_dtype,
@@ -179,15 +180,18 @@ def mean_field(
         ``jax.vmap(lambda g: mean_field("tanh", g))(gains)`` works.
       sigma_b: bias standard deviation (``>= 0``).
       sigma_u: root-mean-square input drive per unit (``>= 0``).
-      num_points: Gauss-Legendre nodes per quadrature panel.
-      iterations: fixed-point and Newton steps (each).
+      num_points: Gauss-Legendre nodes per quadrature panel (an integer
+        ``>= 1``; odd counts are as exact as even ones).
+      iterations: fixed-point and Newton steps (each; an integer ``>= 1``).
 
     Returns:
       :class:`MeanField`.
 
     Raises:
       ValueError: unknown activation (the message lists the registered ones),
-        or a negative ``sigma_w``, ``sigma_b`` or ``sigma_u``.
+        a negative ``sigma_w``, ``sigma_b`` or ``sigma_u``, ``iterations`` or
+        ``num_points`` below 1; TypeError: a non-integer ``iterations`` or
+        ``num_points``.
 
     Example::
 
@@ -200,6 +204,8 @@ def mean_field(
         [0.25, 1.0]
     """
     check_scales(sigma_w=sigma_w, sigma_b=sigma_b, sigma_u=sigma_u)
+    num_points = validation.check_int(num_points, "num_points", low=1)
+    iterations = validation.check_int(iterations, "iterations", low=1)
     act = _activations.get(activation)
     return _mean_field(act, sigma_w, sigma_b, sigma_u, num_points, iterations)
 
@@ -292,7 +298,10 @@ def critical_gain(
     ``sigma_u`` is critical at ``critical_gain(act, sigma_b, sigma_u=sigma_u)``.
     Closed forms: tanh / identity with ``sigma_b = sigma_u = 0``: 1; ReLU:
     ``sqrt(2)`` (He et al. 2015), for any drive. Returns NaN when ``chi - 1``
-    does not change sign on the bracket (e.g. sigmoid with large ``sigma_b``) or
+    does not change sign on the bracket (e.g. sigmoid with ``sigma_b = 5`` and
+    ``upper = 10``: its ``chi`` grows like ``sigma_w`` and crosses 1 at 12.04,
+    which the default bracket finds; ``mean_field("sigmoid", 12.04, 5.0).chi``
+    is 1.0004) or
     jumps across 0 instead of crossing it: without bias or drive, gelu, silu and
     mish have a bistable variance map (``q* = 0`` and ``q* = inf`` both
     attract; which one is reached depends on the initial state), so no gain is
@@ -303,12 +312,15 @@ def critical_gain(
       activation: registered name or :class:`~jrnn.activations.Activation`.
       sigma_b: bias standard deviation (traceable, ``>= 0``).
       sigma_u: input drive scale (traceable, ``>= 0``; :func:`drive_scale`).
-      lower, upper: bracket for ``sigma_w``.
-      bisections: halvings of the log bracket (60: below float64 resolution).
-      num_points: Gauss-Legendre nodes per quadrature panel.
+      lower, upper: bracket for ``sigma_w``, ``0 < lower < upper``.
+      bisections: halvings of the log bracket (an integer ``>= 0``; 60: below
+        float64 resolution).
+      num_points: Gauss-Legendre nodes per quadrature panel (an integer ``>= 1``).
 
     Raises:
-      ValueError: unknown activation or negative scales.
+      ValueError: unknown activation, negative scales, ``lower <= 0``,
+        ``lower >= upper``, a negative ``bisections``; TypeError: a
+        non-number bracket, a non-integer ``bisections`` or ``num_points``.
 
     Example::
 
@@ -317,10 +329,13 @@ def critical_gain(
         1.4142
     """
     check_scales(sigma_b=sigma_b, sigma_u=sigma_u)
+    lower = validation.check_number(lower, "lower", low=0.0, low_open=True)
+    upper = validation.check_number(upper, "upper", low=0.0, low_open=True)
+    validation.check_order(lower, upper, ("lower", "upper"))
+    bisections = validation.check_int(bisections, "bisections", low=0)
+    num_points = validation.check_int(num_points, "num_points", low=1)
     act = _activations.get(activation)
-    return _critical_gain(
-        act, sigma_b, sigma_u, float(lower), float(upper), int(bisections), num_points
-    )
+    return _critical_gain(act, sigma_b, sigma_u, lower, upper, bisections, num_points)
 
 
 def critical_line(activation, sigma_b, *, sigma_u=0.0, **kwargs) -> jax.Array:

@@ -192,6 +192,17 @@ class Bidirectional(NamedTuple):
         return (self.forward.init(k_f, input_size), self.backward.init(k_b, input_size))
 
     def apply(self, params, xs, *, lengths=None, **kwargs):
+        if not isinstance(params, tuple | list) or len(params) != 2:
+            got = (
+                f"a {type(params).__name__} of {len(params)} entries"
+                if isinstance(params, tuple | list)
+                else f"a {type(params).__name__}"
+                + (f" with keys {sorted(map(str, params))}" if isinstance(params, dict) else "")
+            )
+            raise ValueError(
+                f"params must be a pair (forward_params, backward_params) as "
+                f"Bidirectional.init returns, got {got}."
+            )
         c_f, h_f = unroll(self.forward, params[0], xs, lengths=lengths, **kwargs)
         c_b, h_b = unroll(self.backward, params[1], xs, lengths=lengths, reverse=True, **kwargs)
         hs = jnp.concatenate([h_f, h_b], axis=-1) if self.merge == "concat" else h_f + h_b
@@ -209,6 +220,7 @@ def bidirectional(forward: Cell, backward: Cell, merge: str = "concat") -> Bidir
 
     Raises:
       ValueError: an unknown ``merge``, or ``merge="sum"`` with unequal hidden sizes.
+      TypeError: ``forward`` or ``backward`` is not a :class:`~jrnn.cells.base.Cell`.
 
     Example::
 
@@ -218,6 +230,12 @@ def bidirectional(forward: Cell, backward: Cell, merge: str = "concat") -> Bidir
         >>> bi.apply(params, jnp.ones((5, 3)))[1].shape
         (5, 16)
     """
+    for argument, cell in (("forward", forward), ("backward", backward)):
+        if not isinstance(cell, Cell):
+            raise TypeError(
+                f"{argument} must be a jrnn.Cell (e.g. jrnn.cells.gru(8)), got {cell!r} "
+                f"({type(cell).__name__})."
+            )
     if merge not in ("concat", "sum"):
         raise ValueError(f"merge must be 'concat' or 'sum', got {merge!r}.")
     if merge == "sum" and forward.hidden_size != backward.hidden_size:

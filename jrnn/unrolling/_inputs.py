@@ -116,6 +116,15 @@ def check_inputs(cell: Cell, params, xs, carry=None, lengths=None) -> tuple[int 
                     f"carry leaf {i} must have shape {_shape_str(want)}, got "
                     f"{_shape_str(np.shape(g))}."
                 )
+            got_kind = np.dtype(getattr(g, "dtype", None) or np.asarray(g).dtype).kind
+            want_kind = np.dtype(e.dtype).kind
+            if got_kind == "c" and want_kind != "c":
+                raise TypeError(
+                    f"carry leaf {i} must be real (the cell's state is {e.dtype}), got complex "
+                    f"dtype {np.dtype(getattr(g, 'dtype', None) or np.asarray(g).dtype)}."
+                )
+            if got_kind not in "biufc":
+                raise TypeError(f"carry leaf {i} must be numeric, got dtype {g.dtype}.")
     return batch, T
 
 
