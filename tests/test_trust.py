@@ -332,8 +332,8 @@ def test_float32_chaotic_tanh_spectrum_is_finite_and_obeys_the_sum_rule(method):
     the closed-form mean log|det J_t| (float64, from the same float32 pre-activations)
     within 5e-3 nats (1e-5 relative: float32 rounding of a and of J's entries; measured
     2.8e-3 with jax/jaxlib 0.10.2 on this CPU, where 2e-3, the bound before, failed).
-    (The float32 chain stays finite too, but its exponents below the float32 round-off floor, about -16
-    per step, are not resolved, so the sum rule is not asserted on it.)
+    (The float32 chain stays finite too, but its exponents below the float32 round-off
+    floor, about -16 per step, are not resolved, so the sum rule is not asserted on it.)
     """
     w = 20
     cell, p, h0, xs = _chaotic_tanh()
