@@ -81,6 +81,24 @@ def _is_key(x) -> bool:
     return jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key)
 
 
+_PY_SCALARS = (bool, int, float)
+
+
+def _leaf_dtype(x, path=()) -> np.dtype:
+    """A state leaf's dtype: arrays and PRNG keys as they are, Python ``bool`` /
+    ``int`` / ``float`` as NumPy would store them; anything else is refused."""
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None:
+        return dtype
+    if isinstance(x, (*_PY_SCALARS, np.generic)):
+        return np.asarray(x).dtype
+    where = jax.tree_util.keystr(tuple(path)) or "(the root)"
+    raise TypeError(
+        f"state leaf {where} must be an array or a Python number (bool, int, float), got "
+        f"{type(x).__name__} {str(x)[:40]!r}; keep non-numeric data in extra= or config=."
+    )
+
+
 def _canonical(config) -> Any:
     """``config`` as plain JSON types (tuples become lists), or ValueError."""
     if config is None:
@@ -116,7 +134,7 @@ def fingerprint(tree: Any, config: dict | None = None, model: str | None = None)
     """
     leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(tree)
     leaves = [
-        [jax.tree_util.keystr(path), [int(s) for s in np.shape(x)], str(x.dtype)]
+        [jax.tree_util.keystr(path), [int(s) for s in np.shape(x)], str(_leaf_dtype(x, path))]
         for path, x in leaves_with_path
     ]
     if model is not None and not isinstance(model, str):
@@ -279,7 +297,9 @@ def save(
 
     Args:
       directory: the checkpoint directory (created if missing).
-      state: a pytree of arrays; ``state.step`` is used when ``step`` is None.
+      state: a pytree of arrays (Python ``bool`` / ``int`` / ``float`` leaves are
+        stored too and come back as Python numbers); ``state.step`` is used when
+        ``step`` is None.
       step: the checkpoint's step number (an int >= 0).
       extra: JSON-serialisable dict stored beside the arrays (metrics history).
       config: user config that is part of the fingerprint.
@@ -292,6 +312,7 @@ def save(
       The step saved.
 
     Raises:
+      TypeError: a leaf of ``state`` that is neither an array nor a Python number.
       ValueError: if ``directory`` already holds checkpoints of a different
         fingerprint (nothing in it is touched, temporary leftovers included),
         checkpoint ``step`` already exists, or ``max_to_keep`` is below 1.
@@ -379,7 +400,7 @@ def _abstract_leaves(template):
     abstract = {
         f"{i:05d}": jax.ShapeDtypeStruct(
             tuple(jax.random.key_data(x).shape) if _is_key(x) else np.shape(x),
-            jax.random.key_data(x).dtype if _is_key(x) else x.dtype,
+            jax.random.key_data(x).dtype if _is_key(x) else _leaf_dtype(x),
         )
         for i, x in enumerate(leaves)
     }
@@ -405,6 +426,8 @@ def _read_step(mgr, step: int, leaves, treedef, abstract):
                 raise ValueError(f"leaf {i} has shape {a.shape}, expected {abstract[f'{i:05d}']}")
             if _is_key(x):
                 restored.append(jax.random.wrap_key_data(a, impl=jax.random.key_impl(x)))
+            elif isinstance(x, _PY_SCALARS):  # a Python number comes back as one
+                restored.append(type(x)(a.item()))
             else:
                 restored.append(jax.numpy.asarray(a, dtype=x.dtype))
         meta = out["meta"]

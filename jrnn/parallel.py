@@ -62,6 +62,11 @@ def make_mesh(axis_name: str = "grid", devices: Sequence[Any] | None = None) -> 
       axis_name: the name of the single mesh axis.
       devices: the devices to span; default ``jax.devices()``.
 
+    Raises:
+      TypeError: ``axis_name`` not a string; ``devices`` a string or holding
+        anything but ``jax.Device`` objects (e.g. device names).
+      ValueError: an empty ``axis_name``, no devices, a device listed twice.
+
     Example::
 
         >>> import jrnn
@@ -73,9 +78,30 @@ def make_mesh(axis_name: str = "grid", devices: Sequence[Any] | None = None) -> 
         raise TypeError(f"axis_name must be a non-empty string, got {axis_name!r}.")
     if not axis_name:
         raise ValueError("axis_name must be a non-empty string, got ''.")
+    if isinstance(devices, str | bytes):
+        raise TypeError(
+            f"devices must be a sequence of jax.Device objects, got the string {devices!r}; "
+            f"pass jax.devices({devices!r}) for every device of that platform."
+        )
     devices = list(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices must contain at least one device, got an empty sequence.")
+    for i, device in enumerate(devices):
+        if not isinstance(device, jax.Device):
+            hint = (
+                f" (a device name: use jax.devices() and pick by .platform / .id, e.g. "
+                f"[d for d in jax.devices() if str(d) == {device!r}])"
+                if isinstance(device, str)
+                else ""
+            )
+            raise TypeError(
+                f"devices[{i}] must be a jax.Device, got {device!r} "
+                f"({type(device).__name__}){hint}."
+            )
+    if len(set(devices)) != len(devices):
+        raise ValueError(
+            f"devices must be distinct, got {[str(d) for d in devices]} (a device appears twice)."
+        )
     return Mesh(np.array(devices), (axis_name,))
 
 
@@ -246,7 +272,18 @@ def _sweep_program(
     flat = P(axes)
 
     def point(values):
-        return fn(**dict(zip(names, values)))
+        try:
+            return fn(**dict(zip(names, values)))
+        except (jax.errors.TracerBoolConversionError, jax.errors.ConcretizationTypeError,
+                jax.errors.TracerIntegerConversionError) as err:
+            raise TypeError(
+                f"fn branched in Python on a grid value (axes {', '.join(names)}): sweep "
+                "vmaps its axes, so every grid value is a traced scalar and `if`, `while`, "
+                "int(), float() or bool() on it cannot run. Use jnp.where / jax.lax.cond / "
+                "jax.lax.select for value-dependent choices, or, for a static choice (a size, "
+                "an activation name), loop over it in Python and bind it with "
+                f"functools.partial(fn, ...). JAX said: {type(err).__name__}."
+            ) from err
 
     def local(*columns):  # this device's contiguous block of grid points
         if per_device_batch is None:

@@ -125,11 +125,14 @@ def make_train_step(
       skip_nonfinite: if True, an update whose loss, gradient or new parameters
         are not finite is not applied (params and opt_state stay; step still
         advances), like ``optax.apply_if_finite``. Under ``jax.vmap`` over seeds
-        this freezes only the seeds that diverged.
+        this freezes only the seeds that diverged. :func:`fit` then does not stop
+        on such a step (it was not applied); it warns once per seed and counts
+        the skips in ``history["skipped"]``.
 
     Returns:
       ``step(state, batch)``; ``metrics`` has ``loss``, ``grad_norm`` (global
-      norm before clipping) and ``finite`` (bool: the update was finite).
+      norm before clipping) and ``finite`` (bool: the update was finite), and
+      with ``skip_nonfinite`` also ``skipped`` (bool: the update was dropped).
 
     The returned function carries ``jrnn_model``: a description of the model
     (cell family and static config, readout) when ``apply_fn`` is a
@@ -186,7 +189,10 @@ def make_train_step(
             params = jax.tree_util.tree_map(keep, params, state.params)
             opt_state = jax.tree_util.tree_map(keep, opt_state, state.opt_state)
         new_state = TrainState(params, opt_state, state.step + 1, state.rng)
-        return new_state, {"loss": value, "grad_norm": grad_norm, "finite": finite}
+        metrics = {"loss": value, "grad_norm": grad_norm, "finite": finite}
+        if skip_nonfinite:
+            metrics["skipped"] = ~finite
+        return new_state, metrics
 
     jitted = jax.jit(step)
     jitted.jrnn_model = model_description(apply_fn)
@@ -263,6 +269,34 @@ def _all_finite(x) -> bool:
     return bool(np.all(a)) if a.dtype == bool else bool(np.all(np.isfinite(a)))
 
 
+def _step_ok(metrics: dict, s: int, warned: set[int]) -> bool:
+    """Whether step ``s`` may be kept: every seed finite, or its update skipped.
+
+    A step built with ``skip_nonfinite`` reports ``skipped`` per seed: those seeds
+    kept their parameters, so the step is safe; each seed's first skip is warned
+    about once (``warned`` holds the seeds already named)."""
+    ok = np.ones(np.shape(metrics.get("loss", 0.0)), bool)
+    for k in ("loss", "grad_norm", "finite"):
+        if k in metrics:
+            a = np.asarray(metrics[k])
+            ok = ok & (a if a.dtype == bool else np.isfinite(a))
+    if "skipped" in metrics:
+        skipped = np.asarray(metrics["skipped"], bool)
+        new = [int(i) for i in np.flatnonzero(skipped.reshape(-1)) if int(i) not in warned]
+        if new:
+            warned.update(new)
+            who = "the run" if skipped.ndim == 0 else f"seed(s) {new}"
+            warnings.warn(
+                f"step {s}: {who} hit a non-finite update, which was skipped "
+                "(skip_nonfinite=True): those parameters stay as they were; "
+                'history["skipped"] counts every skip.',
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        ok = ok | skipped
+    return bool(np.all(ok))
+
+
 def fit(
     step_fn: Callable,
     state: TrainState,
@@ -315,6 +349,10 @@ def fit(
     NaN/Inf guard (``nan_guard=True``): if a step's loss, gradient norm or new
     parameters are not finite, training stops, a ``RuntimeWarning`` names the
     step, and the state *before* that step is returned with ``diverged=True``.
+    A step from ``make_train_step(..., skip_nonfinite=True)`` that dropped the
+    non-finite update (per seed, for vmapped seeds) is not a divergence: the
+    other seeds train on, a ``RuntimeWarning`` names each seed the first time it
+    skips, and ``history["skipped"]`` records every skip.
 
     Args:
       step_fn: from :func:`make_train_step` (or ``jax.jit(jax.vmap(step))``).
@@ -390,6 +428,7 @@ def fit(
         )
 
     diverged, reason = False, None
+    warned_skips: set[int] = set()
     t = _first(state.step)
     while t < total:
         start = time.perf_counter()
@@ -398,9 +437,7 @@ def fit(
         metrics = jax.device_get(metrics)
         elapsed = time.perf_counter() - start
         s = t + 1
-        if nan_guard and not all(
-            _all_finite(metrics[k]) for k in ("loss", "grad_norm", "finite") if k in metrics
-        ):
+        if nan_guard and not _step_ok(metrics, s, warned_skips):
             diverged = True
             reason = (
                 f"non-finite training step {s}: loss={metrics.get('loss')}, "

@@ -40,6 +40,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+
+def dtype_kind(dtype: Any) -> str:
+    """NumPy's dtype kind, with JAX's extended floats (bfloat16, float8) as ``"f"``.
+
+    ``np.dtype(jnp.bfloat16).kind`` is ``"V"`` (an ml_dtypes void type), so checks
+    written with ``.kind`` alone would call bfloat16 inputs non-numeric.
+
+    Example::
+
+        >>> import jax.numpy as jnp, jrnn
+        >>> jrnn.validation.dtype_kind(jnp.bfloat16), jrnn.validation.dtype_kind(jnp.int32)
+        ('f', 'i')
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind == "V" and jnp.issubdtype(dtype, jnp.floating):
+        return "f"
+    return dtype.kind
+
+
 __all__ = [
     "NumberTypeError",
     "check_bool",
@@ -53,6 +72,7 @@ __all__ = [
     "check_shape",
     "check_spec",
     "check_xs_dtype",
+    "dtype_kind",
     "float_inputs",
     "param_shapes",
 ]
@@ -136,11 +156,11 @@ def check_number(
             f"{argument} must be a real number{where}, got {value!r} ({_kind(value)})."
         )
     if isinstance(value, jax.core.Tracer):
-        if traced_ok and np.shape(value) == () and np.dtype(value.dtype).kind in "iuf":
+        if traced_ok and np.shape(value) == () and dtype_kind(value.dtype) in "iuf":
             return value
         raise NumberTypeError(f"{argument} must be a concrete Python number, got a traced value.")
     if isinstance(value, np.ndarray | jax.Array):
-        if np.shape(value) != () or np.asarray(value).dtype.kind not in "iuf":
+        if np.shape(value) != () or dtype_kind(np.asarray(value).dtype) not in "iuf":
             raise NumberTypeError(
                 f"{argument} must be a real scalar, got an array of shape "
                 f"{_shape_str(np.shape(value))} and dtype {np.asarray(value).dtype}."
@@ -276,7 +296,7 @@ def check_real_dtype(tree: Any, argument: str) -> None:
         dtype = getattr(leaf, "dtype", None)
         if dtype is None:
             dtype = np.asarray(leaf).dtype
-        if np.dtype(dtype).kind != "f":
+        if dtype_kind(dtype) != "f":
             where = jax.tree_util.keystr(path)
             raise TypeError(
                 f"{argument}{where} must have a real floating dtype, got dtype {dtype}"
@@ -349,7 +369,7 @@ def check_xs_dtype(xs: Any, argument: str = "xs") -> None:
     dtype = getattr(xs, "dtype", None)
     if dtype is None:
         dtype = np.asarray(xs).dtype
-    kind = np.dtype(dtype).kind
+    kind = dtype_kind(dtype)
     if kind == "c":
         raise TypeError(
             f"{argument} must be real, got complex dtype {dtype}; pass jnp.real(xs) or stack "
@@ -366,7 +386,7 @@ def float_inputs(xs: Any, params: Any) -> jax.Array:
         leaves = [
             leaf
             for leaf in jax.tree_util.tree_leaves(params)
-            if np.dtype(getattr(leaf, "dtype", np.float32)).kind == "f"
+            if dtype_kind(getattr(leaf, "dtype", np.float32)) == "f"
         ]
         dtype = jnp.result_type(*leaves) if leaves else jnp.float32
         xs = xs.astype(dtype)
@@ -443,7 +463,7 @@ def _check_tree(spec, params, where: str, argument: str, context: str) -> None:
         dtype = getattr(leaf, "dtype", None)
         if dtype is None:
             dtype = np.asarray(leaf).dtype
-        if np.dtype(dtype).kind != kind:
+        if dtype_kind(dtype) != kind:
             want = {"f": "a real floating dtype", "c": "a complex dtype"}.get(kind, kind)
             raise TypeError(f"{argument}{where}[{name!r}] must have {want}, got dtype {dtype}.")
 

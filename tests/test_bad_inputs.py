@@ -265,6 +265,18 @@ CASES = [
     ("fit eval_fn list", lambda: train.fit(_step(), _state(), _batch, steps=1,
                                            eval_fn=lambda p: [1.0]), TypeError,
      ["eval_fn", "mapping", "list"]),
+    ("make_mesh device names", lambda: parallel.make_mesh("grid", devices=["cpu:0"]),
+     TypeError, ["devices[0]", "jax.Device", "'cpu:0'"]),
+    ("make_mesh platform string", lambda: parallel.make_mesh("grid", devices="cpu"),
+     TypeError, ["devices", "string", "jax.devices('cpu')"]),
+    ("make_mesh duplicate device", lambda: parallel.make_mesh(
+        "grid", devices=[jax.devices()[0]] * 2), ValueError, ["devices", "distinct"]),
+    ("sweep python branch", lambda: parallel.sweep(
+        lambda gain: gain if gain > 1.0 else -gain, gain=jnp.linspace(0.5, 2.0, 4)),
+     TypeError, ["fn", "Python", "gain", "jnp.where"]),
+    ("checkpoint str leaf", lambda: jrnn.checkpoint.save(
+        "/nonexistent-dir-never-created", {"a": "x"}, step=0), TypeError,
+     ["state leaf ['a']", "str", "extra="]),
     ("check_key None", lambda: validation.check_key(None, "key"), TypeError, ["key"]),
     ("check_int bool", lambda: validation.check_int(True, "n"), TypeError, ["n"]),
     ("check_number array", lambda: validation.check_number(jnp.ones(2), "x"), TypeError, ["x"]),

@@ -116,8 +116,8 @@ def check_inputs(cell: Cell, params, xs, carry=None, lengths=None) -> tuple[int 
                     f"carry leaf {i} must have shape {_shape_str(want)}, got "
                     f"{_shape_str(np.shape(g))}."
                 )
-            got_kind = np.dtype(getattr(g, "dtype", None) or np.asarray(g).dtype).kind
-            want_kind = np.dtype(e.dtype).kind
+            got_kind = validation.dtype_kind(getattr(g, "dtype", None) or np.asarray(g).dtype)
+            want_kind = validation.dtype_kind(e.dtype)
             if got_kind == "c" and want_kind != "c":
                 raise TypeError(
                     f"carry leaf {i} must be real (the cell's state is {e.dtype}), got complex "
