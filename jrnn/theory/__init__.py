@@ -4,6 +4,7 @@
   networks, the order-to-chaos line (Poole et al. 2016; Schoenholz et al. 2017).
 - :mod:`jrnn.theory.gated`: GRU / LSTM mean field at initialisation.
 - :mod:`jrnn.theory.spectra`: annealed Lyapunov spectrum, singular values of products.
+- :mod:`jrnn.theory.memory`: the curse of memory of a linear recurrence in closed form.
 
 What applies to a given cell, in one call, is :func:`jrnn.predict`
 (:mod:`jrnn.prediction`): it sits above the cells it inspects, while this
@@ -13,6 +14,7 @@ package stays below them (the initialisers import it).
 # ruff: noqa: F401  (every import here is a re-export; __all__ is built from the modules')
 
 from jrnn.theory import gated, spectra
+from jrnn.theory.memory import LinearMemory, linear_memory
 from jrnn.theory import mean_field as _mean_field_module
 from jrnn.theory.mean_field import (
     MeanField,
@@ -28,7 +30,9 @@ from jrnn.theory.mean_field import (
 __all__ = sorted(
     [
         *(name for name in _mean_field_module.__all__ if name != "quadrature_nodes"),
+        "LinearMemory",
         "gated",
+        "linear_memory",
         "spectra",
     ]
 )
