@@ -23,6 +23,7 @@ from jrnn.diagnostics.propagation import (
     gradient_norms,
     propagation,
 )
+from jrnn.diagnostics.sensitivity import PROBE_DISTRIBUTIONS, Sensitivity, parameter_sensitivity
 from jrnn.diagnostics.spectra import (
     SINGULAR_VALUE_METHODS,
     SV_STATS_MODES,
@@ -61,4 +62,7 @@ __all__ = [
     "step_jacobians",
     "tangent_map",
     "unit_health",
+    "PROBE_DISTRIBUTIONS",
+    "Sensitivity",
+    "parameter_sensitivity",
 ]

@@ -14,7 +14,6 @@ package stays below them (the initialisers import it).
 # ruff: noqa: F401  (every import here is a re-export; __all__ is built from the modules')
 
 from jrnn.theory import gated, spectra
-from jrnn.theory.memory import LinearMemory, linear_memory
 from jrnn.theory import mean_field as _mean_field_module
 from jrnn.theory.mean_field import (
     MeanField,
@@ -25,6 +24,7 @@ from jrnn.theory.mean_field import (
     gaussian_expectation,
     mean_field,
 )
+from jrnn.theory.memory import LinearMemory, linear_memory
 
 # mean_field's names except its quadrature_nodes (the nodes live in theory._quadrature).
 __all__ = sorted(
