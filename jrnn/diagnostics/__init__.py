@@ -9,6 +9,7 @@ from jrnn.diagnostics._trajectory import DEFAULT_MEMORY_BUDGET, STREAM_MODES, ta
 from jrnn.diagnostics.clv import CovariantVectors, covariant_lyapunov_vectors
 from jrnn.diagnostics.ftle import FiniteTimeExponents, finite_time_exponents
 from jrnn.diagnostics.health import PascanuBound, UnitHealth, pascanu_bound, unit_health
+from jrnn.diagnostics.hessian import HessianSpectrum, hessian_spectrum
 from jrnn.diagnostics.jacobians import JACOBIAN_METHODS, step_jacobians
 from jrnn.diagnostics.lyapunov import (
     QR_METHODS,
@@ -65,4 +66,6 @@ __all__ = [
     "PROBE_DISTRIBUTIONS",
     "Sensitivity",
     "parameter_sensitivity",
+    "HessianSpectrum",
+    "hessian_spectrum",
 ]
