@@ -17,6 +17,11 @@ from jrnn.diagnostics.lyapunov import (
     kaplan_yorke_dimension,
     lyapunov_spectrum,
 )
+from jrnn.diagnostics.memory_capacity import (
+    MEMORY_CAPACITY_METHODS,
+    MemoryCapacity,
+    memory_capacity,
+)
 from jrnn.diagnostics.propagation import (
     PROPAGATION_MODES,
     GradientNorms,
@@ -68,4 +73,7 @@ __all__ = [
     "parameter_sensitivity",
     "HessianSpectrum",
     "hessian_spectrum",
+    "MEMORY_CAPACITY_METHODS",
+    "MemoryCapacity",
+    "memory_capacity",
 ]
