@@ -141,3 +141,26 @@ def test_bad_arguments_and_nan():
     assert np.all(np.isnan(sens.normalized["W_hh"][2:]))
     zero = jrnn.diagnostics.parameter_sensitivity(cell, params, jnp.zeros((3, 1)), probes=64)
     assert np.all(np.isnan(zero.normalized["W_hh"]))  # E||s||^2 = 0: undefined, not 0 or inf
+
+
+def test_a_wrapped_step_function_works():
+    if not hasattr(jrnn, "wrap"):
+        pytest.skip("jrnn.wrap (branch h-wrap) is not merged into this branch yet")
+
+    def step(p, h, x):
+        h = jnp.tanh(p["W_hh"] @ h + p["W_xh"] @ x + p["b_h"])
+        return h, h
+
+    built = jrnn.cells.elman(3, "tanh")
+    params = _f64(built.init(jax.random.key(0), 2))
+    cell, wparams = jrnn.wrap(step, params=params, carry=jnp.zeros(3, jnp.float64),
+                              input_size=2)
+    xs = jax.random.normal(jax.random.key(1), (2, 6, 2))
+    got = jrnn.diagnostics.parameter_sensitivity(cell, wparams, xs, probes=64)
+    want = jrnn.diagnostics.parameter_sensitivity(built, params, xs, probes=64)
+    ref, _ = _reference(built, params, xs)
+    for name in ref:
+        wname = [k for k in got.squared_norm if k.endswith(name)]
+        assert len(wname) == 1, (name, list(got.squared_norm))
+        np.testing.assert_allclose(got.squared_norm[wname[0]], ref[name], rtol=1e-9)
+        np.testing.assert_allclose(got.normalized[wname[0]], want.normalized[name], rtol=1e-9)
