@@ -86,3 +86,21 @@ def test_bad_arguments_and_nan():
     bad = dict(params, c=jnp.asarray(jnp.nan))
     spec = jrnn.diagnostics.hessian_spectrum(loss, bad, batch, k=2)
     assert np.all(np.isnan(spec.eigenvalues)) and np.all(np.isnan(spec.participation))
+
+
+def test_lanczos_equals_the_dense_hessian_of_a_small_nonlinear_loss():
+    A = jax.random.normal(jax.random.key(5), (7, 6), jnp.float64)
+
+    def loss(p, batch):
+        z = jnp.tanh(A @ p["w"] + p["b"]) - batch
+        return jnp.sum(z**2) + 0.1 * jnp.sum(p["w"] ** 4)
+
+    params = {"w": jax.random.normal(jax.random.key(6), (6,), jnp.float64),
+              "b": jnp.ones(7, jnp.float64) * 0.3}
+    batch = jnp.linspace(-1.0, 1.0, 7)
+    w, U = _dense(loss, params, batch)
+    spec = jrnn.diagnostics.hessian_spectrum(loss, params, batch, k=13, iterations=13)
+    np.testing.assert_allclose(spec.eigenvalues, w, rtol=1e-9, atol=1e-11 * abs(w[0]))
+    assert abs(float(spec.eigenvectors[0] @ U[:, 0])) > 1 - 1e-9
+    part = jrnn.diagnostics.hessian_spectrum(loss, params, batch, k=1, iterations=8)
+    assert abs(float(part.eigenvalues[0]) - w[0]) <= float(part.residuals[0]) + 1e-9
