@@ -9,12 +9,18 @@ from jrnn.diagnostics._trajectory import DEFAULT_MEMORY_BUDGET, STREAM_MODES, ta
 from jrnn.diagnostics.clv import CovariantVectors, covariant_lyapunov_vectors
 from jrnn.diagnostics.ftle import FiniteTimeExponents, finite_time_exponents
 from jrnn.diagnostics.health import PascanuBound, UnitHealth, pascanu_bound, unit_health
+from jrnn.diagnostics.hessian import HessianSpectrum, hessian_spectrum
 from jrnn.diagnostics.jacobians import JACOBIAN_METHODS, step_jacobians
 from jrnn.diagnostics.lyapunov import (
     QR_METHODS,
     LyapunovSpectrum,
     kaplan_yorke_dimension,
     lyapunov_spectrum,
+)
+from jrnn.diagnostics.memory_capacity import (
+    MEMORY_CAPACITY_METHODS,
+    MemoryCapacity,
+    memory_capacity,
 )
 from jrnn.diagnostics.propagation import (
     PROPAGATION_MODES,
@@ -23,6 +29,7 @@ from jrnn.diagnostics.propagation import (
     gradient_norms,
     propagation,
 )
+from jrnn.diagnostics.sensitivity import PROBE_DISTRIBUTIONS, Sensitivity, parameter_sensitivity
 from jrnn.diagnostics.spectra import (
     SINGULAR_VALUE_METHODS,
     SV_STATS_MODES,
@@ -61,4 +68,12 @@ __all__ = [
     "step_jacobians",
     "tangent_map",
     "unit_health",
+    "PROBE_DISTRIBUTIONS",
+    "Sensitivity",
+    "parameter_sensitivity",
+    "HessianSpectrum",
+    "hessian_spectrum",
+    "MEMORY_CAPACITY_METHODS",
+    "MemoryCapacity",
+    "memory_capacity",
 ]

@@ -16,6 +16,7 @@ in a label (:mod:`jrnn.plot.style`).
 - :func:`gain_sweep`: ``lambda_1`` against ``sigma_w`` with the mean-field curve.
 - :func:`theory_vs_measured`: measured against predicted exponents on a diagonal.
 - :func:`ftle`, :func:`clv_angles`: histograms of finite-time exponents and CLV angles.
+- :func:`sensitivity_vs_memory`: the curse of memory, measured beside its closed form.
 
 matplotlib is an optional dependency (``pip install "jrnn[plot]"``): importing
 this module never imports it; a function raises :class:`ImportError` with that
@@ -30,6 +31,7 @@ from jrnn.plot import style
 from jrnn.plot.criticality import gain_sweep, phase_diagram, theory_vs_measured
 from jrnn.plot.exponents import clv_angles, ftle, spectrum
 from jrnn.plot.gradients import propagation, singular_values, training
+from jrnn.plot.memory import sensitivity_vs_memory
 from jrnn.plot.style import subplots
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "gain_sweep",
     "phase_diagram",
     "propagation",
+    "sensitivity_vs_memory",
     "singular_values",
     "spectrum",
     "style",

@@ -4,6 +4,7 @@
   networks, the order-to-chaos line (Poole et al. 2016; Schoenholz et al. 2017).
 - :mod:`jrnn.theory.gated`: GRU / LSTM mean field at initialisation.
 - :mod:`jrnn.theory.spectra`: annealed Lyapunov spectrum, singular values of products.
+- :mod:`jrnn.theory.memory`: the curse of memory of a linear recurrence in closed form.
 
 What applies to a given cell, in one call, is :func:`jrnn.predict`
 (:mod:`jrnn.prediction`): it sits above the cells it inspects, while this
@@ -23,12 +24,15 @@ from jrnn.theory.mean_field import (
     gaussian_expectation,
     mean_field,
 )
+from jrnn.theory.memory import LinearMemory, linear_memory
 
 # mean_field's names except its quadrature_nodes (the nodes live in theory._quadrature).
 __all__ = sorted(
     [
         *(name for name in _mean_field_module.__all__ if name != "quadrature_nodes"),
+        "LinearMemory",
         "gated",
+        "linear_memory",
         "spectra",
     ]
 )
