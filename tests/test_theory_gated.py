@@ -1,4 +1,6 @@
-"""Gated-cell mean field (GRU, LSTM) against simulated networks at initialisation."""
+"""Gated-cell mean field (GRU, LSTM) against simulated networks at initialisation: the annealed
+theory (per-step gain, an annealed simulation) and the tied edge of chaos (eigenvalues of the
+actual Jacobian, measured Lyapunov exponents)."""
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +40,7 @@ def test_gru_gain_per_step(sw, su, biases):
     h and n adds ~1% (measured 0.3326 / 0.5769 / 0.7684 vs 0.3316 / 0.5849 / 0.7674):
     tolerance 4% relative."""
     chi, cell, params, xs = _measured_gain("gru", sw, su, biases)
-    mf = gated.gru_mean_field(sw, sigma_u=su, bias_r=biases[0], bias_z=biases[1])
+    mf = gated.annealed_gru_mean_field(sw, sigma_u=su, bias_r=biases[0], bias_z=biases[1])
     np.testing.assert_allclose(chi, float(mf.chi), rtol=0.04)
     # predict() reads the same scales off the params and input sample
     p = jrnn.predict(cell, params, xs)
@@ -53,16 +55,19 @@ def test_lstm_gain_per_step(sw, su, biases):
     0.4495 / 0.5964 / 1.1335 vs 0.4482 / 0.5798 / 1.1213): tolerance 5% relative."""
     chi, *_ = _measured_gain("lstm", sw, su, biases)
     b = dict(zip(("bias_i", "bias_f", "bias_g", "bias_o"), biases))
-    mf = gated.lstm_mean_field(sw, sigma_u=su, **b)
+    mf = gated.annealed_lstm_mean_field(sw, sigma_u=su, **b)
     np.testing.assert_allclose(chi, float(mf.chi), rtol=0.05)
 
 
 def test_gated_limits_errors_and_critical_init():
     # update gate shut / forget gate open: the carry is copied, gain 1
-    assert abs(float(gated.gru_mean_field(1.0, bias_z=20.0).chi) - 1) < 1e-6
-    assert float(gated.lstm_mean_field(1.0, bias_f=20.0).memory) > 1 - 1e-6
+    assert abs(float(gated.annealed_gru_mean_field(1.0, bias_z=20.0).chi) - 1) < 1e-6
+    assert float(gated.annealed_lstm_mean_field(1.0, bias_f=20.0).memory) > 1 - 1e-6
+    g = float(gated.annealed_critical_scale("lstm", bias_f=1.0))
+    np.testing.assert_allclose(float(gated.annealed_lstm_mean_field(g, bias_f=1.0).chi), 1.0,
+                               atol=1e-6)
     g = float(gated.critical_scale("lstm", bias_f=1.0))
-    np.testing.assert_allclose(float(gated.lstm_mean_field(g, bias_f=1.0).chi), 1.0, atol=1e-6)
+    np.testing.assert_allclose(float(gated.lstm_edge(g, bias_f=1.0).radius), 1.0, atol=1e-9)
     W = jrnn.initializers.critical("lstm", bias_f=1.0)(jax.random.key(0), (400, 400))
     np.testing.assert_allclose(float(jnp.std(W)) * 20, g, rtol=0.02)
     with pytest.raises(ValueError, match="covers cells"):
@@ -70,9 +75,9 @@ def test_gated_limits_errors_and_critical_init():
     with pytest.raises(ValueError, match="covers cells"):
         jrnn.predict(jrnn.cells.indrnn(4), {"sigma_w": 1.0})
     with pytest.raises(ValueError, match="sigma_w"):
-        gated.gru_mean_field(-1.0)
+        gated.annealed_gru_mean_field(-1.0)
     with pytest.raises(ValueError, match="per-gate"):
-        gated.lstm_mean_field((1.0, 1.0))
-    chi = jax.vmap(lambda s: gated.gru_mean_field(s, bias_z=1.0).chi)(jnp.array([0.5, 1.0]))
-    np.testing.assert_allclose(chi[1], float(gated.gru_mean_field(1.0, bias_z=1.0).chi),
+        gated.annealed_lstm_mean_field((1.0, 1.0))
+    chi = jax.vmap(lambda s: gated.annealed_gru_mean_field(s, bias_z=1.0).chi)(jnp.array([0.5, 1.0]))
+    np.testing.assert_allclose(chi[1], float(gated.annealed_gru_mean_field(1.0, bias_z=1.0).chi),
                                rtol=1e-10)
