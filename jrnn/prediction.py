@@ -148,7 +148,8 @@ def _predict_gated(cell, name, scales, spec, input_sample, is_params) -> dict:
     out["chi"], out["log_growth"] = float(g.chi), float(g.log_growth)
     out["annealed"] = {k: float(v) for k, v in g._asdict().items()}
     # the tied theory averages over the actual per-unit bias vectors
-    unit_scales = scales_from_params(cell, spec, input_sample, per_unit=True) if is_params else scales
+    unit_scales = (scales_from_params(cell, spec, input_sample, per_unit=True) if is_params
+                   else scales)
     edge = tied(**unit_scales)
     out.update(q_h=float(edge.q_h), radius=float(edge.radius), memory=float(edge.memory),
                active=bool(edge.active))
