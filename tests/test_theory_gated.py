@@ -151,6 +151,11 @@ def test_tied_radius_vs_eig_gaussian(kind, sw, biases):
     e = _edge(kind, sw, biases)
     assert not bool(e.active)
     np.testing.assert_allclose(_fixed_point_radius(cell, params), float(e.radius), atol=0.05)
+    c0 = jax.tree_util.tree_map(lambda a: 0.1 + 0 * a, cell.initial_carry(params))
+    cT, _ = jrnn.unroll(cell, params, jnp.zeros((3000, 1)), carry=c0)
+    h = cT if kind == "gru" else cT[0]
+    # measured 0.191 vs 0.171 (GRU), 0.068 vs 0.062 (LSTM); N = 1024: 0.165, 0.171 (GRU)
+    np.testing.assert_allclose(float(jnp.mean(h**2)), float(e.q_h), rtol=0.15, atol=1e-12)
 
 
 def _lambda1(cell, params, xs, seed=3, warmup=300):
