@@ -265,8 +265,8 @@ def driven_and_gated(acts, cfg: Config, sigma_b: float, seed: int) -> dict:
     biases = np.asarray(cfg.gate_biases, np.float64)
     fine = np.linspace(biases.min(), biases.max(), 4 * len(biases))
     for kind, key in (("gru", "bias_z"), ("lstm", "bias_f")):
-        fn = (jrnn.theory.gated.gru_mean_field if kind == "gru"
-              else jrnn.theory.gated.lstm_mean_field)
+        fn = (jrnn.theory.gated.annealed_gru_mean_field if kind == "gru"
+              else jrnn.theory.gated.annealed_lstm_mean_field)
         pred = [float(fn(1.0, sigma_u=0.5, **{key: float(b)}).chi) for b in fine]
         meas = [gated_gain(kind, cfg.gated_size, cfg.gated_T, float(b), seed)
                 for b in biases]

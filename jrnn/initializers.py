@@ -180,10 +180,10 @@ def critical(
     :func:`jrnn.theory.critical_gain`): the edge of chaos, where a random
     network neither forgets nor amplifies perturbations exponentially. For
     ``"gru"`` / ``"lstm"`` it is the recurrent scale (all gates) at which the
-    gated mean field's mean squared gain per step is 1
-    (:func:`jrnn.theory.gated.critical_scale`; ``gate_biases`` such as
-    ``bias_z=1.0`` or ``bias_f=1.0`` as in :func:`jrnn.theory.gated.gru_mean_field`).
-    With the defaults it is the previous behaviour.
+    tied network's quiescent state loses stability, the spectral radius of its step Jacobian
+    reaching 1 (:func:`jrnn.theory.gated.critical_scale`; GRU 2.0, LSTM ``b_f = 1``: 1.076;
+    measured ``lambda_1`` 0 within the finite-size spread at N = 256); ``gate_biases`` such as
+    ``bias_z=1.0`` or ``bias_f=1.0`` as in :func:`jrnn.theory.gated.gru_edge`.
 
     Raises:
       ValueError: unknown activation / cell, or no critical scale on the bracket.

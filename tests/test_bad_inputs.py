@@ -201,7 +201,7 @@ CASES = [
         "tanh", 1.5, iterations=2.5), TypeError, ["iterations", "2.5"]),
     ("mean_field num_points 0", lambda: jrnn.theory.mean_field("tanh", 1.5, num_points=0),
      ValueError, ["num_points"]),
-    ("gru_mean_field iterations 0", lambda: jrnn.theory.gated.gru_mean_field(
+    ("gru_mean_field iterations 0", lambda: jrnn.theory.gated.annealed_gru_mean_field(
         1.0, iterations=0), ValueError, ["iterations"]),
     ("unroll complex carry", lambda: jrnn.unroll(ELMAN, P, XS, carry=jnp.zeros(4, jnp.complex64)),
      TypeError, ["carry", "complex"]),

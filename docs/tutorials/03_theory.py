@@ -144,5 +144,7 @@ ortho = jrnn.cells.elman(n, "tanh", recurrent_init=jrnn.initializers.orthogonal(
 ortho_params = ortho.init(jax.random.key(0), d)
 ly = jrnn.diagnostics.lyapunov_spectrum(ortho, ortho_params, xs, carry=h0, k=1, transient=50)
 print(f"orthogonal W at g*: lambda_1 {float(ly.exponents[0]):+.3f} +- {float(ly.stderr[0]):.3f}")
-gated = jrnn.theory.gated.lstm_mean_field(sigma_w=1.0, sigma_u=sigma_u)
-print("LSTM mean field at sigma_w = 1: log growth per step", float(gated.log_growth))
+gated = jrnn.theory.gated.annealed_lstm_mean_field(sigma_w=1.0, sigma_u=sigma_u)
+print("LSTM annealed mean field at sigma_w = 1: log growth per step", float(gated.log_growth))
+edge = jrnn.theory.gated.lstm_edge(1.0)   # tied weights: the quiescent state's spectral radius
+print("tied LSTM at sigma_w = 1: radius", float(edge.radius), "lambda_1", float(edge.log_radius))

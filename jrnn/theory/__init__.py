@@ -2,7 +2,8 @@
 
 - :mod:`jrnn.theory.mean_field`: ``q*``, ``chi``, ``c*``, depth scales, driven
   networks, the order-to-chaos line (Poole et al. 2016; Schoenholz et al. 2017).
-- :mod:`jrnn.theory.gated`: GRU / LSTM mean field at initialisation.
+- :mod:`jrnn.theory.gated`: GRU / LSTM: the tied-weight edge of chaos (quiescent state's
+  spectral radius) and the annealed mean field (weights redrawn every step).
 - :mod:`jrnn.theory.spectra`: annealed Lyapunov spectrum, singular values of products.
 - :mod:`jrnn.theory.memory`: the curse of memory of a linear recurrence in closed form.
 

@@ -1,4 +1,27 @@
-"""Mean field of gated cells (GRU, LSTM) at initialisation.
+"""Mean field of gated cells (GRU, LSTM) at initialisation: tied (default) and annealed.
+
+Two theories, for two different random networks:
+
+- **Tied** (:func:`gru_edge`, :func:`lstm_edge`, :func:`critical_scale`): the recurrent weights
+  are drawn once and kept, as in every network people build and train. The edge of chaos is
+  where the quiescent (fixed-point) state loses stability: the spectral radius of the step
+  Jacobian there reaches 1 (a random-matrix criterion, derived in :mod:`jrnn.theory._tied`).
+  At zero biases: GRU ``J = <z> I + <(1-z) r> W_n``, a disk centred at ``<z>``, critical at
+  ``sigma_w = 2``; LSTM ``b_f = 1``: ``sigma_w = 1.08``. Measured ``lambda_1`` at
+  :func:`critical_scale`: 0 within the finite-size spread (N = 256: within 0.04 of 0;
+  tests/test_theory_gated.py). The active state's exponent and ``q_h`` are not derived
+  (NaN, flagged ``active``).
+- **Annealed** (:func:`annealed_gru_mean_field`, :func:`annealed_lstm_mean_field`,
+  :func:`annealed_critical_scale`): the weights are redrawn at every step. Its ``chi`` and
+  ``q_h`` match such a simulation within 0.4%, and ``chi`` is the mean squared gain
+  ``||J_t||_F^2 / S`` of one step of a tied network too, but its ``chi = 1`` is **not** the
+  tied network's edge of chaos (GRU: ``sigma_w = 3.44``, where a tied N = 256 GRU has
+  ``lambda_1 = +0.07``), its ``q_h`` misses the temporal correlations that memory builds (30%
+  too low at GRU ``b_z = 1``, 59% at LSTM ``b_f = 2``), and its ``q_h -> 0`` ("dead") is
+  wrong where the tied network is active (LSTM ``sigma_w = 1.5, b_f = 1``; GRU
+  ``sigma_w = 3``): :func:`gru_edge` / :func:`lstm_edge` flag those states ``active``.
+
+The rest of this docstring describes the annealed theory.
 
 Random gated networks with recurrent weights ``W_hh^{(g)} ~ N(0, sigma_g^2 / N)``
 per gate ``g``, input drive of scale ``sigma_u`` per gate, constant gate biases
@@ -72,14 +95,20 @@ import numpy as np
 
 from jrnn import validation
 from jrnn.activations import sigmoid_prime, tanh_prime
+from jrnn.theory import _tied
 from jrnn.theory._quadrature import check_scales, float_dtype, hermite
+from jrnn.theory._tied import TiedEdge
 
 __all__ = [
     "COVERED",
     "GatedMeanField",
+    "TiedEdge",
+    "annealed_critical_scale",
+    "annealed_gru_mean_field",
+    "annealed_lstm_mean_field",
     "critical_scale",
-    "gru_mean_field",
-    "lstm_mean_field",
+    "gru_edge",
+    "lstm_edge",
 ]
 
 #: Cell families the gated mean field covers.
@@ -146,7 +175,7 @@ def _squared_scales(sw, su, sigma_b, *biases):
             {k: square(v) for k, v in su.items()})
 
 
-def gru_mean_field(
+def annealed_gru_mean_field(
     sigma_w=1.0,
     *,
     sigma_u=0.0,
@@ -179,7 +208,7 @@ def gru_mean_field(
     Example::
 
         >>> import jrnn
-        >>> mf = jrnn.theory.gated.gru_mean_field(1.0, bias_z=10.0)
+        >>> mf = jrnn.theory.gated.annealed_gru_mean_field(1.0, bias_z=10.0)
         >>> bool(mf.chi > 0.999)  # update gate shut: h is copied, chi -> 1
         True
     """
@@ -230,7 +259,7 @@ def _gru(sw, su, sigma_b, b_r, b_z, b_in, b_hn, iterations):
     return GatedMeanField(Q, chi, 0.5 * jnp.log(chi), m["z2"])
 
 
-def lstm_mean_field(
+def annealed_lstm_mean_field(
     sigma_w=1.0,
     *,
     sigma_u=0.0,
@@ -260,7 +289,7 @@ def lstm_mean_field(
     Example::
 
         >>> import jrnn
-        >>> mf = jrnn.theory.gated.lstm_mean_field(1.0, bias_f=8.0)
+        >>> mf = jrnn.theory.gated.annealed_lstm_mean_field(1.0, bias_f=8.0)
         >>> bool(mf.memory > 0.999)  # forget gate open: c is kept
         True
     """
@@ -326,11 +355,137 @@ def _lstm(sw, su, sigma_b, b_i, b_f, b_g, b_o, iterations):
     return GatedMeanField(Q, chi, 0.5 * jnp.log(chi), M[0, 0])
 
 
+def gru_edge(
+    sigma_w=1.0,
+    *,
+    sigma_u=0.0,
+    sigma_b=0.0,
+    bias_r=0.0,
+    bias_z=0.0,
+    bias_in=0.0,
+    bias_hn=0.0,
+    iterations: int = 200,
+) -> TiedEdge:
+    """Tied-weight GRU: the quiescent state and the spectral radius of its step Jacobian.
+
+    ``h = n`` at the fixed point; ``rho`` is the largest root of
+    ``<(1-z)^2 n'^2 (r^2 sigma_n^2 + a_hn^2 s'(a_r)^2 sigma_r^2) / (rho - z)^2> = 1`` over units
+    and their static fields (:mod:`jrnn.theory._tied`). One bias value: ``rho = <z> +
+    <(1-z) r> sigma_n`` (a disk centred at ``<z>``); ``rho < 1``: ``lambda_1 = ln rho``.
+
+    Args:
+      sigma_w: recurrent weight scale, scalar or per gate ``(r, z, n)`` (tuple or dict).
+      sigma_u: input drive per gate; ``> 0`` treats the input as a quenched field (a heuristic).
+      sigma_b: std of a Gaussian spread of every bias across units.
+      bias_r, bias_z, bias_in, bias_hn: gate biases as in :func:`annealed_gru_mean_field`,
+        scalars or arrays of per-unit values (broadcast together; averaged over, as the
+        actual bias vectors of a trained or uniformly initialised cell).
+      iterations: fixed-point steps for ``q_h`` (from 0: the quiescent branch).
+
+    Returns:
+      :class:`TiedEdge` (``log_radius`` nats per step; NaN with ``active`` where ``rho > 1``).
+
+    Raises:
+      ValueError: negative scales, per-gate values of the wrong length, ``iterations < 1``.
+
+    Example::
+
+        >>> import jrnn
+        >>> e = jrnn.theory.gated.gru_edge(1.0)  # disk centred at 1/2, radius 1/4
+        >>> round(float(e.radius), 6), bool(e.active)
+        (0.75, False)
+    """
+    sw, su = _checked_gate_scales(sigma_w, sigma_u, sigma_b, ("r", "z", "n"))
+    iterations = validation.check_int(iterations, "iterations", low=1)
+    _, sb2, sw2, su2 = _squared_scales(sw, su, sigma_b, bias_r, bias_z, bias_in, bias_hn)
+    return _tied.gru_edge(sw2, su2, sb2, bias_r, bias_z, bias_in, bias_hn, iterations)
+
+
+def lstm_edge(
+    sigma_w=1.0,
+    *,
+    sigma_u=0.0,
+    sigma_b=0.0,
+    bias_i=0.0,
+    bias_f=1.0,
+    bias_g=0.0,
+    bias_o=0.0,
+    iterations: int = 200,
+) -> TiedEdge:
+    """Tied-weight LSTM: the quiescent state ``(h, c)`` and its ``2N x 2N`` Jacobian's radius.
+
+    ``rho`` is the largest root of ``<sigma_o^2 t^2 s'(a_o)^2 / rho^2 + o^2 t'^2 V_A /
+    (rho - f)^2> = 1`` (``t = tanh c``, ``V_A`` the row variance of ``dc'/dh``; derived by a
+    Schur complement of the block Jacobian in :mod:`jrnn.theory._tied`). Zero biases but
+    ``b_f``: a disk centred at ``f`` of radius ``i o sigma_g``, critical where
+    ``sigma_g i o / (1 - f) = 1``.
+
+    Args:
+      sigma_w: recurrent weight scale, scalar or per gate ``(i, f, g, o)``.
+      sigma_u, sigma_b, iterations: as in :func:`gru_edge`.
+      bias_i, bias_f, bias_g, bias_o: gate biases, scalars or per-unit arrays.
+
+    Returns:
+      :class:`TiedEdge` (``memory = <f>``).
+
+    Raises:
+      ValueError: negative scales, per-gate values of the wrong length, ``iterations < 1``.
+
+    Example::
+
+        >>> import jrnn
+        >>> e = jrnn.theory.gated.lstm_edge(1.0, bias_f=0.0)  # disk centred at 1/2, radius 1/4
+        >>> round(float(e.radius), 6)
+        0.75
+    """
+    sw, su = _checked_gate_scales(sigma_w, sigma_u, sigma_b, ("i", "f", "g", "o"))
+    iterations = validation.check_int(iterations, "iterations", low=1)
+    _, sb2, sw2, su2 = _squared_scales(sw, su, sigma_b, bias_i, bias_f, bias_g, bias_o)
+    return _tied.lstm_edge(sw2, su2, sb2, bias_i, bias_f, bias_g, bias_o, iterations)
+
+
 def critical_scale(
     cell: str, *, lower: float = 0.1, upper: float = 30.0, bisections: int = 40, **settings
 ) -> jax.Array:
-    """Recurrent weight scale ``sigma_w*`` (all gates) with ``chi = 1``: gradients neither grow
-    nor shrink on average per step at initialisation.
+    """Tied-weight edge of chaos: the recurrent scale ``sigma_w*`` (all gates) where the
+    quiescent state's spectral radius reaches 1 (:func:`gru_edge` / :func:`lstm_edge`).
+
+    Zero biases: GRU 2.0 (any ``b_z``: the update gate moves the disk's centre, not the
+    crossing), LSTM ``b_f = 1``: 1.076. A tied network at this scale has ``lambda_1 = 0`` up
+    to the finite-size spread of its largest eigenvalue (N = 256, 4 draws: GRU -0.039 to
+    +0.000, LSTM -0.025 to -0.002, vs +0.05 to +0.065 / +0.02 to +0.04 at the annealed scale;
+    tests/test_theory_gated.py); the annealed ``chi = 1`` scale is
+    :func:`annealed_critical_scale`.
+
+    Args:
+      cell: ``"gru"`` or ``"lstm"``.
+      lower, upper: bracket for ``sigma_w`` (first crossing on a 48-point log grid, then
+        bisection); NaN when the radius stays below 1 on the bracket.
+      bisections: halvings of the log bracket.
+      **settings: the other arguments of :func:`gru_edge` / :func:`lstm_edge`.
+
+    Raises:
+      ValueError: ``cell`` not covered (the message lists :data:`COVERED`),
+        ``lower <= 0``, ``lower >= upper``, a negative ``bisections``.
+
+    Example::
+
+        >>> import jrnn
+        >>> round(float(jrnn.theory.gated.critical_scale("gru")), 6)
+        2.0
+    """
+    fn = _family(cell)[1]
+    return _first_crossing(lambda s: fn(s, **settings).radius - 1.0, lower, upper, bisections)
+
+
+def annealed_critical_scale(
+    cell: str, *, lower: float = 0.1, upper: float = 30.0, bisections: int = 40, **settings
+) -> jax.Array:
+    """Annealed recurrent weight scale ``sigma_w*`` (all gates) with ``chi = 1``: gradients of
+    a network whose weights are redrawn every step neither grow nor shrink on average.
+
+    Not the edge of chaos of a tied (ordinary) network, which is :func:`critical_scale`
+    (GRU at zero biases: 3.44 here, 2.0 tied).
 
     The first crossing of ``chi(sigma_w) = 1`` on a 48-point log grid over
     ``[lower, upper]``, refined by bisection (``chi`` falls again at large
@@ -340,8 +495,8 @@ def critical_scale(
       cell: ``"gru"`` or ``"lstm"``.
       lower, upper: bracket for ``sigma_w``.
       bisections: halvings of the log bracket.
-      **settings: the other arguments of :func:`gru_mean_field` /
-        :func:`lstm_mean_field` (``sigma_u``, ``sigma_b``, gate biases).
+      **settings: the other arguments of :func:`annealed_gru_mean_field` /
+        :func:`annealed_lstm_mean_field` (``sigma_u``, ``sigma_b``, gate biases).
 
     Raises:
       ValueError: ``cell`` not covered (the message lists :data:`COVERED`),
@@ -350,23 +505,24 @@ def critical_scale(
     Example::
 
         >>> import jrnn
-        >>> g = jrnn.theory.gated.critical_scale("gru")
-        >>> bool(abs(jrnn.theory.gated.gru_mean_field(g).chi - 1) < 1e-6)
+        >>> g = jrnn.theory.gated.annealed_critical_scale("gru")
+        >>> bool(abs(jrnn.theory.gated.annealed_gru_mean_field(g).chi - 1) < 1e-6)
         True
     """
-    fn = _family(cell)
+    fn = _family(cell)[0]
+    return _first_crossing(lambda s: fn(s, **settings).chi - 1.0, lower, upper, bisections)
+
+
+def _first_crossing(excess, lower, upper, bisections):
+    """First ``sigma`` on a 48-point log grid over ``[lower, upper]`` with ``excess > 0``,
+    refined by bisection of the log bracket; NaN when there is none."""
     lower = validation.check_number(lower, "lower", low=0.0, low_open=True)
     upper = validation.check_number(upper, "upper", low=0.0, low_open=True)
     validation.check_order(lower, upper, ("lower", "upper"))
     bisections = validation.check_int(bisections, "bisections", low=0)
-
-    def excess(log_s):
-        return fn(jnp.exp(log_s), **settings).chi - 1.0
-
-    # chi rises, then falls again once the gates saturate: take the first
-    # crossing on a log grid, then bisect inside that cell.
+    f = lambda log_s: excess(jnp.exp(log_s))  # noqa: E731
     grid = jnp.linspace(np.log(lower), np.log(upper), 48)
-    above = jax.vmap(excess)(grid) > 0
+    above = jax.vmap(f)(grid) > 0
     first = jnp.argmax(above)
     bracketed = jnp.any(above) & (first > 0)
     lo, hi = grid[jnp.maximum(first - 1, 0)], grid[first]
@@ -374,7 +530,7 @@ def critical_scale(
     def body(_, b):
         a, c = b
         m = 0.5 * (a + c)
-        below = excess(m) < 0
+        below = f(m) <= 0
         return jnp.where(below, m, a), jnp.where(below, c, m)
 
     a, c = jax.lax.fori_loop(0, int(bisections), body, (lo, hi))
@@ -382,7 +538,8 @@ def critical_scale(
 
 
 def _family(cell: str):
-    table = {"gru": gru_mean_field, "lstm": lstm_mean_field}
+    table = {"gru": (annealed_gru_mean_field, gru_edge),
+             "lstm": (annealed_lstm_mean_field, lstm_edge)}
     if cell not in table:
         raise ValueError(
             f"gated mean field covers cells {list(COVERED)}, got {cell!r}; for an Elman cell "
