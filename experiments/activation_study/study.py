@@ -172,6 +172,7 @@ def main(argv=None) -> dict:
     bar.close()
     stages.update()
     timings["at_init_s"] = time.perf_counter() - t
+    print(f"[{NAME}] stage at_init: {timings['at_init_s']:.0f} s", flush=True)
 
     t = time.perf_counter()
     bar = stage(1, len(wide_plan), "config")
@@ -179,6 +180,7 @@ def main(argv=None) -> dict:
     bar.close()
     stages.update()
     timings["lyapunov_at_width_s"] = time.perf_counter() - t
+    print(f"[{NAME}] stage lyapunov_at_width: {timings['lyapunov_at_width_s']:.0f} s", flush=True)
     for name, w in wide.items():
         init_results[name]["lyapunov_max_wide"] = w
     lyap_rows = lyapunov_rows(init_results, wide)
@@ -189,6 +191,7 @@ def main(argv=None) -> dict:
     bar.close()
     stages.update()
     timings["training_s"] = time.perf_counter() - t
+    print(f"[{NAME}] stage training: {timings['training_s']:.0f} s", flush=True)
 
     t = time.perf_counter()
     stages.set_postfix_str(STAGES[3])
