@@ -73,7 +73,7 @@ def plot_propagation(init_results: dict, props: dict, out: str, T: int) -> str:
         names = [n for n, r in init_results.items() if _panel_of(r) == panel]
         labels = [_label(init_results[n]) for n in names]
         lows = []
-        for name, label, sty in zip(names, labels, _styles(labels)):
+        for i, (name, label, sty) in enumerate(zip(names, labels, _styles(labels))):
             dec = np.asarray(props[name].log_spectral_norm, np.float64)[:, ::-1] / LN10
             lag = np.arange(dec.shape[1])
             with np.errstate(invalid="ignore"):
@@ -82,11 +82,11 @@ def plot_propagation(init_results: dict, props: dict, out: str, T: int) -> str:
                             for q in (0.25, 0.75))
             ok = np.isfinite(med)
             rate = init_results[name]["rate_per_step"]
+            rate = (f"{rate:.3f} nats/step" if math.isfinite(rate) else "exactly 0 at T")
             ax.plot(lag[ok], np.maximum(med[ok], FLOOR), color=sty["color"],
-                    linestyle=sty["linestyle"], linewidth=1.5,
-                    label=f"{label} ({style.fmt(rate, 2)} nats/step)")
+                    linestyle=sty["linestyle"], linewidth=1.5, label=f"{label} ({rate})")
             if np.isfinite(q25[-1]) and np.isfinite(q75[-1]):
-                ax.errorbar([lag[-1] + 1 + len(lows)], [med[-1]],
+                ax.errorbar([lag[-1] * (1.02 + 0.012 * i)], [med[-1]],
                             yerr=[[med[-1] - q25[-1]], [q75[-1] - med[-1]]],
                             color=sty["color"], capsize=2, linewidth=1, fmt="none")
             if ok.any() and not ok.all():  # the median reaches an exact zero (-inf)

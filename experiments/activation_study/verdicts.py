@@ -393,22 +393,29 @@ def critical_at_edge(e: Evidence) -> Verdict | None:
     N = next(iter(rows.values()))["hidden"]
     finite = {a: w for a, w in rows.items() if w["lyapunov_max"]["value"] is not None
               and math.isfinite(w["lyapunov_max"]["value"]) and not w["diverged_trajectories"]}
-    edge = [a for a, w in finite.items() if abs(w["lyapunov_max"]["value"])
-            <= EDGE_TOLERANCE + SIGNIFICANCE * _se(w["lyapunov_max"])]
-    off = [a for a in rows if a not in edge]
-    ev = (f"lambda_max (nats per step) at N = {N}, tolerance {EDGE_TOLERANCE} + "
-          f"{SIGNIFICANCE:g} stderr: " + "; ".join(
+    def dist(w):  # |lambda_max| and its 2-stderr margin
+        return abs(w["lyapunov_max"]["value"]), SIGNIFICANCE * _se(w["lyapunov_max"])
+
+    edge = [a for a, w in finite.items() if sum(dist(w)) <= EDGE_TOLERANCE]
+    unresolved = [a for a, w in finite.items() if a not in edge
+                  and dist(w)[0] - dist(w)[1] <= EDGE_TOLERANCE]
+    off = [a for a in rows if a not in edge and a not in unresolved]
+    ev = (f"lambda_max (nats per step) at N = {N}; at the edge: |lambda_max| + "
+          f"{SIGNIFICANCE:g} stderr <= {EDGE_TOLERANCE}, off it: |lambda_max| - "
+          f"{SIGNIFICANCE:g} stderr > {EDGE_TOLERANCE}: " + "; ".join(
               f"{a} {fmt_pm(w['lyapunov_max'], 3)}"
               + (f" ({w['diverged_trajectories']}/{w['trajectories']} trajectories diverged)"
                  if w["diverged_trajectories"] else "")
               for a, w in rows.items()) + ".")
-    if not off:
+    rest = "".join([f"; off the edge: {', '.join(off)}" if off else "",
+                    f"; not resolved within error: {', '.join(unresolved)}" if unresolved
+                    else ""])
+    if len(edge) == len(rows):
         verdict = f"confirmed for all {len(rows)} activations"
     elif not edge:
-        verdict = "not confirmed: " + ", ".join(off) + " off the edge"
+        verdict = "not confirmed" + (rest or "")
     else:
-        verdict = (f"confirmed for {len(edge)} of {len(rows)} ({', '.join(edge)}); "
-                   f"not for {', '.join(off)}")
+        verdict = f"confirmed for {len(edge)} of {len(rows)} ({', '.join(edge)})" + rest
     return Verdict("The input-aware critical gain g* (chi = 1 with the input drive) puts the "
                    f"Elman network at the edge of chaos (|lambda_max| <= {EDGE_TOLERANCE} nats "
                    "per step).", verdict, ev)
@@ -448,7 +455,7 @@ def _lyapunov_vs_theory(lyap_rows: list[dict]) -> str | None:
 
 def _growth_vs_theory(init_results: dict) -> str | None:
     growth = [(n, r["log_growth"], r.get("mean_field", r.get("gated_theory", {}))
-               .get("log_growth")) for n, r in init_results.items()]
+               .get("log_growth")) for n, r in init_results.items() if "log_growth" in r]
     growth = [(n, m, t) for n, m, t in growth if t is not None and math.isfinite(t)
               and math.isfinite(m["value"])]
     if not growth:
