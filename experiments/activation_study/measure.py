@@ -153,17 +153,21 @@ def measure_at_init(family: str, cell: jrnn.Cell, cfg: Config, gain: jax.Array,
     return out
 
 
-def lyapunov_at_width(family: str, cell: jrnn.Cell, cfg: Config, gain: jax.Array,
-                      seed: jax.Array) -> dict:
+def lyapunov_at_width(family: str, cell: jrnn.Cell, cfg: Config, input_scale: float,
+                      gain: jax.Array, seed: jax.Array) -> dict:
     """``lambda_max`` of one network of width ``cfg.lyap_hidden`` (``cell`` built at that
     width): ``k = 1`` (the streamed tangent map, ``O(N^2)`` per step), one trajectory per
     sequence from a random state, after ``cfg.lyap_warmup`` steps; vmapped by ``sweep``.
 
     The mean field is exact as ``N -> inf``; at the study's ``N = 64`` its finite-size error
-    is several standard errors, so the exponents set against it come from here.
+    is several standard errors, so the exponents set against it come from here. An Elman
+    cell's ``W_xh`` is multiplied by ``input_scale`` so that the drive variance ``sigma_u^2``
+    (and with it ``g*`` and the prediction) is the one of the study's width.
     """
     k_p, k_l, k_c = jax.random.split(jax.random.key(seed + 7919), 3)
     params = init_params(family, cell, k_p, gain, None)
+    if family == "elman":
+        params = dict(params, W_xh=params["W_xh"] * input_scale)
     xl = jax.random.normal(k_l, (cfg.sequences, cfg.lyap_T, INPUT_SIZE))
     carry0 = jax.tree_util.tree_map(
         lambda a: jax.random.normal(k_c, (cfg.sequences,) + a.shape, a.dtype),

@@ -36,9 +36,7 @@ def summary_rows(init_results: dict, train_results: dict) -> list[list]:
     for name, r in init_results.items():
         tr = train_results.get(name, {})
         wide = r.get("lyapunov_max_wide")
-        theory = (wide or {}).get("theory_lambda_max")
-        if theory is None:
-            theory = r.get("mean_field", r.get("gated_theory", {})).get("log_growth")
+        theory = r.get("mean_field", r.get("gated_theory", {})).get("log_growth")
         dead = ("-" if "dead_fraction_after" not in tr else
                 f"{100 * tr['dead_fraction_before']['value']:.0f}%/"
                 f"{100 * tr['dead_fraction_after']['value']:.0f}%")

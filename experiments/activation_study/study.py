@@ -80,19 +80,21 @@ def has_theory(family: str, act: str | None) -> bool:
     return family == "elman" or make_cell(family, act, 4).name in ("gru", "lstm")
 
 
-def measure_wide(cfg: Config, plan, seed: int, bar) -> dict:
-    """``lambda_max`` at width ``cfg.lyap_hidden`` of every row with a mean-field prediction
-    (its own input drive and critical gain at that width); ``{name: record}``."""
+def measure_wide(cfg: Config, plan, seed: int, sigma_u2: float, bar) -> dict:
+    """``lambda_max`` at width ``cfg.lyap_hidden`` of every row with a mean-field prediction;
+    ``{name: record}``. Elman rows keep the study's drive variance ``sigma_u2`` (``W_xh``
+    rescaled), so their gains and predictions are those of the rows at ``cfg.hidden``."""
     seeds = jnp.arange(seed, seed + cfg.seeds)
     N = cfg.lyap_hidden
-    s2 = measure.input_drive_variance(make_cell("elman", "tanh", N), N)
+    s2 = sigma_u2
+    scale = math.sqrt(sigma_u2 / measure.input_drive_variance(make_cell("elman", "tanh", N), N))
     out = {}
     for family, act in plan:
         bar.set_postfix_str(f"{config_name(family, act, 'standard')}, N = {N}")
         cell = make_cell(family, act, N)
         inits = _inits(family, act, s2)
         raw = jax.device_get(jrnn.parallel.sweep(
-            functools.partial(measure.lyapunov_at_width, family, cell, cfg),
+            functools.partial(measure.lyapunov_at_width, family, cell, cfg, scale),
             gain=jnp.asarray(list(inits.values())), seed=seeds))
         for i, (init, gain) in enumerate(inits.items()):
             lam = np.asarray(raw["lyapunov_max"][i], np.float64).ravel()
@@ -176,7 +178,7 @@ def main(argv=None) -> dict:
 
     t = time.perf_counter()
     bar = stage(1, len(wide_plan), "config")
-    wide = measure_wide(cfg, wide_plan, args.seed, bar)
+    wide = measure_wide(cfg, wide_plan, args.seed, sigma_u2, bar)
     bar.close()
     stages.update()
     timings["lyapunov_at_width_s"] = time.perf_counter() - t
