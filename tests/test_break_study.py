@@ -147,3 +147,15 @@ def test_exact_zero_singular_values_are_zero():
     st = measure.sv_stats({"singular_values": sv})
     assert st.mean_log[0, 2] == -np.inf  # zero at one step: -inf time average
     assert np.isclose(st.mean_log[0, 0], 0.5 * np.log(1.2))
+
+
+def test_exactly_zero_exponent_is_not_dropped():
+    """A trajectory whose tangent became exactly 0 has lambda = -inf: the mean says -inf."""
+    import numpy as np
+
+    from experiments.activation_study import measure
+
+    ms = measure.exponent_stats([-0.1, -np.inf, -0.2, np.nan])
+    assert ms["value"] == -math.inf and ms["n"] == 3
+    assert measure.exponent_stats([-0.1, -0.3, np.inf])["value"] == -0.2  # overflow dropped
+    assert verdicts.fmt_pm(ms) == "-inf (exactly 0)"

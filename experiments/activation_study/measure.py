@@ -189,6 +189,18 @@ def mean_stderr(values) -> dict:
     return {"value": float(np.mean(v)), "stderr": se, "n": int(v.size)}
 
 
+def exponent_stats(values) -> dict:
+    """:func:`mean_stderr` of Lyapunov exponents, where ``-inf`` is a measurement: the tangent
+    vector became exactly 0 (every unit on its path off at one step, e.g. a small ReLU net), so
+    the mean is ``-inf`` over all such samples rather than the mean of the others; NaN and
+    ``+inf`` (overflow) are dropped."""
+    v = np.asarray(values, np.float64).ravel()
+    if np.any(v == -np.inf):
+        keep = v[~np.isnan(v) & (v != np.inf)]
+        return {"value": -math.inf, "stderr": float("nan"), "n": int(keep.size)}
+    return mean_stderr(v)
+
+
 def summarise_init(raw: dict, cfg: Config) -> dict:
     """Per lag: median and quartiles over seeds x sequences; at lag T: mean and standard error."""
     T = cfg.T
@@ -210,7 +222,7 @@ def summarise_init(raw: dict, cfg: Config) -> dict:
         at_T = {"value": -math.inf, "stderr": float("nan"), "n": int(spec.shape[0])}
     lyap = np.asarray(raw["lyapunov_max"], np.float64).ravel()
     finite_state = np.asarray(raw["state_finite"], bool).ravel()
-    lam = mean_stderr(np.where(finite_state, lyap, np.nan))
+    lam = exponent_stats(np.where(finite_state, lyap, np.nan))
     out = {
         "lag": list(range(T + 1)),
         "log_norm_median": med.tolist(),

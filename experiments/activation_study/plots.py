@@ -203,7 +203,8 @@ def plot_lyapunov(rows: list[dict], out: str, cfg) -> str:
     ax.set_xlabel("mean-field prediction 0.5 ln chi (nats per step)")
     ax.set_ylabel(f"measured lambda_max at N = {cfg.lyap_hidden} (nats per step), +- 2 se")
     ax.set_title(f"Largest Lyapunov exponent, N = {cfg.lyap_hidden}"
-                 + (f"\nnon-finite (state overflow), not drawn: {', '.join(bad)}" if bad else ""),
+                 + (f"\nnot finite (overflow, or -inf: exactly 0), not drawn: {', '.join(bad)}"
+                    if bad else ""),
                  fontsize=10)
     ax.grid(True, alpha=0.25, linewidth=0.6)
     ax.legend(fontsize=7, loc="upper left")

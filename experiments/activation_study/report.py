@@ -64,7 +64,9 @@ def how_run(cfg: Config, mode: str, info: dict, trained: Sequence[str]) -> str:
     commit = (git.get("commit") or "unknown")[:12] + (" (uncommitted changes)"
                                                        if git.get("dirty") else "")
     versions = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items() if v)
+    cpu = info.get("stage_cpu_times_s", {})
     stages = ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.0f} s"
+                       + (f" ({cpu[k]:.0f} s CPU)" if k in cpu else "")
                        for k, v in info.get("stage_times_s", {}).items())
     return "\n".join([
         f"- Command: `{' '.join(info.get('command', []))}` (preset `{mode}`, seed "
@@ -82,7 +84,8 @@ def how_run(cfg: Config, mode: str, info: dict, trained: Sequence[str]) -> str:
         f"- Flossed row: {cfg.floss_steps} Adam steps (lr {cfg.floss_lr:g}) on the "
         f"{cfg.floss_k} leading exponents, {cfg.floss_batch} sequences of "
         f"{cfg.floss_warmup} + {cfg.floss_T} steps per update.",
-        f"- Wall time {info.get('wall_time_s', float('nan')):.0f} s ({stages}); see "
+        f"- Wall time {info.get('wall_time_s', float('nan')):.0f} s ({stages}; CPU time counts "
+        "all threads of this process and does not depend on other jobs on the machine); see "
         "`run_info.json` for the full config and the device.",
     ])
 

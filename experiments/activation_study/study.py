@@ -99,8 +99,8 @@ def measure_wide(cfg: Config, plan, seed: int, sigma_u2: float, bar) -> dict:
         for i, (init, gain) in enumerate(inits.items()):
             lam = np.asarray(raw["lyapunov_max"][i], np.float64).ravel()
             rec = {"hidden": N, "gain": gain, "input_drive_variance": s2,
-                   "lyapunov_max": measure.mean_stderr(lam),
-                   "diverged_trajectories": int(np.sum(~np.isfinite(lam))),
+                   "lyapunov_max": measure.exponent_stats(lam),
+                   "diverged_trajectories": int(np.sum(np.isnan(lam) | (lam == np.inf))),
                    "trajectories": int(lam.size)}
             if family == "elman":
                 rec["theory_lambda_max"] = measure.theory_for(act, gain, s2)["lambda_max"]
@@ -156,7 +156,7 @@ def main(argv=None) -> dict:
     acts = cfg.activations if cfg.activations is not None else tuple(jrnn.activations.names())
     remedies = cfg.cells
     t0 = time.perf_counter()
-    timings = {}
+    timings, cpu = {}, {}  # wall and process CPU seconds per stage (CPU: load-independent)
 
     plan = [("elman", a) for a in acts] + [(f, None) for f in remedies]
     wide_plan = [(f, a) for f, a in plan if has_theory(f, a)]
@@ -168,34 +168,40 @@ def main(argv=None) -> dict:
         return common.progress(total, STAGES[i], position=1, leave=False, unit=unit)
 
     sigma_u2 = measure.input_drive_variance(make_cell("elman", "tanh", cfg.hidden), cfg.hidden)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     bar = stage(0, len(plan), "config")
     init_results, props, svs, gates = measure_all(cfg, plan, args.seed, sigma_u2, bar)
     bar.close()
     stages.update()
     timings["at_init_s"] = time.perf_counter() - t
-    print(f"[{NAME}] stage at_init: {timings['at_init_s']:.0f} s", flush=True)
+    cpu["at_init_s"] = time.process_time() - c
+    print(f"[{NAME}] stage at_init: {timings['at_init_s']:.0f} s ({cpu['at_init_s']:.0f} s CPU)",
+          flush=True)
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     bar = stage(1, len(wide_plan), "config")
     wide = measure_wide(cfg, wide_plan, args.seed, sigma_u2, bar)
     bar.close()
     stages.update()
     timings["lyapunov_at_width_s"] = time.perf_counter() - t
-    print(f"[{NAME}] stage lyapunov_at_width: {timings['lyapunov_at_width_s']:.0f} s", flush=True)
+    cpu["lyapunov_at_width_s"] = time.process_time() - c
+    print(f"[{NAME}] stage lyapunov_at_width: {timings['lyapunov_at_width_s']:.0f} s "
+          f"({cpu['lyapunov_at_width_s']:.0f} s CPU)", flush=True)
     for name, w in wide.items():
         init_results[name]["lyapunov_max_wide"] = w
     lyap_rows = lyapunov_rows(init_results, wide)
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     bar = stage(2, len(train_plan) * cfg.train_steps, "step")
     train_results = train_all(cfg, train_plan, args.seed, args.out, bar)
     bar.close()
     stages.update()
     timings["training_s"] = time.perf_counter() - t
-    print(f"[{NAME}] stage training: {timings['training_s']:.0f} s", flush=True)
+    cpu["training_s"] = time.process_time() - c
+    print(f"[{NAME}] stage training: {timings['training_s']:.0f} s ({cpu['training_s']:.0f} s CPU)",
+          flush=True)
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     stages.set_postfix_str(STAGES[3])
     e = verdicts.Evidence.of(init_results, train_results, gates, cfg.T, cfg.train_T)
     judged = verdicts.judge(e)
@@ -222,7 +228,9 @@ def main(argv=None) -> dict:
         figures.append(plots.plot_training(train_results, args.out, cfg.train_T))
     wall = time.perf_counter() - t0
     timings["figures_report_s"] = time.perf_counter() - t
-    info = common.write_run_info(args, wall_time_s=wall, mode=mode, stage_times_s=timings)
+    cpu["figures_report_s"] = time.process_time() - c
+    info = common.write_run_info(args, wall_time_s=wall, mode=mode, stage_times_s=timings,
+                                 stage_cpu_times_s=cpu)
     common.write_report(args.out, report(cfg, mode, rows, found, judged, figures, sigma_u2,
                                          remedies, info, train_plan))
     stages.update()
