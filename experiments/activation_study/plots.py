@@ -21,7 +21,8 @@ from experiments import common
 style = jrnn.plot.style
 LN10 = math.log(10.0)
 FLOOR = -30.0  # decades: propagation panels stop here and say which curves go below
-LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)))
+LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)),
+              (0, (3, 1, 1, 1, 1, 1)), (0, (4, 2, 1, 2)))
 
 
 def _label(r: dict) -> str:
@@ -83,9 +84,15 @@ def plot_propagation(init_results: dict, props: dict, out: str, T: int) -> str:
             ok = np.isfinite(med)
             rate = init_results[name]["rate_per_step"]
             rate = (f"{rate:.3f} nats/step" if math.isfinite(rate) else "exactly 0 at T")
-            ax.plot(lag[ok], np.maximum(med[ok], FLOOR), color=sty["color"],
+            shown = ok & (med >= FLOOR)  # below the floor: not drawn, the cut is marked
+            ax.plot(lag[shown], med[shown], color=sty["color"],
                     linestyle=sty["linestyle"], linewidth=1.5, label=f"{label} ({rate})")
-            if np.isfinite(q25[-1]) and np.isfinite(q75[-1]):
+            if (ok & (med < FLOOR)).any():
+                cut = int(np.argmax(ok & (med < FLOOR)))
+                ax.annotate(f"{label}: {med[-1]:.0f} at lag {T}", (cut, FLOOR),
+                            xytext=(cut, FLOOR + 3), fontsize=7, color=sty["color"],
+                            ha="center", arrowprops={"arrowstyle": "->", "color": sty["color"]})
+            if np.isfinite(q25[-1]) and np.isfinite(q75[-1]) and med[-1] >= FLOOR:
                 ax.errorbar([lag[-1] * (1.02 + 0.012 * i)], [med[-1]],
                             yerr=[[med[-1] - q25[-1]], [q75[-1] - med[-1]]],
                             color=sty["color"], capsize=2, linewidth=1, fmt="none")
@@ -232,7 +239,7 @@ def plot_lyapunov(rows: list[dict], out: str, cfg) -> str:
     zoom.set_title("Zoom on (0, 0): the critical-gain rows", fontsize=10)
     zoom.grid(True, axis="x", alpha=0.25, linewidth=0.6)
     if crit:
-        zoom.legend(fontsize=7, loc="lower right")
+        zoom.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
     return common.save_figure(fig, out, "lyapunov")
 
 

@@ -208,6 +208,13 @@ def task_separates(e: Evidence) -> tuple[bool, str]:
                   f"{', '.join(_short(n) for n in won)} solve it")
 
 
+def _do(names: list[str], verb: str = "do") -> str:
+    """``"lstm does not"`` / ``"lstm, gru do not"``-style agreement: ``names`` and the verb."""
+    third = {"do": "does", "stay": "stays", "end": "ends", "grow": "grows",
+             "solve": "solves", "propagate": "propagates"}[verb]
+    return f"{', '.join(names)} {third if len(names) == 1 else verb}"
+
+
 def _short(name: str) -> str:
     return name.removeprefix("elman-").removesuffix("-standard")
 
@@ -241,24 +248,24 @@ def remedy_verdict(e: Evidence, names: list[str]) -> tuple[str, str]:
         won = [n for n in trained if solves(e.training[n])]
         lost = [n for n in trained if n not in won]
         if won:
-            return (f"confirmed at T = {e.train_T}: {', '.join(won)} solve the adding problem "
+            return (f"confirmed at T = {e.train_T}: {_do(won, 'solve')} the adding problem "
                     "where elman-tanh does not"
-                    + (f"; {', '.join(lost)} do not" if lost else "") + div_txt
-                    + (f" (at initialisation {', '.join(farther)} propagate farther from 0 "
+                    + (f"; {_do(lost)} not" if lost else "") + div_txt
+                    + (f" (at initialisation {_do(farther, 'propagate')} farther from 0 "
                        "decades than elman-tanh)" if farther else ""), ev)
         others = [_short(n) for n, r in e.training.items() if solves(r)]
-        return (f"not confirmed at T = {e.train_T}: {', '.join(trained)} do not solve the "
+        return (f"not confirmed at T = {e.train_T}: {_do(trained)} not solve the "
                 f"adding problem (solved by {', '.join(others)})" + div_txt, ev)
     untested = f"training not tested at this length ({why})" + div_txt
     if closer and not farther:
-        return (f"confirmed for propagation at initialisation only ({', '.join(closer)} stay "
+        return (f"confirmed for propagation at initialisation only ({_do(closer, 'stay')} "
                 f"closer to 0 decades than elman-tanh); {untested}", ev)
     if closer:
-        return (f"depends on the cell: {', '.join(closer)} stay closer to 0 decades than "
-                f"elman-tanh, {', '.join(farther)} do not; {untested}", ev)
+        return (f"depends on the cell: {_do(closer, 'stay')} closer to 0 decades than "
+                f"elman-tanh, {_do(farther)} not; {untested}", ev)
     if farther:
-        growth = (f" ({', '.join(grows)} grow: growth is not help)" if grows else "")
-        return (f"not confirmed at initialisation: {', '.join(farther)} end farther from 0 "
+        growth = (f" ({_do(grows, 'grow')}: growth is not help)" if grows else "")
+        return (f"not confirmed at initialisation: {_do(farther, 'end')} farther from 0 "
                 f"decades than elman-tanh{growth}; {untested}", ev)
     return f"not tested at this length ({why}); propagation not resolved within error", ev
 
