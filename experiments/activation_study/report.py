@@ -85,8 +85,8 @@ def how_run(cfg: Config, mode: str, info: dict, trained: Sequence[str]) -> str:
         f"{cfg.floss_k} leading exponents, {cfg.floss_batch} sequences of "
         f"{cfg.floss_warmup} + {cfg.floss_T} steps per update.",
         f"- Wall time {info.get('wall_time_s', float('nan')):.0f} s ({stages}; CPU time counts "
-        "all threads of this process and does not depend on other jobs on the machine); see "
-        "`run_info.json` for the full config and the device.",
+        "all threads of this process and is less sensitive than wall time to other jobs on the "
+        "machine); see `run_info.json` for the full config and the device.",
     ])
 
 
