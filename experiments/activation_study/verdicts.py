@@ -219,6 +219,10 @@ def _short(name: str) -> str:
     return name.removeprefix("elman-").removesuffix("-standard")
 
 
+_RELATION = {"closer": "closer to 0 decades than", "farther": "farther from 0 decades than",
+             "unresolved": "within error as far from 0 decades as"}
+
+
 def remedy_verdict(e: Evidence, names: list[str]) -> tuple[str, str]:
     """The shared verdict of a remedy claim: ``(verdict, evidence)``.
 
@@ -231,7 +235,7 @@ def remedy_verdict(e: Evidence, names: list[str]) -> tuple[str, str]:
     rows = {n: e.row(n) for n in names}
     prop = {n: closer_to_zero(r, tanh) for n, r in rows.items() if r is not None}
     ev = [f"log10 ||d s_T/d s_0|| at lag {e.T}: elman-tanh {_decades(tanh)}"] + [
-        f"{n} {_decades(rows[n])} ({_direction(rows[n])}; {p} to 0 than elman-tanh)"
+        f"{n} {_decades(rows[n])} ({_direction(rows[n])}; {_RELATION[p]} elman-tanh)"
         for n, p in prop.items()]
     closer = [n for n, p in prop.items() if p == "closer"]
     farther = [n for n, p in prop.items() if p == "farther"]
