@@ -412,6 +412,7 @@ def train_seeds(
     checkpoint_every: int,
     config: dict,
     on_step=None,
+    prepare=None,
 ):
     """Trains ``seeds`` copies of ``model`` as one vmapped program with Adam; resumable.
 
@@ -419,6 +420,8 @@ def train_seeds(
     ``generate(key, batch) -> (x, y)`` from ``fold_in(key(seed + 1), s)``; the
     held-out batch comes from ``key(seed + 2)``. Non-finite updates are skipped
     per seed. Checkpoints go to ``checkpoint_dir`` (``config`` is their fingerprint).
+    ``prepare(params, key) -> params``, when given, transforms each seed's initial params
+    before training (e.g. gradient flossing), with the key ``fold_in(key(seed + 3), s)``.
 
     Returns:
       ``(params0, result, (x_eval, y_eval))``: the initial params (leading seed
@@ -439,6 +442,9 @@ def train_seeds(
     init_keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(seed), s))(idx)
     data_keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(seed + 1), s))(idx)
     params0 = jax.vmap(lambda k: model.init(k, input_size))(init_keys)
+    if prepare is not None:
+        prep_keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(seed + 3), s))(idx)
+        params0 = jax.jit(jax.vmap(prepare))(params0, prep_keys)
     states = jax.vmap(lambda p, r: jrnn.train.init_state(p, opt, r))(params0, data_keys)
     ex, ey = generate(jax.random.key(seed + 2), eval_size)
     veval = jax.jit(jax.vmap(lambda p: loss(model.apply(p, ex), ey)))

@@ -13,22 +13,57 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 import jrnn
 from experiments import common
-from experiments.activation_study.config import INPUT_SIZE, Config
+from experiments.activation_study.config import DIVERGED_FACTOR, FLOSSED, INPUT_SIZE, Config
 
 
-def init_params(family: str, cell: jrnn.Cell, key: jax.Array, gain):
+def floss(cell: jrnn.Cell, params, key: jax.Array, cfg: Config, input_size: int = INPUT_SIZE):
+    """Gradient flossing (Engelken 2023) of ``params``: ``cfg.floss_steps`` Adam steps on
+    ``mean_{b, i <= k} lambda_i^2`` (:func:`jrnn.penalties.lyapunov_penalty`, target 0) over
+    fresh ``N(0, 1)`` input sequences of ``floss_warmup + floss_T`` steps each; traced (one
+    ``lax.scan``), so it runs inside ``jrnn.parallel.sweep`` and ``vmap``.
+    """
+    k = min(cfg.floss_k, cell.state_size)
+    pen = jrnn.penalties.lyapunov_penalty(cell, k, 0.0, warmup=cfg.floss_warmup)
+    opt = optax.adam(cfg.floss_lr)
+    clip = optax.clip_by_global_norm(cfg.clip)
+    shape = (cfg.floss_batch, cfg.floss_warmup + cfg.floss_T, input_size)
+
+    def step(carry, k_t):
+        p, s = carry
+        g = jax.grad(pen.fn)(p, jax.random.normal(k_t, shape))
+        ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree_util.tree_leaves(g)]))
+        g, _ = clip.update(g, clip.init(p))
+        u, s_new = opt.update(g, s, p)
+        p_new = optax.apply_updates(p, u)
+        keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731 (skip non-finite steps)
+        return (jax.tree_util.tree_map(keep, p_new, p),
+                jax.tree_util.tree_map(keep, s_new, s)), None
+
+    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)),
+                                  jax.random.split(key, cfg.floss_steps))
+    return params
+
+
+def init_params(family: str, cell: jrnn.Cell, key: jax.Array, gain, cfg: Config | None = None):
     """``cell.init`` with ``W_hh`` scaled by ``gain`` (traced: one program for all gains).
 
     For the Elman cells, ``W_hh ~ N(0, 1/n)`` times ``gain`` is ``N(0, gain^2/n)``: gain 1 is
-    the standard initialisation, ``g*`` the critical one.
+    the standard initialisation, ``g*`` the critical one. The flossed row is flossed
+    (:func:`floss`, needs ``cfg``) from its standard initialisation.
     """
-    params = cell.init(key, INPUT_SIZE)
+    k_init, k_floss = jax.random.split(key)
+    params = cell.init(k_init, INPUT_SIZE)
     if family == "elman":
         W = params["W_hh"]
         params = dict(params, W_hh=jnp.asarray(gain, W.dtype) * W)
+    if family in FLOSSED:
+        if cfg is None:
+            raise ValueError(f"cfg must be given for the {family!r} row, got None.")
+        params = floss(cell, params, k_floss, cfg)
     return params
 
 
@@ -78,7 +113,7 @@ def measure_at_init(family: str, cell: jrnn.Cell, cfg: Config, gain: jax.Array,
     """Diagnostics of one freshly initialised network; vmapped over (gain, seed) by ``sweep``."""
     key = jax.random.key(seed)
     k_p, k_x, k_l, k_c = jax.random.split(key, 4)
-    params = init_params(family, cell, k_p, gain)
+    params = init_params(family, cell, k_p, gain, cfg)
     xs = jax.random.normal(k_x, (cfg.sequences, cfg.T, INPUT_SIZE))
     # Largest Lyapunov exponent of the driven network: one trajectory per sequence, each from
     # a random initial state (a zero start can sit on a fixed point), after a warm-up.
@@ -118,6 +153,32 @@ def measure_at_init(family: str, cell: jrnn.Cell, cfg: Config, gain: jax.Array,
     return out
 
 
+def lyapunov_at_width(family: str, cell: jrnn.Cell, cfg: Config, input_scale: float,
+                      gain: jax.Array, seed: jax.Array) -> dict:
+    """``lambda_max`` of one network of width ``cfg.lyap_hidden`` (``cell`` built at that
+    width): ``k = 1`` (the streamed tangent map, ``O(N^2)`` per step), one trajectory per
+    sequence from a random state, after ``cfg.lyap_warmup`` steps; vmapped by ``sweep``.
+
+    The mean field is exact as ``N -> inf``; at the study's ``N = 64`` its finite-size error
+    is several standard errors, so the exponents set against it come from here. An Elman
+    cell's ``W_xh`` is multiplied by ``input_scale`` so that the drive variance ``sigma_u^2``
+    (and with it ``g*`` and the prediction) is the one of the study's width.
+    """
+    k_p, k_l, k_c = jax.random.split(jax.random.key(seed + 7919), 3)
+    params = init_params(family, cell, k_p, gain, None)
+    if family == "elman":
+        params = dict(params, W_xh=params["W_xh"] * input_scale)
+    xl = jax.random.normal(k_l, (cfg.sequences, cfg.lyap_T, INPUT_SIZE))
+    carry0 = jax.tree_util.tree_map(
+        lambda a: jax.random.normal(k_c, (cfg.sequences,) + a.shape, a.dtype),
+        cell.initial_carry(params),
+    )
+    lyap = jrnn.diagnostics.lyapunov_spectrum(cell, params, xl, carry=carry0, k=1,
+                                              warmup=cfg.lyap_warmup)
+    lam = lyap.exponents[:, 0]
+    return {"lyapunov_max": lam, "finite": jnp.isfinite(lam)}
+
+
 def mean_stderr(values) -> dict:
     """``{"value": mean, "stderr": std / sqrt(n), "n": n}`` over the finite values (NaN if none)."""
     v = np.asarray(values, np.float64).ravel()
@@ -126,6 +187,18 @@ def mean_stderr(values) -> dict:
         return {"value": float("nan"), "stderr": float("nan"), "n": 0}
     se = float(np.std(v, ddof=1) / math.sqrt(v.size)) if v.size > 1 else float("nan")
     return {"value": float(np.mean(v)), "stderr": se, "n": int(v.size)}
+
+
+def exponent_stats(values) -> dict:
+    """:func:`mean_stderr` of Lyapunov exponents, where ``-inf`` is a measurement: the tangent
+    vector became exactly 0 (every unit on its path off at one step, e.g. a small ReLU net), so
+    the mean is ``-inf`` over all such samples rather than the mean of the others; NaN and
+    ``+inf`` (overflow) are dropped."""
+    v = np.asarray(values, np.float64).ravel()
+    if np.any(v == -np.inf):
+        keep = v[~np.isnan(v) & (v != np.inf)]
+        return {"value": -math.inf, "stderr": float("nan"), "n": int(keep.size)}
+    return mean_stderr(v)
 
 
 def summarise_init(raw: dict, cfg: Config) -> dict:
@@ -149,7 +222,7 @@ def summarise_init(raw: dict, cfg: Config) -> dict:
         at_T = {"value": -math.inf, "stderr": float("nan"), "n": int(spec.shape[0])}
     lyap = np.asarray(raw["lyapunov_max"], np.float64).ravel()
     finite_state = np.asarray(raw["state_finite"], bool).ravel()
-    lam = mean_stderr(np.where(finite_state, lyap, np.nan))
+    lam = exponent_stats(np.where(finite_state, lyap, np.nan))
     out = {
         "lag": list(range(T + 1)),
         "log_norm_median": med.tolist(),
@@ -194,6 +267,10 @@ def sv_stats(raw: dict) -> jrnn.diagnostics.SingularValueStats:
     ``M = min(20, T)`` batch means as in :func:`jrnn.diagnostics.singular_value_stats`.
     """
     sv = np.asarray(raw["singular_values"], np.float64)  # (seeds, T, S)
+    # Exact zeros: below the SVD's rounding, S eps sigma_1 (numpy's matrix_rank rule), a
+    # singular value is 0 (a unit that is off), not the ~1e-22 the SVD returns for it.
+    eps = np.finfo(np.asarray(raw["singular_values"]).dtype).eps
+    sv = np.where(sv <= sv.shape[-1] * eps * sv[..., :1], 0.0, sv)
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.log(sv)
         T = logs.shape[-2]
@@ -234,13 +311,17 @@ def train_seeds(family: str, cell: jrnn.Cell, cfg: Config, seed: int, ckpt_dir: 
     T = cfg.train_T
     config = {"cell": cell.describe(), "family": family, "seed": seed,
               **{k: v for k, v in cfg.measured().items()
-                 if k.startswith("train_") or k in ("lr", "clip")}}
+                 if k.startswith(("train_", "floss")) or k in ("lr", "clip")}}
+    prepare = None
+    if family in FLOSSED:  # flossed on the task's own (2-feature) inputs, as in Engelken 2023
+        def prepare(params, key):
+            return dict(params, cell=floss(cell, params["cell"], key, cfg, input_size=2))
     params0, result, held_out = common.train_seeds(
         model, 2, lambda key, b: jrnn.tasks.adding(key, b, T), jrnn.tasks.mse, seed=seed,
         seeds=cfg.seeds, lr=cfg.lr, clip=cfg.clip, batch=cfg.train_batch,
         steps=cfg.train_steps, eval_size=cfg.eval_size,
         eval_every=max(cfg.train_steps // 20, 1), checkpoint_dir=ckpt_dir,
-        checkpoint_every=cfg.checkpoint_every, config=config, on_step=on_step,
+        checkpoint_every=cfg.checkpoint_every, config=config, on_step=on_step, prepare=prepare,
     )
     return model, params0, result, held_out
 
@@ -281,9 +362,11 @@ def measure_training(family: str, cell: jrnn.Cell, cfg: Config, seed: int, out: 
         "final_loss_median": float(np.median(final)),
         "final_over_baseline": mean_stderr(final / base),
         "solved_seeds": int(np.sum(final < 0.1 * base)),
-        # A run whose loss ends non-finite or 100x above the baseline diverged: its number is a
-        # symptom, not a result, and is shown as "diverged".
-        "diverged_seeds": int(np.sum(~np.isfinite(final) | (final > 100.0 * base))),
+        # A run whose loss ends non-finite or above DIVERGED_FACTOR x the baseline (which a
+        # network reaches by predicting the mean) diverged: its number is a symptom, not a
+        # result, and is shown as "diverged".
+        "diverged_seeds": int(np.sum(~np.isfinite(final) | (final > DIVERGED_FACTOR * base))),
+        "diverged_per_seed": (~np.isfinite(final) | (final > DIVERGED_FACTOR * base)).tolist(),
         "nonfinite_updates": int((~np.asarray(result.history["finite"], bool)).sum()),
     }
     for when, m in (("before", before), ("after", after)):
