@@ -102,7 +102,7 @@ def predict(cell, params_or_init_spec, input_sample=None, *, spectrum: bool = Tr
       params_or_init_spec: the cell's params (scales are read off them:
         :func:`scales_from_params`), or a dict of scales: Elman
         ``{"sigma_w", "sigma_b", "sigma_u"}``; gated ``{"sigma_w", "sigma_u",
-        "sigma_b", "bias_<gate>"...}`` as in :func:`~jrnn.theory.gated.gru_mean_field`.
+        "sigma_b", "bias_<gate>"...}`` as in :func:`~jrnn.theory.gated.annealed_gru_mean_field`.
       input_sample: ``(T, d)`` or ``(B, T, d)`` inputs giving ``sigma_u`` when
         params are passed.
       spectrum: include the annealed spectrum for Elman cells (``n`` exponents).
