@@ -58,7 +58,7 @@ from jrnn.diagnostics._trajectory import (
     map_sequences,
     prepare,
 )
-from jrnn.linalg.qr import HAS_ORMQR, block_tolerance
+from jrnn.linalg.qr import HAS_ORMQR, adaptive_intervals, block_tolerance
 
 __all__ = [
     "LyapunovSpectrum",
@@ -66,6 +66,9 @@ __all__ = [
     "kaplan_yorke_dimension",
     "lyapunov_spectrum",
 ]
+
+#: The adaptive default of ``reorth_every`` in :func:`lyapunov_spectrum`.
+ADAPTIVE = "adaptive"
 
 #: Accepted values of ``qr`` in :func:`lyapunov_spectrum`.
 QR_METHODS = ("auto", "compact", "cholesky", "householder", "mixed")
@@ -96,6 +99,9 @@ class LyapunovSpectrum(NamedTuple):
         averaged steps (a fixed point: the exponents are the fixed point's).
       final_frame: ``(S, k)`` the frame ``Q_T`` (continue a run with ``Q0=``).
       final_carry: the carry ``s_T`` (continue a run with ``carry=``).
+      reorth_interval: ``()`` steps per QR factorisation actually used after the
+        transient (``reorth_every`` when fixed; the mean adaptive interval,
+        redone blocks included, with ``reorth_every="adaptive"``).
     """
 
     exponents: jax.Array  # (k,)
@@ -108,6 +114,7 @@ class LyapunovSpectrum(NamedTuple):
     stationary: jax.Array | None = None  # () bool
     final_frame: jax.Array | None = None  # (S, k)
     final_carry: object = None  # carry pytree
+    reorth_interval: jax.Array | None = None  # () steps per QR actually used
 
 
 def kaplan_yorke_dimension(exponents: jax.Array, state_size: int | None = None) -> jax.Array:
@@ -222,7 +229,9 @@ def lyapunov_spectrum(
     *,
     carry=None,
     k: int | None = None,
-    reorth_every: int = 1,
+    reorth_every: int | str = ADAPTIVE,
+    reorth_tol: float | None = None,
+    max_reorth_every: int = 32,
     warmup: int = 0,
     transient: int = 0,
     Q0: jax.Array | None = None,
@@ -337,6 +346,8 @@ def lyapunov_spectrum(
         carry,
         k=k,
         reorth_every=reorth_every,
+        reorth_tol=reorth_tol,
+        max_reorth_every=max_reorth_every,
         warmup=warmup,
         transient=transient,
         Q0=Q0,
@@ -364,7 +375,10 @@ class _Args(NamedTuple):
     S: int
     k: int
     Q0: jax.Array | None  # (S, k) or (B, S, k), checked
-    r: int  # reorth_every
+    r: int  # reorth_every (1 when adaptive: one log row per step)
+    adaptive: bool
+    tol: float | None  # reorth_tol
+    r_max: int  # max_reorth_every
     transient: int
     warmup: int
     budget: int  # memory_budget in bytes
@@ -379,6 +393,8 @@ def _validate(
     *,
     k,
     reorth_every,
+    reorth_tol,
+    max_reorth_every,
     warmup,
     transient,
     Q0,
@@ -396,7 +412,17 @@ def _validate(
     k = S if k is None else validation.check_int(k, "k", low=1)
     if k > S:
         raise ValueError(f"k must be at most the state size {S}, got {k}.")
-    r = validation.check_int(reorth_every, "reorth_every", low=1)
+    adaptive = isinstance(reorth_every, str)
+    if adaptive and reorth_every != ADAPTIVE:
+        raise ValueError(
+            f"reorth_every must be an integer >= 1 or {ADAPTIVE!r}, got {reorth_every!r}."
+        )
+    r = 1 if adaptive else validation.check_int(reorth_every, "reorth_every", low=1)
+    tol = reorth_tol
+    if tol is not None:
+        tol = validation.check_number(tol, "reorth_tol", low=0.0, low_open=True)
+    r_max = validation.check_int(max_reorth_every, "max_reorth_every", low=1)
+    r_max = max(adaptive_intervals(r_max))
     transient, warmup = check_phases(T, transient=transient, warmup=warmup)
     if qr not in QR_METHODS:
         raise ValueError(f"qr must be one of {QR_METHODS}, got {qr!r}.")
@@ -406,7 +432,7 @@ def _validate(
         chunk = validation.check_int(chunk, "chunk", low=1)
         if chunk % r:
             raise ValueError(f"chunk must be a multiple of reorth_every={r}, got {chunk}.")
-    return _Args(batch, T, S, k, Q0, r, transient, warmup, budget, chunk)
+    return _Args(batch, T, S, k, Q0, r, adaptive, tol, r_max, transient, warmup, budget, chunk)
 
 
 def _plan(cell: Cell, params, xs, a: _Args, *, qr: str, mode: str, method: str):
@@ -420,8 +446,8 @@ def _plan(cell: Cell, params, xs, a: _Args, *, qr: str, mode: str, method: str):
         mode, T=T_run, S=a.S, k=a.k, batch=B, itemsize=itemsize, memory_budget=a.budget
     )
     chain = {"auto": "compact", "mixed": "compact"}.get(qr, qr)
-    if mode == "tangent" and qr in ("auto", "mixed", "compact"):
-        chain = "householder"  # the tangent map needs Q itself
+    if (mode == "tangent" or a.adaptive) and qr in ("auto", "mixed", "compact"):
+        chain = "householder"  # the tangent map and the adaptive chain need Q itself
     if chain == "compact" and not HAS_ORMQR:
         if qr == "compact":
             raise ValueError(
@@ -429,7 +455,9 @@ def _plan(cell: Cell, params, xs, a: _Args, *, qr: str, mode: str, method: str):
             )
         chain = "householder"
     chunk = a.chunk
-    if mode == "stacked":
+    if a.adaptive:
+        chunk = None
+    elif mode == "stacked":
         chunk = -(-T_run // a.r) * a.r
     elif mode == "chunked" and chunk is None:
         chunk = chunk_length(a.S, itemsize, B, a.budget, a.r, T_run)
@@ -437,13 +465,15 @@ def _plan(cell: Cell, params, xs, a: _Args, *, qr: str, mode: str, method: str):
         variant="tangent" if mode == "tangent" else "jacobian",
         chain=chain,
         r=a.r,
-        tol=block_tolerance(fdtype),
+        tol=block_tolerance(fdtype) if a.tol is None else a.tol,
         chunk=chunk or a.r,
         transient=a.transient,
         warmup=a.warmup,
         identity_start=a.Q0 is None and a.k == a.S,
         sum_rule=a.k == a.S,
         jac_method=method,
+        adaptive=a.adaptive,
+        r_max=a.r_max,
     )
     return plan, dtype, fdtype
 
@@ -508,7 +538,16 @@ def _summarise(raw: Run, a: _Args, plan: Plan, dtype, fdtype) -> LyapunovSpectru
         stationary=stationary,
         final_frame=raw.frame,
         final_carry=raw.carry,
+        reorth_interval=_interval(raw, a, dtype),
     )
+
+
+def _interval(raw: Run, a: _Args, dtype) -> jax.Array:
+    """Steps per QR after the transient, ``(B,)``: counted by the adaptive runner, else ``r``."""
+    B = raw.logdet.shape[0]
+    if raw.qrs is None:
+        return jnp.full((B,), a.r, dtype)
+    return jnp.full((B,), (a.T - a.transient) / raw.qrs, dtype)
 
 
 def _entropy_rate(exponents: jax.Array, state_size: int) -> jax.Array:
