@@ -58,31 +58,32 @@ def test_random_tanh_net_top_exponent_on_the_mean_field_line():
 def test_strongly_chaotic_full_spectrum_equals_every_step_chain(g):
     """g = 5, 10, N = 24, full spectrum: every resolved exponent as the every-step chain,
     within the chain's own rounding (eps exp(lambda_1 - lambda_i) per step), and the
-    determinant identity holds."""
+    determinant identity as well as there. (Here the spread keeps the interval near 1.)"""
     cell, params, h0 = _net(24, g, seed=3)
     xs = jnp.zeros((400, 1))
     spec = lyapunov_spectrum(cell, params, xs, carry=h0, warmup=100)
     every = lyapunov_spectrum(cell, params, xs, carry=h0, warmup=100, reorth_every=1)
-    ok = ~np.asarray(every.unresolved)
-    assert ok.sum() >= 12
     lam = np.asarray(every.exponents)
-    tol = 1e-8 + 1e-13 * np.exp(lam[0] - lam)  # the every-step chains differ by ~1e-14 e^(.)
+    ok = lam[0] - lam < 20  # beyond, the every-step chains themselves disagree (~eps e^20)
+    assert ok.sum() >= 8
+    tol = 1e-8 + 1e-12 * np.exp(lam[0] - lam)  # the every-step chains differ by ~1e-13 e^(.)
     assert np.all(np.abs(np.asarray(spec.exponents) - lam)[ok] <= tol[ok])
-    assert abs(float(spec.sum_rule_residual)) < 1e-9
+    assert abs(float(spec.sum_rule_residual)) <= abs(float(every.sum_rule_residual)) + 1e-8
     assert 1.0 <= float(spec.reorth_interval)
 
 
-def test_float32_path_matches_float64_where_resolved():
-    """float32 params (no float64 chain): the adaptive top-8 of a g = 2 net, N = 64, within
-    float32 accuracy of the float64 every-step chain, with intervals > 1."""
+def test_float32_path_matches_the_float32_every_step_chain():
+    """float32 params (no float64 chain): the adaptive top-8 of a g = 2 net, N = 64, equals the
+    float32 every-step chain on the same trajectory within float32 accuracy (block tolerance
+    1e-5), with intervals > 1; a float64 chain of the same net agrees to the finite-time
+    statistics only (chaotic trajectories separate), so it is not the reference."""
     cell, p64, h0 = _net(64, 2.0, seed=5)
     p32 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), p64)
-    xs = jnp.zeros((300, 1))
-    spec = lyapunov_spectrum(cell, p32, xs.astype(jnp.float32), carry=h0.astype(jnp.float32),
-                             k=8, warmup=100)
-    ref = lyapunov_spectrum(cell, p64, xs, carry=h0, k=8, warmup=100, reorth_every=1)
+    xs, h0 = jnp.zeros((300, 1), jnp.float32), h0.astype(jnp.float32)
+    spec = lyapunov_spectrum(cell, p32, xs, carry=h0, k=8, warmup=100)
+    ref = lyapunov_spectrum(cell, p32, xs, carry=h0, k=8, warmup=100, reorth_every=1)
     assert spec.exponents.dtype == jnp.float32
-    np.testing.assert_allclose(spec.exponents, ref.exponents, atol=3e-3)
+    np.testing.assert_allclose(spec.exponents, ref.exponents, atol=2e-5)
     assert float(spec.reorth_interval) > 1
 
 
@@ -119,9 +120,10 @@ def test_next_interval_controller():
     assert n == 6 and L.adaptive_intervals(1) == (1,)
     assert int(L.next_interval(2, eps, False, 4, 1e-8, eps, n)) == 3  # no growth seen: up one
     assert int(L.next_interval(2, 1e-3, True, 4, 1e-8, eps, n)) == 1  # failed: down
-    # error 1e-12 after 4 steps: rho = ln(1e-12 / eps) / 4 = 1.1 -> largest 2^i <= 15.6 / 1.1
+    # error 1e-12 after 4 steps: rho = ln(1e-12 / eps) / 4 = 2.1, budget ln(1e-8 / eps) - 1
+    # = 16.6 -> the largest 2^i <= 7.9 is 4 (index 2), reached from below or above
     assert int(L.next_interval(1, 1e-12, False, 4, 1e-8, eps, n)) == 2
-    assert int(L.next_interval(5, 1e-12, False, 4, 1e-8, eps, n)) == 3
+    assert int(L.next_interval(5, 1e-12, False, 4, 1e-8, eps, n)) == 2
     assert int(L.next_interval(3, jnp.nan, False, 4, 1e-8, eps, n)) == 2
 
 
