@@ -249,7 +249,8 @@ def run_adaptive(cell: Cell, plan: Plan, params, us, carry, Q0) -> Run:
     zeros = jnp.zeros((B,), dt)
     st0 = (carry, Q0, zeros, (zeros, zeros))
     i0 = jnp.int32(0)
-    v0 = (i0, i0, i0, i0, i0, st0, st0, jnp.zeros((T_run, B, k), dt), jnp.zeros((T_run,), jnp.int32))
+    rows0, lens0 = jnp.zeros((T_run, B, k), dt), jnp.zeros((T_run,), jnp.int32)
+    v0 = (i0, i0, i0, i0, i0, st0, st0, rows0, lens0)
     *_, qrs, st, _, rows, lens = lax.while_loop(lambda v: v[0] < T_run, body, v0)
 
     def spread(cur, x):  # each step gets its block's mean (blocks end where lens > 0)

@@ -28,7 +28,10 @@ Householder QR in LAPACK's compact form and applies it to the next Jacobian with
 ``ormqr`` instead of forming ``Q`` (``orgqr``) and multiplying: the same
 algorithm with one product per step instead of two (timings: BENCHMARKS.md).
 ``qr="mixed"`` runs that chain in float64 on float32 Jacobians (exact to
-float64 rounding for the given Jacobians). ``reorth_every = r``
+float64 rounding for the given Jacobians). By default the interval between
+QRs is adaptive (:func:`jrnn.diagnostics._benettin.run_adaptive`: grown while
+the measured block error allows, failing blocks redone step by step); a fixed
+``reorth_every = r``
 re-orthonormalises once per ``r`` steps; each block is checked against the
 Householder error bound and redone step by step where it fails, so blocking
 never silently loses accuracy. CholeskyQR2 (Yamamoto et al. 2015) is available
@@ -265,7 +268,24 @@ def lyapunov_spectrum(
     else ``"chunked"`` with chunks of a quarter of the budget. Every mode gives
     the same result to float rounding.
 
-    **Blocks.** With ``reorth_every = r > 1`` the product of ``r`` Jacobians is
+    **Adaptive interval (the default).** ``reorth_every="adaptive"``
+    re-orthonormalises every ``r = 2^i <= max_reorth_every`` steps and adapts ``r``
+    after every QR from the measured block error bound (below): ``r`` grows while
+    the doubled block is predicted to stay an e-fold under ``reorth_tol``, and a
+    block over it is thrown away and redone one QR per step (the every-step
+    chain), so each block's ``log |R_jj|`` carries a relative error of at most
+    ``reorth_tol`` and each exponent at most ``reorth_tol`` per step on top of the
+    every-step chain's own rounding. ``r`` grows where the ``k`` exponents are
+    close (``k << S``, the top of a spectrum: intervals of 8-32) and stays near 1
+    for full spectra spread over ``~log(tol / eps)`` nats per step (strongly
+    chaotic or saturated networks). The frame is propagated with the tangent map
+    (``mode="tangent"``) or the per-step Jacobian (other modes). ``local`` then
+    holds each step's block mean; ``reorth_interval`` the mean interval used.
+    Under differentiation the every-step chain runs (values and derivatives).
+    ``reorth_every=1`` is the every-step chain (``local`` per step, as needed by
+    finite-time exponents).
+
+    **Blocks.** With a fixed ``reorth_every = r > 1`` the product of ``r`` Jacobians is
     applied before each QR; in exact arithmetic ``diag R`` of the block is the
     product of the per-step diagonals, but the block has condition
     ``~exp(r (lambda_1 - lambda_k))``. Each block is checked (Householder QR is
@@ -299,7 +319,13 @@ def lyapunov_spectrum(
         ``(T, d)`` or ``(B, T, d)`` (trajectories are processed together).
       k: number of exponents, ``1 <= k <= S`` (default ``S = cell.state_size``,
         or ``Q0``'s column count).
-      reorth_every: steps between re-orthonormalisations (checked blocks, above).
+      reorth_every: ``"adaptive"`` (default) or a fixed number of steps between
+        re-orthonormalisations (checked blocks, above; 1 = the every-step chain).
+      reorth_tol: accepted block error bound (relative error of ``R_jj`` per
+        block), ``> 0`` and finite; default ``1e-8`` (float64 chain) / ``1e-5``
+        (float32). Used by the adaptive interval and the fixed-block checks.
+      max_reorth_every: largest adaptive interval (rounded down to a power of
+        two), an integer ``>= 1``.
       warmup: steps after the transient that align ``Q`` but are not averaged;
         ``0 <= warmup < T - transient``.
       transient: leading steps that advance the state only; ``0 <= transient < T``.
@@ -327,7 +353,9 @@ def lyapunov_spectrum(
     Raises:
       ValueError: ``k`` out of ``[1, S]``, ``transient`` / ``warmup`` out of
         range, a ``Q0`` of the wrong shape or not orthonormal, unknown
-        ``qr`` / ``mode``, bad ``chunk`` / ``memory_budget`` / ``reorth_every``.
+        ``qr`` / ``mode``, bad ``chunk`` / ``memory_budget`` / ``reorth_every``
+        (neither an integer ``>= 1`` nor ``"adaptive"``), ``reorth_tol <= 0`` or
+        not finite, ``max_reorth_every < 1``.
 
     Example::
 
@@ -338,6 +366,8 @@ def lyapunov_spectrum(
         >>> spec = jrnn.diagnostics.lyapunov_spectrum(cell, params, xs, warmup=50)
         >>> spec.exponents.shape, spec.local.shape, spec.stderr.shape
         ((16,), (150, 16), (16,))
+        >>> bool(spec.reorth_interval >= 1)
+        True
     """
     args = _validate(
         cell,
