@@ -20,7 +20,15 @@ Suites (``--suite``):
   * ``scale``: N=512 full spectrum float64 T=1500 (streamed) and N=4096, k=64, T=1000
     float32 (tangent mode), one run each, time including compilation;
   * ``gpu``: full spectrum N=4096 float64 per-step time on the default device (the best
-    published figure is ~47 ms/step on an H100 PCIe). Never run in CI.
+    published figure is ~47 ms/step on an H100 PCIe). Never run in CI;
+  * ``adaptive`` (issue 31): rows N=512 full (float32, float64), N=2048 full float64,
+    N=4096 k=64 (float32, float64); per row, round-robin in this process: a NumPy/LAPACK
+    loop as research code writes it (``numpy.linalg.qr`` every step; PyTorch is not
+    installed here), jrnn's default (adaptive interval) and jrnn's every-step chain
+    (``reorth_every=1``); ms per step (median), ratios, the interval used, compile time
+    (first call minus second) and, for k << N, the time of ``W Q`` alone measured in the
+    same process (the matmul floor) with the achieved GFLOP/s. ``--memory`` adds peak RSS
+    of the loop and of jrnn's default, each alone in a subprocess.
 
 Run: ``python -m experiments.benchmarks.lyapunov --suite peer [--T 1000 --n 512]``.
 """
@@ -150,9 +158,12 @@ def child(impl: str, dtype: str, n: int, k: int, T: int, gain: float, repeat: in
     base = _peak_mb()
     if impl == "torch":
         run = _torch_loop(W, u[0], k, T)
+    elif impl == "numpy":
+        run = _numpy_loop(W, u[0], k, T)
 
     else:
-        mode = {"stacked": "stacked", "streaming": "chunked", "tangent": "tangent"}[impl]
+        mode = {"stacked": "stacked", "streaming": "chunked", "tangent": "tangent",
+                "default": "auto"}[impl]  # fmt: skip
         cell = jrnn.cells.elman(n, "tanh")  # the same constant drive as b_h
         params = {
             "W_xh": jnp.zeros((n, 1), dtype),
@@ -235,6 +246,111 @@ def _torch_loop(W, u, k, T):
         return np.sort((logs / T).numpy())[::-1]
 
     return run
+
+
+def _numpy_loop(W, u, k, T):
+    """The peer without torch: the same loop with NumPy (LAPACK ``geqrf`` + ``orgqr`` per step)."""
+    n = W.shape[0]
+
+    def run():
+        h = np.zeros(n, W.dtype)
+        Q = np.eye(n, k, dtype=W.dtype)
+        logs = np.zeros(k)
+        for _ in range(T):
+            h = np.tanh(W @ h + u)
+            Q, R = np.linalg.qr((1 - h * h)[:, None] * (W @ Q))
+            logs += np.log(np.abs(np.diagonal(R)))
+        return np.sort(logs / T)[::-1]
+
+    return run
+
+
+ADAPTIVE_ROWS = ((512, 512, "float32"), (512, 512, "float64"), (2048, 2048, "float64"),
+                 (4096, 64, "float32"), (4096, 64, "float64"))  # fmt: skip
+
+
+def adaptive_row(n, k, dtype, T, gain, repeats):
+    """One row of the ``adaptive`` suite: per-step times of the three implementations
+    (round-robin), compile times, the interval used and the ``W Q`` floor."""
+    W, u = _net(n, gain, dtype)
+    cell = jrnn.cells.elman(n, "tanh")  # the constant drive enters as b_h
+    params = {"W_xh": jnp.zeros((n, 1), dtype), "W_hh": jnp.asarray(W), "b_h": jnp.asarray(u[0])}
+    xs = jnp.zeros((T, 1), dtype)
+    spec = {
+        "jrnn default": jax.jit(
+            lambda p, x: jrnn.diagnostics.lyapunov_spectrum(cell, p, x, k=k)
+        ),
+        "jrnn every step": jax.jit(
+            lambda p, x: jrnn.diagnostics.lyapunov_spectrum(cell, p, x, k=k, reorth_every=1)
+        ),
+    }
+    fns = {"numpy loop": _numpy_loop(W, u[0], k, T)}
+    compile_s, out = {}, {}
+    for name, f in spec.items():
+        t0 = time.perf_counter()
+        block(f(params, xs))
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out[name] = block(f(params, xs))
+        compile_s[name] = first - (time.perf_counter() - t0)
+        fns[name] = lambda f=f: f(params, xs).exponents
+    Wj = jnp.asarray(W)
+    Q = jnp.asarray(np.linalg.qr(np.random.default_rng(1).standard_normal((n, k)))[0], dtype)
+    wq = jax.jit(lambda W, Q: jnp.tanh(W @ Q))
+    fns["W Q alone"] = lambda: wq(Wj, Q)
+    block(fns["W Q alone"]())
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            block(fn())
+            steps = 1 if name == "W Q alone" else T
+            times[name].append(1e3 * (time.perf_counter() - t0) / steps)
+    ex_np = fns["numpy loop"]()
+    return {
+        "n": n, "k": k, "dtype": dtype, "T": T, "times": times, "compile_s": compile_s,
+        "interval": float(out["jrnn default"].reorth_interval),
+        "max_abs_diff_default_vs_every": float(np.max(np.abs(
+            np.asarray(out["jrnn default"].exponents) - np.asarray(out["jrnn every step"].exponents)
+        ))),
+        "lambda_1": float(ex_np[0]), "lambda_k": float(ex_np[-1]),
+    }  # fmt: skip
+
+
+def adaptive_suite(args):
+    T_of = {512: args.T, 2048: max(2, args.T // 5), 4096: args.T}
+    print(f"# Lyapunov spectra, tanh g={args.gain}: jrnn default (adaptive interval) vs the")
+    print("# NumPy/LAPACK loop and jrnn's every-step chain, round-robin in one process")
+    print(f"# {machine()}; median of {args.repeats} rounds, ms per step")
+    body, rows = [], []
+    for n, k, dtype in ADAPTIVE_ROWS:
+        if (args.n_max and n > args.n_max) or (args.n_min and n < args.n_min):
+            continue
+        r = adaptive_row(n, k, dtype, T_of[n], args.gain, args.repeats)
+        med = {name: float(np.median(v)) for name, v in r["times"].items()}
+        r["median_ms"] = med
+        flops = 2 * n * n * k  # W Q per step
+        r["gflops_default"] = flops / med["jrnn default"] / 1e6
+        r["gflops_wq"] = flops / med["W Q alone"] / 1e6
+        if args.memory:
+            for impl in ("numpy", "default"):
+                m = _spawn(impl, dtype, n, k, T_of[n], args.gain, 0)
+                r[f"peak_rss_mb_{impl}"] = m.get("peak_rss_mb", float("nan"))
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+        body.append([
+            f"N={n} k={k} {dtype} T={r['T']}", f"{med['numpy loop']:.1f}",
+            f"{med['jrnn every step']:.1f}", f"{med['jrnn default']:.1f}",
+            f"{med['numpy loop'] / med['jrnn default']:.2f}x",
+            f"{med['jrnn every step'] / med['jrnn default']:.2f}x", f"{r['interval']:.2f}",
+            f"{r['compile_s']['jrnn default']:.1f} / {r['compile_s']['jrnn every step']:.1f}",
+            f"{med['W Q alone'] / med['jrnn default']:.2f} ({r['gflops_default']:.1f} GF/s)",
+            f"{r['max_abs_diff_default_vs_every']:.1e}",
+        ])  # fmt: skip
+    print(table(["row", "numpy ms", "every-step ms", "default ms", "vs numpy",
+                 "vs every-step", "interval", "compile s (default / every)",
+                 "W Q / step (achieved)", "max |d lambda|"], body))  # fmt: skip
+    return rows
 
 
 def _lapack_floor(Js):
@@ -377,7 +493,12 @@ def _nonnegative_int(text):
 def main(argv=None):
     pos_int, pos_float = _positive(int), _positive(float)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suite", choices=("qr", "peer", "scale", "gpu"), default="peer")
+    ap.add_argument(
+        "--suite", choices=("qr", "peer", "scale", "gpu", "adaptive"), default="peer"
+    )
+    ap.add_argument("--n-max", type=pos_int, default=None, help="adaptive: skip larger rows")
+    ap.add_argument("--n-min", type=pos_int, default=None, help="adaptive: skip smaller rows")
+    ap.add_argument("--memory", action="store_true", help="adaptive: peak RSS in subprocesses")
     ap.add_argument("--T", type=pos_int, default=None)
     ap.add_argument("--n", type=pos_int, default=None)
     ap.add_argument("--gain", type=pos_float, default=None)
@@ -407,11 +528,12 @@ def main(argv=None):
         impl, dtype, n, k, T_, gain, rep = args.child
         return child(impl, dtype, int(n), int(k), int(T_), float(gain), int(rep))
     defaults = {"qr": (T, N, GAIN), "peer": (1000, 512, 2.0), "scale": (1000, 512, 2.0),
-                "gpu": (200, 4096, 2.0)}[args.suite]  # fmt: skip
+                "gpu": (200, 4096, 2.0), "adaptive": (40, 512, 2.0)}[args.suite]  # fmt: skip
     args.T = defaults[0] if args.T is None else args.T
     args.n = defaults[1] if args.n is None else args.n
     args.gain = defaults[2] if args.gain is None else args.gain
-    suite = {"qr": qr_suite, "peer": peer_suite, "scale": scale_suite, "gpu": gpu_suite}
+    suite = {"qr": qr_suite, "peer": peer_suite, "scale": scale_suite, "gpu": gpu_suite,
+             "adaptive": adaptive_suite}  # fmt: skip
     return suite[args.suite](args)
 
 

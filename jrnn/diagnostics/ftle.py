@@ -110,6 +110,7 @@ def finite_time_exponents(
         xs,
         carry=carry,
         k=k,
+        reorth_every=1,  # one local exponent per step
         transient=transient,
         warmup=warmup,
         Q0=Q0,

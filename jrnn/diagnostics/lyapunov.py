@@ -28,7 +28,10 @@ Householder QR in LAPACK's compact form and applies it to the next Jacobian with
 ``ormqr`` instead of forming ``Q`` (``orgqr``) and multiplying: the same
 algorithm with one product per step instead of two (timings: BENCHMARKS.md).
 ``qr="mixed"`` runs that chain in float64 on float32 Jacobians (exact to
-float64 rounding for the given Jacobians). ``reorth_every = r``
+float64 rounding for the given Jacobians). By default the interval between
+QRs is adaptive (:func:`jrnn.diagnostics._benettin.run_adaptive`: grown while
+the measured block error allows, failing blocks redone step by step); a fixed
+``reorth_every = r``
 re-orthonormalises once per ``r`` steps; each block is checked against the
 Householder error bound and redone step by step where it fails, so blocking
 never silently loses accuracy. CholeskyQR2 (Yamamoto et al. 2015) is available
@@ -58,7 +61,7 @@ from jrnn.diagnostics._trajectory import (
     map_sequences,
     prepare,
 )
-from jrnn.linalg.qr import HAS_ORMQR, block_tolerance
+from jrnn.linalg.qr import HAS_ORMQR, adaptive_intervals, block_tolerance
 
 __all__ = [
     "LyapunovSpectrum",
@@ -66,6 +69,9 @@ __all__ = [
     "kaplan_yorke_dimension",
     "lyapunov_spectrum",
 ]
+
+#: The adaptive default of ``reorth_every`` in :func:`lyapunov_spectrum`.
+ADAPTIVE = "adaptive"
 
 #: Accepted values of ``qr`` in :func:`lyapunov_spectrum`.
 QR_METHODS = ("auto", "compact", "cholesky", "householder", "mixed")
@@ -96,6 +102,9 @@ class LyapunovSpectrum(NamedTuple):
         averaged steps (a fixed point: the exponents are the fixed point's).
       final_frame: ``(S, k)`` the frame ``Q_T`` (continue a run with ``Q0=``).
       final_carry: the carry ``s_T`` (continue a run with ``carry=``).
+      reorth_interval: ``()`` steps per QR factorisation actually used after the
+        transient (``reorth_every`` when fixed; the mean adaptive interval,
+        redone blocks included, with ``reorth_every="adaptive"``).
     """
 
     exponents: jax.Array  # (k,)
@@ -108,6 +117,7 @@ class LyapunovSpectrum(NamedTuple):
     stationary: jax.Array | None = None  # () bool
     final_frame: jax.Array | None = None  # (S, k)
     final_carry: object = None  # carry pytree
+    reorth_interval: jax.Array | None = None  # () steps per QR actually used
 
 
 def kaplan_yorke_dimension(exponents: jax.Array, state_size: int | None = None) -> jax.Array:
@@ -222,7 +232,9 @@ def lyapunov_spectrum(
     *,
     carry=None,
     k: int | None = None,
-    reorth_every: int = 1,
+    reorth_every: int | str = ADAPTIVE,
+    reorth_tol: float | None = None,
+    max_reorth_every: int = 32,
     warmup: int = 0,
     transient: int = 0,
     Q0: jax.Array | None = None,
@@ -256,7 +268,24 @@ def lyapunov_spectrum(
     else ``"chunked"`` with chunks of a quarter of the budget. Every mode gives
     the same result to float rounding.
 
-    **Blocks.** With ``reorth_every = r > 1`` the product of ``r`` Jacobians is
+    **Adaptive interval (the default).** ``reorth_every="adaptive"``
+    re-orthonormalises every ``r = 2^i <= max_reorth_every`` steps and adapts ``r``
+    after every QR from the measured block error bound (below): ``r`` grows while
+    the doubled block is predicted to stay an e-fold under ``reorth_tol``, and a
+    block over it is thrown away and redone one QR per step (the every-step
+    chain), so each block's ``log |R_jj|`` carries a relative error of at most
+    ``reorth_tol`` and each exponent at most ``reorth_tol`` per step on top of the
+    every-step chain's own rounding. ``r`` grows where the ``k`` exponents are
+    close (``k << S``, the top of a spectrum: intervals of 8-32) and stays near 1
+    for full spectra spread over ``~log(tol / eps)`` nats per step (strongly
+    chaotic or saturated networks). The frame is propagated with the tangent map
+    (``mode="tangent"``) or the per-step Jacobian (other modes). ``local`` then
+    holds each step's block mean; ``reorth_interval`` the mean interval used.
+    Under differentiation the every-step chain runs (values and derivatives).
+    ``reorth_every=1`` is the every-step chain (``local`` per step, as needed by
+    finite-time exponents).
+
+    **Blocks.** With a fixed ``reorth_every = r > 1`` the product of ``r`` Jacobians is
     applied before each QR; in exact arithmetic ``diag R`` of the block is the
     product of the per-step diagonals, but the block has condition
     ``~exp(r (lambda_1 - lambda_k))``. Each block is checked (Householder QR is
@@ -290,7 +319,13 @@ def lyapunov_spectrum(
         ``(T, d)`` or ``(B, T, d)`` (trajectories are processed together).
       k: number of exponents, ``1 <= k <= S`` (default ``S = cell.state_size``,
         or ``Q0``'s column count).
-      reorth_every: steps between re-orthonormalisations (checked blocks, above).
+      reorth_every: ``"adaptive"`` (default) or a fixed number of steps between
+        re-orthonormalisations (checked blocks, above; 1 = the every-step chain).
+      reorth_tol: accepted block error bound (relative error of ``R_jj`` per
+        block), ``> 0`` and finite; default ``1e-8`` (float64 chain) / ``1e-5``
+        (float32). Used by the adaptive interval and the fixed-block checks.
+      max_reorth_every: largest adaptive interval (rounded down to a power of
+        two), an integer ``>= 1``.
       warmup: steps after the transient that align ``Q`` but are not averaged;
         ``0 <= warmup < T - transient``.
       transient: leading steps that advance the state only; ``0 <= transient < T``.
@@ -318,7 +353,9 @@ def lyapunov_spectrum(
     Raises:
       ValueError: ``k`` out of ``[1, S]``, ``transient`` / ``warmup`` out of
         range, a ``Q0`` of the wrong shape or not orthonormal, unknown
-        ``qr`` / ``mode``, bad ``chunk`` / ``memory_budget`` / ``reorth_every``.
+        ``qr`` / ``mode``, bad ``chunk`` / ``memory_budget`` / ``reorth_every``
+        (neither an integer ``>= 1`` nor ``"adaptive"``), ``reorth_tol <= 0`` or
+        not finite, ``max_reorth_every < 1``.
 
     Example::
 
@@ -329,6 +366,8 @@ def lyapunov_spectrum(
         >>> spec = jrnn.diagnostics.lyapunov_spectrum(cell, params, xs, warmup=50)
         >>> spec.exponents.shape, spec.local.shape, spec.stderr.shape
         ((16,), (150, 16), (16,))
+        >>> bool(spec.reorth_interval >= 1)
+        True
     """
     args = _validate(
         cell,
@@ -337,6 +376,8 @@ def lyapunov_spectrum(
         carry,
         k=k,
         reorth_every=reorth_every,
+        reorth_tol=reorth_tol,
+        max_reorth_every=max_reorth_every,
         warmup=warmup,
         transient=transient,
         Q0=Q0,
@@ -364,7 +405,10 @@ class _Args(NamedTuple):
     S: int
     k: int
     Q0: jax.Array | None  # (S, k) or (B, S, k), checked
-    r: int  # reorth_every
+    r: int  # reorth_every (1 when adaptive: one log row per step)
+    adaptive: bool
+    tol: float | None  # reorth_tol
+    r_max: int  # max_reorth_every
     transient: int
     warmup: int
     budget: int  # memory_budget in bytes
@@ -379,6 +423,8 @@ def _validate(
     *,
     k,
     reorth_every,
+    reorth_tol,
+    max_reorth_every,
     warmup,
     transient,
     Q0,
@@ -396,7 +442,17 @@ def _validate(
     k = S if k is None else validation.check_int(k, "k", low=1)
     if k > S:
         raise ValueError(f"k must be at most the state size {S}, got {k}.")
-    r = validation.check_int(reorth_every, "reorth_every", low=1)
+    adaptive = isinstance(reorth_every, str)
+    if adaptive and reorth_every != ADAPTIVE:
+        raise ValueError(
+            f"reorth_every must be an integer >= 1 or {ADAPTIVE!r}, got {reorth_every!r}."
+        )
+    r = 1 if adaptive else validation.check_int(reorth_every, "reorth_every", low=1)
+    tol = reorth_tol
+    if tol is not None:
+        tol = validation.check_number(tol, "reorth_tol", low=0.0, low_open=True)
+    r_max = validation.check_int(max_reorth_every, "max_reorth_every", low=1)
+    r_max = max(adaptive_intervals(r_max))
     transient, warmup = check_phases(T, transient=transient, warmup=warmup)
     if qr not in QR_METHODS:
         raise ValueError(f"qr must be one of {QR_METHODS}, got {qr!r}.")
@@ -406,7 +462,7 @@ def _validate(
         chunk = validation.check_int(chunk, "chunk", low=1)
         if chunk % r:
             raise ValueError(f"chunk must be a multiple of reorth_every={r}, got {chunk}.")
-    return _Args(batch, T, S, k, Q0, r, transient, warmup, budget, chunk)
+    return _Args(batch, T, S, k, Q0, r, adaptive, tol, r_max, transient, warmup, budget, chunk)
 
 
 def _plan(cell: Cell, params, xs, a: _Args, *, qr: str, mode: str, method: str):
@@ -420,8 +476,8 @@ def _plan(cell: Cell, params, xs, a: _Args, *, qr: str, mode: str, method: str):
         mode, T=T_run, S=a.S, k=a.k, batch=B, itemsize=itemsize, memory_budget=a.budget
     )
     chain = {"auto": "compact", "mixed": "compact"}.get(qr, qr)
-    if mode == "tangent" and qr in ("auto", "mixed", "compact"):
-        chain = "householder"  # the tangent map needs Q itself
+    if (mode == "tangent" or a.adaptive) and qr in ("auto", "mixed", "compact"):
+        chain = "householder"  # the tangent map and the adaptive chain need Q itself
     if chain == "compact" and not HAS_ORMQR:
         if qr == "compact":
             raise ValueError(
@@ -429,7 +485,9 @@ def _plan(cell: Cell, params, xs, a: _Args, *, qr: str, mode: str, method: str):
             )
         chain = "householder"
     chunk = a.chunk
-    if mode == "stacked":
+    if a.adaptive:
+        chunk = None
+    elif mode == "stacked":
         chunk = -(-T_run // a.r) * a.r
     elif mode == "chunked" and chunk is None:
         chunk = chunk_length(a.S, itemsize, B, a.budget, a.r, T_run)
@@ -437,13 +495,15 @@ def _plan(cell: Cell, params, xs, a: _Args, *, qr: str, mode: str, method: str):
         variant="tangent" if mode == "tangent" else "jacobian",
         chain=chain,
         r=a.r,
-        tol=block_tolerance(fdtype),
+        tol=block_tolerance(fdtype) if a.tol is None else a.tol,
         chunk=chunk or a.r,
         transient=a.transient,
         warmup=a.warmup,
         identity_start=a.Q0 is None and a.k == a.S,
         sum_rule=a.k == a.S,
         jac_method=method,
+        adaptive=a.adaptive,
+        r_max=a.r_max,
     )
     return plan, dtype, fdtype
 
@@ -508,7 +568,16 @@ def _summarise(raw: Run, a: _Args, plan: Plan, dtype, fdtype) -> LyapunovSpectru
         stationary=stationary,
         final_frame=raw.frame,
         final_carry=raw.carry,
+        reorth_interval=_interval(raw, a, dtype),
     )
+
+
+def _interval(raw: Run, a: _Args, dtype) -> jax.Array:
+    """Steps per QR after the transient, ``(B,)``: counted by the adaptive runner, else ``r``."""
+    B = raw.logdet.shape[0]
+    if raw.qrs is None:
+        return jnp.full((B,), a.r, dtype)
+    return jnp.full((B,), (a.T - a.transient) / raw.qrs, dtype)
 
 
 def _entropy_rate(exponents: jax.Array, state_size: int) -> jax.Array:

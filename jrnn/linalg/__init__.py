@@ -1,7 +1,8 @@
 """Linear-algebra kernels of the diagnostics: QR chains and Gram/Sturm singular values.
 
 * :mod:`jrnn.linalg.qr` -- Householder, CholeskyQR2 and compact (``ormqr``) QR
-  chains ``J_t Q_{t-1} = Q_t R_t`` with checked blocks of steps;
+  chains ``J_t Q_{t-1} = Q_t R_t`` with checked blocks of steps and the
+  controller of the adaptive re-orthonormalisation interval;
 * :mod:`jrnn.linalg.svd` -- singular values from a float64 Gram matrix, by
   Householder tridiagonalisation and Sturm-count bisection in log space.
 
@@ -15,11 +16,13 @@ from jrnn.linalg.qr import (
     BLOCK_TOLERANCE,
     CompactQR,
     ExplicitQR,
+    adaptive_intervals,
     block_error,
     block_tolerance,
     checked_block,
     cholesky_qr2,
     householder,
+    next_interval,
     qr_chain,
 )
 from jrnn.linalg.svd import (

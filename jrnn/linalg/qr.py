@@ -19,7 +19,11 @@ exponents need (Benettin, Galgani, Giorgilli & Strelcyn 1980).
   block of ``r`` steps is applied before one QR, accepted only when
   :func:`block_error` is at most the tolerance (:data:`BLOCK_TOLERANCE`), else
   redone one step at a time;
-* :func:`qr_chain` -- the chain over a stack of Jacobians ``(..., T, S, S)``.
+* :func:`qr_chain` -- the chain over a stack of Jacobians ``(..., T, S, S)``;
+* :func:`adaptive_intervals`, :func:`next_interval` -- the interval controller of
+  the adaptive chain: re-orthonormalise every ``2^i`` steps, ``i`` raised while
+  the measured :func:`block_error` predicts the doubled block stays below the
+  tolerance, lowered when a block fails its check.
 
 Nothing here knows about cells: the diagnostics feed it Jacobians or tangent
 maps (:mod:`jrnn.diagnostics.lyapunov`).
@@ -27,6 +31,7 @@ maps (:mod:`jrnn.diagnostics.lyapunov`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -34,9 +39,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jrnn import validation
+
 __all__ = [
     "BLOCK_TOLERANCE",
     "HAS_ORMQR",
+    "adaptive_intervals",
+    "next_interval",
     "CompactQR",
     "ExplicitQR",
     "block_error",
@@ -187,6 +196,49 @@ def checked_block(one: Callable, block: Callable, state, xs, tol: float):
         return out, jnp.sum(ls, axis=0)
 
     return lax.cond(ok, lambda: (new, logs), stepwise)
+
+
+def adaptive_intervals(max_interval: int) -> tuple[int, ...]:
+    """The intervals of the adaptive chain: ``(1, 2, 4, ..., 2^m)``, ``2^m <= max_interval``.
+
+    Raises ``ValueError`` naming ``max_interval`` unless it is an integer ``>= 1``.
+
+    Example::
+
+        >>> from jrnn.linalg import qr
+        >>> qr.adaptive_intervals(40)
+        (1, 2, 4, 8, 16, 32)
+    """
+    m = validation.check_int(max_interval, "max_interval", low=1)
+    return tuple(2**i for i in range(m.bit_length()))
+
+
+def next_interval(index, error, failed, interval, tol: float, eps: float, n: int):
+    """Index into :func:`adaptive_intervals` for the next blocks of the adaptive chain.
+
+    .. math::
+
+       \\rho = \\log(e / \\varepsilon) / r, \\qquad
+       r' = \\max\\{2^i : 2^i \\rho \\le \\log(\\mathrm{tol} / \\varepsilon) - 1\\}
+
+    ``error`` is the largest :func:`block_error` ``e`` of the last blocks of ``r =
+    interval`` steps: the bound grows like ``eps exp(r rho)`` with the block length
+    (columns separate at rate ``rho = lambda_1 - lambda_k``-ish per step), so the
+    largest block predicted to stay an e-fold below ``tol`` is allowed, raising the
+    index by at most one at a time; a ``failed`` block (or a non-finite error) lowers
+    it by one. Returns an int32 index in ``[0, n - 1]``; jittable.
+    """
+    e = jnp.maximum(jnp.asarray(error, jnp.float32), eps)
+    rho = jnp.log(e / eps) / interval
+    budget = math.log(tol / eps) - 1.0
+    ok = jnp.isfinite(e) & ~failed
+    cap = jnp.where(
+        rho > 0, jnp.floor(jnp.log2(jnp.maximum(budget, 1e-30) / jnp.maximum(rho, 1e-30))), n
+    )
+    cap = jnp.where(budget > 0, cap, 0)
+    up = jnp.minimum(index + 1, cap.astype(jnp.int32))
+    new = jnp.where(ok, up, jnp.minimum(index - 1, cap.astype(jnp.int32)))
+    return jnp.clip(new, 0, n - 1).astype(jnp.int32)
 
 
 def qr_chain(chain, state, Js: jax.Array, *, every: int = 1, tol: float | None = None):
