@@ -70,7 +70,7 @@ __all__ = [
     "lyapunov_spectrum",
 ]
 
-#: The adaptive default of ``reorth_every`` in :func:`lyapunov_spectrum`.
+#: The adaptive choice of ``reorth_every`` in :func:`lyapunov_spectrum` (opt-in).
 ADAPTIVE = "adaptive"
 
 #: Accepted values of ``qr`` in :func:`lyapunov_spectrum`.
@@ -232,7 +232,7 @@ def lyapunov_spectrum(
     *,
     carry=None,
     k: int | None = None,
-    reorth_every: int | str = ADAPTIVE,
+    reorth_every: int | str = 1,
     reorth_tol: float | None = None,
     max_reorth_every: int = 32,
     warmup: int = 0,
@@ -268,7 +268,7 @@ def lyapunov_spectrum(
     else ``"chunked"`` with chunks of a quarter of the budget. Every mode gives
     the same result to float rounding.
 
-    **Adaptive interval (the default).** ``reorth_every="adaptive"``
+    **Adaptive interval (opt-in).** ``reorth_every="adaptive"``
     re-orthonormalises every ``r = 2^i <= max_reorth_every`` steps and adapts ``r``
     after every QR from the measured block error bound (below): ``r`` grows while
     the doubled block is predicted to stay an e-fold under ``reorth_tol``, and a
@@ -282,8 +282,12 @@ def lyapunov_spectrum(
     (``mode="tangent"``) or the per-step Jacobian (other modes). ``local`` then
     holds each step's block mean; ``reorth_interval`` the mean interval used.
     Under differentiation the every-step chain runs (values and derivatives).
-    ``reorth_every=1`` is the every-step chain (``local`` per step, as needed by
-    finite-time exponents).
+    ``reorth_every=1`` (the default) is the every-step chain (``local`` per step,
+    as needed by finite-time exponents and the batch-means error bars). The
+    adaptive interval is not the default yet: it is much faster for the top of a
+    spectrum (``k << S``: N = 64, k = 8, interval 25, 14x faster than the chain)
+    but not for full spectra in float64, it compiles about twice as long, and its
+    block-mean ``local`` makes the batch-means error bar coarser (BENCHMARKS.md).
 
     **Blocks.** With a fixed ``reorth_every = r > 1`` the product of ``r`` Jacobians is
     applied before each QR; in exact arithmetic ``diag R`` of the block is the
@@ -319,7 +323,7 @@ def lyapunov_spectrum(
         ``(T, d)`` or ``(B, T, d)`` (trajectories are processed together).
       k: number of exponents, ``1 <= k <= S`` (default ``S = cell.state_size``,
         or ``Q0``'s column count).
-      reorth_every: ``"adaptive"`` (default) or a fixed number of steps between
+      reorth_every: a fixed number of steps between QRs (default 1) or ``"adaptive"``;
         re-orthonormalisations (checked blocks, above; 1 = the every-step chain).
       reorth_tol: accepted block error bound (relative error of ``R_jj`` per
         block), ``> 0`` and finite; default ``1e-8`` (float64 chain) / ``1e-5``
