@@ -160,6 +160,8 @@ def wrap(
     template = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype),
                                       example)  # fmt: skip
     x_sd = jax.ShapeDtypeStruct((d,), float_dtype(example))
+    if not w.strict_dtype:
+        template = _settle_dtypes(w, template, x_sd)
     y_sd = _check_step(w, template, x_sd, d)
     S = int(sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(template)))
     n = int(sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(y_sd)))
@@ -214,6 +216,21 @@ def _input_size(w: Wrapped, given) -> int:
             f"read from the model); got None."
         )
     return w.input_size
+
+
+def _settle_dtypes(w: Wrapped, template, x_sd):
+    """A framework's carry in the dtypes its step computes in (a module with ``dtype=float32``
+    returns a float32 carry from float64 params); unchanged where the step fails or returns
+    another structure or shape (:func:`_check_step` reports those)."""
+    try:
+        new = jax.eval_shape(w.step, w.params, template, x_sd)[0]
+        same = jax.tree_util.tree_structure(new) == jax.tree_util.tree_structure(template)
+        if same and all(a.shape == b.shape for a, b in zip(jax.tree_util.tree_leaves(new),
+                                                          jax.tree_util.tree_leaves(template))):
+            return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), new)
+    except Exception:  # noqa: BLE001, S110 - reported by _check_step with context
+        pass
+    return template
 
 
 def _struct(tree) -> str:
@@ -278,13 +295,13 @@ def _linearization(w: Wrapped, jacobian, tangent, template, x_sd, S: int):
     dtype = float_dtype(template)
     checks = []
     if jacobian is not None:
-        checks.append(("jacobian", lambda: jacobian(w.params, template, x_sd), (S, S)))
+        checks.append(("jacobian", jacobian, (w.params, template, x_sd), (S, S)))
     if tangent is not None:
         V = jax.ShapeDtypeStruct((S, 2), dtype)
-        checks.append(("tangent", lambda: tangent(w.params, template, x_sd, V), (S, 2)))
-    for name, call, want in checks:
+        checks.append(("tangent", tangent, (w.params, template, x_sd, V), (S, 2)))
+    for name, fn, args, want in checks:
         try:
-            got = jax.eval_shape(call)
+            got = jax.eval_shape(fn, *args)
         except Exception as err:  # noqa: BLE001 - the user's code
             raise ValueError(f"{name} fails on the wrapped params and carry: {err}") from err
         if not hasattr(got, "shape") or tuple(got.shape) != want:
