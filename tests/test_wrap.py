@@ -154,7 +154,7 @@ def test_wrapped_jacobians_propagation_and_spectra_equal_the_builtin_cell(name):
     dg = jrnn.diagnostics
     assert cell.state_size == builtin.state_size and cell.hidden_size == N
     loss = lambda hs: jnp.sum(hs**2)  # noqa: E731
-    extras = name in ("linen_lstm", "step")  # the other diagnostics, on two of the models
+    extras = name == "step"  # the other diagnostics, on one of the models
 
     def everything(c, p, frames):
         Qa, QS = frames
@@ -297,8 +297,10 @@ def test_check_cell_passes(name):
         cell = _models()[name][0]
     else:
         cell = _own_cells()[name][0][0]
-    report = check_cell(cell, D, quick=name != "step")  # raises AssertionError on a failure
-    assert set(report) == {"float32", "float64"}
+    # float32 and float64 on two cells; the analytic-Jacobian test runs the full check
+    dtypes = ("float32", "float64") if name in ("linen_simple", "eqx_dict") else ("float64",)
+    report = check_cell(cell, D, dtype=dtypes, quick=True)  # AssertionError on a failure
+    assert set(report) == set(dtypes)
 
 
 def _elman_linear():
