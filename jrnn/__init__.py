@@ -28,7 +28,7 @@ from jrnn import (
     unrolling,
     validation,
 )
-from jrnn.cells import Cell, stack
+from jrnn.cells import Cell, stack, wrap
 from jrnn.prediction import predict
 from jrnn.unrolling import Associative, Bidirectional, Fused, Scan, bidirectional, unroll
 
@@ -66,4 +66,5 @@ __all__ = [
     "unroll",
     "unrolling",
     "validation",
+    "wrap",
 ]
