@@ -91,6 +91,19 @@ def test_elman_matches_full_diagnostics(activation):
         np.testing.assert_allclose(out[f"grad_norm_lag{lag}"], ref, rtol=1e-10)
 
 
+def test_sampled_singular_values():
+    cell = jrnn.cells.elman(4, "tanh")
+    params, xs = _setup(cell, B=2)
+    out = snapshot(cell, params, xs, k=1, sv_steps=7)  # every ceil(30 / 7) = 5th step
+    J = jrnn.diagnostics.step_jacobians(cell, params, xs)
+    s1 = np.linalg.svd(np.asarray(J), compute_uv=False)[:, ::5, 0]
+    np.testing.assert_allclose(out["sv_mean"], s1.mean(), rtol=1e-10)
+    np.testing.assert_allclose(out["sv_max"], s1.max(), rtol=1e-10)
+    full = snapshot(cell, params, xs, k=1, sv_steps=None)
+    assert float(full["sv_mean"]) != float(out["sv_mean"])
+    np.testing.assert_allclose(full["lyap_1"], out["lyap_1"], rtol=1e-12)
+
+
 def test_dead_units_counted():
     cell = jrnn.cells.elman(6, "relu")
     params, xs = _setup(cell, B=2)
@@ -167,6 +180,8 @@ def test_bad_inputs():
         snapshot(cell, params, xs, lags=(1, 1))
     with pytest.raises(TypeError, match="loss_fn"):
         snapshot(cell, params, xs, loss_fn=3)
+    with pytest.raises(ValueError, match="sv_steps"):
+        snapshot(cell, params, xs, sv_steps=0)
     with pytest.raises(ValueError, match="warmup"):
         snapshot(cell, params, xs, warmup=T)
     with pytest.raises(TypeError, match="model.cell"):

@@ -28,8 +28,8 @@ The names (stable; ``i = 1..k``, ``l`` in ``lags``):
                                nats per step (:attr:`Propagation.rate`), pooled
 ``propagation_rate_stderr``    its standard error
 ``log_jacobian_norm``          ``log ||d s_T / d s_0||_2`` (nats), mean over sequences
-``sv_mean``                    mean over steps and sequences of ``sigma_1(J_t)``
-``sv_max``                     largest ``sigma_1(J_t)`` over steps and sequences
+``sv_mean``                    mean of ``sigma_1(J_t)`` over (sampled) steps and sequences
+``sv_max``                     largest ``sigma_1(J_t)`` over (sampled) steps and sequences
 ``dead_fraction``              fraction of dead units (NaN: no activation with a dead zone)
 ``saturated_fraction``         fraction of saturated unit-steps (NaN: not saturating)
 ``recurrent_norm``             ``sigma_max`` of the effective recurrent matrix
@@ -105,7 +105,7 @@ def _pool(values: jax.Array, stderr: jax.Array) -> tuple[jax.Array, jax.Array]:
     return mean, jnp.sqrt(jnp.maximum(between, within) / B)
 
 
-def _forward(cell: Cell, params, x, c, pw_stats: bool):
+def _forward(cell: Cell, params, x, c, pw_stats: bool, sv_every: int):
     """One sequence: ``(incr group sums (M,), sum incr, log ||P||_2, sum sigma_1, max sigma_1,
     dead (n,), saturated counts (n,), finite)`` from one scan (memory independent of ``T``)."""
     us, c = inputs(cell, params, x, c)
@@ -123,7 +123,9 @@ def _forward(cell: Cell, params, x, c, pw_stats: bool):
         carry, P, groups, total, sv_sum, sv_max, dead, sat, ok = st
         t, u = inp
         J = jac(carry, u)
-        sv1 = singular_values(J[None])[0, 0]
+        sampled = t % sv_every == 0  # unbatched: stays a cond under vmap
+        sv1 = lax.cond(sampled, lambda J: singular_values(J[None])[0, 0].astype(acc),
+                       lambda J: jnp.zeros((), acc), J)
         A = J @ P
         norm = jnp.linalg.norm(A)
         y = jnp.log(norm).astype(acc)
@@ -140,8 +142,8 @@ def _forward(cell: Cell, params, x, c, pw_stats: bool):
             ok = ok & jnp.all(jnp.isfinite(a))
         new_carry = cell.recur(params, carry, u)[0]
         ok = ok & jnp.all(jnp.isfinite(flatten_carry(new_carry)))
-        st = (new_carry, P, groups, total + y, sv_sum + sv1.astype(acc),
-              jnp.maximum(sv_max, sv1.astype(acc)), dead, sat, ok)
+        sv_max = jnp.where(sampled, jnp.maximum(sv_max, sv1), sv_max)
+        st = (new_carry, P, groups, total + y, sv_sum + sv1, sv_max, dead, sat, ok)
         return st, None
 
     P0 = jnp.eye(S, dtype=dtype) / jnp.sqrt(jnp.asarray(S, dtype))
@@ -172,6 +174,7 @@ def snapshot(
     k: int = 4,
     loss_fn: Callable[[jax.Array], jax.Array] | None = None,
     lags: Sequence[int] | None = None,
+    sv_steps: int | None = 32,
     carry=None,
     warmup: int = 0,
     key: jax.Array | None = None,
@@ -213,6 +216,9 @@ def snapshot(
         ``dL/dh_{T-1-l}``.
       lags: steps back from the end for the gradient norms (default
         ``(0, T // 2, T - 1)`` without repeats); each in ``[0, T)``.
+      sv_steps: ``sv_mean`` / ``sv_max`` use the steps ``t = 0, m, 2m, ...`` with
+        ``m = ceil(T / sv_steps)`` (at most ``sv_steps`` per sequence); None: every
+        step. An SVD per step is the snapshot's dearest part (``O(S^3)``).
       carry: initial carry (default the cell's zeros).
       warmup: steps aligning the Lyapunov frame before averaging, ``[0, T)``.
       key: PRNG key for the initial frame when ``k < S`` (default ``key(0)``).
@@ -257,6 +263,9 @@ def snapshot(
     if lags is None:
         lags = tuple(dict.fromkeys((0, T // 2, T - 1)))
     lags = _check_lags(lags, T)
+    if sv_steps is not None:
+        sv_steps = validation.check_int(sv_steps, "sv_steps", low=1)
+    sv_every = 1 if sv_steps is None else -(-T // sv_steps)
     if key is not None:
         validation.check_key(key, "key")
 
@@ -270,8 +279,8 @@ def snapshot(
     pw_stats = pw is not None and pw.preactivation is not None and pw.activation is not None
     # LAPACK calls (QR, SVD) that XLA could run concurrently are ordered (jrnn.host).
     xs_after = host.after(xs, spec.exponents)
-    fwd = map_sequences(lambda x, c: _forward(cell, params, x, c, pw_stats), batch, xs_after,
-                        carry)
+    fwd = map_sequences(lambda x, c: _forward(cell, params, x, c, pw_stats, sv_every), batch,
+                        xs_after, carry)
     means, rate, log_norm, sv_sum, sv_max, dead, sat, ok = jax.tree_util.tree_map(lead, fwd)
     Mg = means.shape[-1]
     if Mg >= 2:
@@ -281,12 +290,13 @@ def snapshot(
     rate, rate_se = _pool(rate, rate_se)
     nan = jnp.full((), jnp.nan, dtype)
     count = rate.dtype.type(sv_sum.shape[0] * T)
+    sv_count = rate.dtype.type(sv_sum.shape[0] * (-(-T // sv_every)))
     out = {f"lyap_{i + 1}": lam[i] for i in range(k)}
     out.update({f"lyap_{i + 1}_stderr": lam_se[i] for i in range(k)})
     out["propagation_rate"] = rate.astype(dtype)
     out["propagation_rate_stderr"] = rate_se.astype(dtype)
     out["log_jacobian_norm"] = jnp.mean(log_norm).astype(dtype)
-    out["sv_mean"] = (jnp.sum(sv_sum) / count).astype(dtype)
+    out["sv_mean"] = (jnp.sum(sv_sum) / sv_count).astype(dtype)
     out["sv_max"] = jnp.max(sv_max).astype(dtype)
     all_ok = jnp.all(ok)
     dead_ok = pw_stats and pw.activation.dead_below is not None
