@@ -29,7 +29,7 @@ from jrnn import (
     unrolling,
     validation,
 )
-from jrnn.cells import Cell, stack
+from jrnn.cells import Cell, stack, wrap
 from jrnn.prediction import predict
 from jrnn.unrolling import Associative, Bidirectional, Fused, Scan, bidirectional, unroll
 
@@ -68,4 +68,5 @@ __all__ = [
     "unroll",
     "unrolling",
     "validation",
+    "wrap",
 ]

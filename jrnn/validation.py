@@ -11,7 +11,8 @@ argument, says what came and what was expected:
   out of range, a missing parameter, a transposed weight).
 
 Params are checked against the cell's ``param_spec`` (``input_size ->
-{name: (shape, kind)}``; a stack's spec is the tuple of its layers' specs), so
+{name: (shape, kind)}``; a stack's spec is the tuple of its layers' specs; a
+wrapped model's is an object with a ``check(params, argument)`` method), so
 a missing key, an extra key, a transposed ``W_xh`` or a ``b_h`` of shape
 ``(1,)`` are caught where params enter (:func:`jrnn.unroll` and everything
 built on it), naming the key, the shape received and the shape expected.
@@ -396,6 +397,9 @@ def _keys_str(keys) -> str:
 def _check_tree(spec, params, where: str, argument: str, context: str) -> None:
     if spec is None:
         return
+    if callable(getattr(spec, "check", None)):  # a spec object (a wrapped model's params)
+        spec.check(params, argument + where)
+        return
     if isinstance(spec, tuple) and not _is_spec_leaf(spec):  # a stack: one spec per layer
         if not isinstance(params, tuple | list) or len(params) != len(spec):
             got = (
@@ -501,8 +505,8 @@ def _check_keys_only(spec, params, where: str, argument: str) -> None:
 
 def _strip_shapes(spec, params):
     """The spec with each shape replaced by the shape found (keys and nesting only)."""
-    if spec is None:
-        return None
+    if spec is None or callable(getattr(spec, "check", None)):
+        return spec
     if isinstance(spec, tuple) and not _is_spec_leaf(spec):
         ps = params if isinstance(params, tuple | list) else ()
         return tuple(_strip_shapes(s, ps[i] if i < len(ps) else None) for i, s in enumerate(spec))

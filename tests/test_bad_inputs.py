@@ -51,6 +51,30 @@ def _batch(key, t):
     return jnp.ones((2, 5, 3)), jnp.ones((2, 1))
 
 
+
+# jrnn.wrap (issue 25): the objects and step functions it refuses
+def _tanh_step(p, h, x):
+    h = jnp.tanh(p @ h + x[:1])
+    return h, h
+
+
+def _wrap_step(step, **kw):
+    kw = {"params": jnp.eye(4), "carry": jnp.zeros(4), "input_size": 3, **kw}
+    return jrnn.wrap(step, **kw)
+
+
+def _wrap_linen(**kw):
+    import flax.linen as nn
+
+    return jrnn.wrap(nn.GRUCell(4), **kw)
+
+
+def _wrap_eqx_linear():
+    import equinox as eqx
+
+    return jrnn.wrap(eqx.nn.Linear(3, 4, key=KEY))
+
+
 # (id, thunk, exception type, fragments the message must contain)
 CASES = [
     # 1. params against the cell's param_spec
@@ -265,6 +289,46 @@ CASES = [
     ("fit eval_fn list", lambda: train.fit(_step(), _state(), _batch, steps=1,
                                            eval_fn=lambda p: [1.0]), TypeError,
      ["eval_fn", "mapping", "list"]),
+    ("wrap not a model", lambda: jrnn.wrap(3), TypeError,
+     ["obj", "step function", "Flax linen", "Equinox", "int"]),
+    ("wrap a Cell", lambda: jrnn.wrap(ELMAN), TypeError, ["obj", "jrnn.Cell already"]),
+    ("wrap a class", lambda: jrnn.wrap(jrnn.Cell), TypeError, ["obj", "class Cell"]),
+    ("wrap step no carry", lambda: _wrap_step(_tanh_step, carry=None), ValueError,
+     ["carry is required", "None"]),
+    ("wrap step no params", lambda: _wrap_step(_tanh_step, params=None), ValueError,
+     ["params is required", "None"]),
+    ("wrap step no input_size", lambda: _wrap_step(_tanh_step, input_size=None), ValueError,
+     ["input_size is required", "None"]),
+    ("wrap step input_size 0", lambda: _wrap_step(_tanh_step, input_size=0), ValueError,
+     ["input_size"]),
+    ("wrap step carry shape", lambda: _wrap_step(lambda p, h, x: (h[:2], h)), ValueError,
+     ["carry", "shape", "[4] in", "[2] out"]),
+    ("wrap step carry dtype", lambda: _wrap_step(
+        lambda p, h, x: (h.astype(jnp.float64), h), params=jnp.eye(4, dtype=jnp.float32),
+        carry=jnp.zeros(4, jnp.float32)), ValueError, ["carry", "dtype", "float64"]),
+    ("wrap step carry structure", lambda: _wrap_step(lambda p, h, x: ((h, h), h)), ValueError,
+     ["carry", "structure"]),
+    ("wrap step not a pair", lambda: _wrap_step(lambda p, h, x: h), ValueError,
+     ["(carry, y)"]),
+    ("wrap step fails on x", lambda: _wrap_step(lambda p, h, x: (p @ x, h)), ValueError,
+     ["fails", "input_size"]),
+    ("wrap int carry", lambda: _wrap_step(_tanh_step, carry=jnp.zeros(4, int)), TypeError,
+     ["carry", "floating", "int"]),
+    ("wrap jacobian not callable", lambda: _wrap_step(_tanh_step, jacobian=3), TypeError,
+     ["jacobian", "int"]),
+    ("wrap jacobian shape", lambda: _wrap_step(_tanh_step, jacobian=lambda p, h, x: p[:2]),
+     ValueError, ["jacobian", "(4, 4)", "(2, 4)"]),
+    ("wrap linen no params", lambda: _wrap_linen(), ValueError,
+     ["params is required", "flax.linen.GRUCell", "None"]),
+    ("wrap linen params not mapping", lambda: _wrap_linen(params=[1]), TypeError,
+     ["params", "mapping", "list"]),
+    ("wrap equinox non-cell", _wrap_eqx_linear, TypeError,
+     ["obj", "Equinox", "Linear", "not a cell", "__call__(x, carry)"]),
+    ("wrapped cell other params", lambda: jrnn.unroll(_wrap_step(_tanh_step)[0], jnp.eye(3),
+                                                      XS), ValueError,
+     ["params", "shape (4, 4)", "(3, 3)"]),
+    ("wrapped cell unit_health", lambda: jrnn.diagnostics.unit_health(
+        _wrap_step(_tanh_step)[0], jnp.eye(4), XS), ValueError, ["pointwise"]),
     ("check_key None", lambda: validation.check_key(None, "key"), TypeError, ["key"]),
     ("check_int bool", lambda: validation.check_int(True, "n"), TypeError, ["n"]),
     ("check_number array", lambda: validation.check_number(jnp.ones(2), "x"), TypeError, ["x"]),

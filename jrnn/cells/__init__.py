@@ -1,4 +1,5 @@
-"""Recurrent cells: a core of pure functions plus capability records, one factory per family."""
+"""Recurrent cells: a core of pure functions plus capability records, one factory per family;
+``wrap`` makes any step function, Flax linen / NNX or Equinox cell a Cell."""
 
 from jrnn.cells.antisymmetric import antisymmetric
 from jrnn.cells.base import Affine, Cell, Linearization, Pointwise, flatten_carry
@@ -14,6 +15,7 @@ from jrnn.cells.mgu import mgu
 from jrnn.cells.orthogonal import exprnn, orthogonal
 from jrnn.cells.oscillatory import cornn, lem
 from jrnn.cells.stack import stack
+from jrnn.cells.wrap import wrap
 
 __all__ = [
     "Affine",
@@ -40,4 +42,5 @@ __all__ = [
     "orthogonal",
     "residual",
     "stack",
+    "wrap",
 ]

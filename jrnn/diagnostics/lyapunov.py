@@ -43,7 +43,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
+import numpy as np
 
 from jrnn import host, validation
 from jrnn.cells.base import Cell
@@ -203,9 +203,10 @@ def _check_frame(Q0, S: int, k: int | None, batch: int | None):
     if k is not None and Q0.shape[-1] != k:
         raise ValueError(f"k={k} does not match Q0's {Q0.shape[-1]} columns; pass one of them.")
     if not isinstance(Q0, jax.core.Tracer):
-        G = jnp.einsum("...ji,...jk->...ik", Q0, Q0, precision=lax.Precision.HIGHEST)
-        eye = jnp.broadcast_to(jnp.eye(G.shape[-1], dtype=G.dtype), G.shape)
-        err = float(jnp.max(jnp.abs(G - eye)))
+        # In NumPy: under an enclosing jit, jnp ops on a concrete Q0 would be staged.
+        Qn = np.asarray(Q0)
+        G = np.einsum("...ji,...jk->...ik", Qn, Qn)
+        err = float(np.max(np.abs(G - np.eye(G.shape[-1]))))
         tol = 100 * float(jnp.finfo(Q0.dtype).eps) * S
         if not err <= tol:
             raise ValueError(
