@@ -15,7 +15,8 @@ the first update, and every ``monitor_every`` steps):
 
 Task: scikit-learn's digits read pixel by pixel (64 steps, :func:`jrnn.tasks.digits`),
 classified from the last state: the first pixels must be carried over 64 steps.
-Cells: tanh and ReLU Elman, LSTM and GRU of the same width. Variability: the
+Cells: tanh and ReLU Elman, LSTM and GRU of the same width, and Flax's own
+``flax.linen.GRUCell`` wrapped by :func:`jrnn.wrap` (the path for a user's model). Variability: the
 recurrent weights are scaled by a gain ``g`` at initialisation (ordered to chaotic)
 and several seeds per gain; all ``gains x seeds`` runs of one cell train together on
 one dataset as one vmapped program (every run sees the same batches). The question
@@ -45,7 +46,7 @@ import jrnn
 from experiments import common
 
 NAME = "training_dynamics"
-CELLS = ("elman_tanh", "elman_relu", "lstm", "gru")
+CELLS = ("elman_tanh", "elman_relu", "lstm", "gru", "flax_gru")
 KEYS = ("lyap_1", "propagation_rate", "saturated_fraction", "dead_fraction")
 BOOTSTRAPS = 2000
 PERMUTATIONS = 2000
@@ -56,7 +57,7 @@ class Config:
     """Cells, widths, gains, seeds and training length of the study."""
 
     cells: tuple[str, ...] = CELLS
-    """cells: elman_tanh, elman_relu, lstm, gru"""
+    """cells: elman_tanh, elman_relu, lstm, gru, flax_gru (flax.linen.GRUCell via jrnn.wrap)"""
     hidden: int = 32
     """units per cell"""
     gains: tuple[float, ...] = (0.5, 1.0, 1.5, 2.5)
@@ -99,9 +100,28 @@ DEFAULT_PRESET = "default"
 
 
 def make_cell(name: str, hidden: int):
+    """A built-in cell, or ``flax_gru``: Flax's own ``nn.GRUCell`` run through :func:`jrnn.wrap`
+    (its params are Flax's variables; the model's readout is jrnn's)."""
+    if name == "flax_gru":
+        import flax.linen as nn
+
+        module = nn.GRUCell(features=hidden)
+        variables = module.init(jax.random.key(0), jnp.zeros(hidden), jnp.zeros(1))
+        return jrnn.wrap(module, params=variables)[0]
     if name.startswith("elman"):
         return jrnn.cells.elman(hidden, name.split("_")[1])
     return getattr(jrnn.cells, name)(hidden)
+
+
+def scale_recurrent(params, g):
+    """``W_hh -> g W_hh`` (built-in cells); for Flax's GRUCell its hidden-to-hidden kernels
+    (``hr``, ``hz``, ``hn``)."""
+    if "W_hh" in params:
+        return dict(params, W_hh=g * params["W_hh"])
+    inner = params["params"]
+    scaled = {k: (dict(v, kernel=g * v["kernel"]) if k.startswith("h") else v)
+              for k, v in inner.items()}
+    return dict(params, params=scaled)
 
 
 def train_cell(name: str, cfg: Config, seed: int, data, ckpt: str):
@@ -119,8 +139,7 @@ def train_cell(name: str, cfg: Config, seed: int, data, ckpt: str):
 
     def init(key, g):
         p = model.init(key, 1)
-        cell = dict(p["cell"], W_hh=g * p["cell"]["W_hh"])
-        return jrnn.train.init_state(dict(p, cell=cell), opt, key)
+        return jrnn.train.init_state(dict(p, cell=scale_recurrent(p["cell"], g)), opt, key)
 
     states = jax.vmap(init)(keys, gains)
     vstep = jax.jit(jax.vmap(step, in_axes=(0, None)))  # one dataset for every run

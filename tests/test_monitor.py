@@ -161,3 +161,17 @@ def test_bad_monitor_arguments(kwargs, exc, name):
         train.fit(step, state, lambda k, t: calls.append(t) or batch_fn(k, t), steps=2,
                   **kwargs)
     assert calls == []  # raised before the first step
+
+
+def test_readme_snippet_runs():
+    """README "Diagnostics during training": a wrapped Flax GRU in an optax loop (2 steps)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    section = text.split("### Diagnostics during training", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "range(201)" in code
+    code = code.replace("range(201)", "range(2)").replace("t % 100 == 0", "t % 1 == 0")
+    with jax.numpy_rank_promotion("allow"):
+        exec(compile(code, "README.md (Diagnostics during training)", "exec"), {})

@@ -68,6 +68,8 @@ def main(argv=None) -> dict:
     times = compare({"train step": lambda: step(state, (x, y)),
                      "snapshot": lambda: snap(params)}, repeats=a.step_repeats, warmup=2)
     steady = times["snapshot"] / (a.every * times["train step"])
+    print(f"train step {1e3 * times['train step']:.2f} ms, snapshot {1e3 * times['snapshot']:.1f} "
+          f"ms: steady-state overhead every {a.every} steps {100 * steady:.1f}%", flush=True)
 
     def fit(with_monitor: bool):
         kw = dict(monitor=monitor, monitor_every=a.every) if with_monitor else {}
