@@ -52,10 +52,13 @@ import numpy as np
 import optax
 
 from jrnn import checkpoint as _ckpt
+from jrnn import monitor as _monitor
 from jrnn import validation
+from jrnn.monitor import Monitor
 
 __all__ = [
     "FitResult",
+    "Monitor",
     "TrainState",
     "fit",
     "init_state",
@@ -196,6 +199,7 @@ def make_train_step(
 
     jitted = jax.jit(step)
     jitted.jrnn_model = model_description(apply_fn)
+    jitted.jrnn_cell = getattr(getattr(apply_fn, "__self__", None), "cell", None)
     return jitted
 
 
@@ -228,6 +232,8 @@ class FitResult(NamedTuple):
       diverged: True if the NaN/Inf guard stopped training.
       reason: the guard's message (naming the step), or None.
       resumed_from: the checkpoint step training resumed from, or None.
+      monitor_history: ``{"step": [0, N, 2N, ...], <snapshot name>: [...]}`` with
+        ``monitor=`` (lists per seed for batched states), else ``{}``.
     """
 
     state: TrainState
@@ -237,6 +243,7 @@ class FitResult(NamedTuple):
     diverged: bool
     reason: str | None
     resumed_from: int | None
+    monitor_history: dict[str, list] | None = None
 
 
 def _first(x) -> int:
@@ -313,6 +320,8 @@ def fit(
     config: dict | None = None,
     max_to_keep: int | None = 2,
     nan_guard: bool = True,
+    monitor: Monitor | Callable[[Any], Mapping[str, Any]] | None = None,
+    monitor_every: int = 100,
 ) -> FitResult:
     """Runs ``step_fn`` for ``steps`` updates (or ``epochs`` passes over a dataset).
 
@@ -346,6 +355,17 @@ def fit(
     already past ``steps`` (newest step 6, ``steps=4``) raises ``ValueError``
     rather than returning a state trained longer than asked.
 
+    Monitoring (``monitor=``, :mod:`jrnn.monitor`): a :class:`Monitor` (a snapshot
+    of the model's cell on a fixed held-out batch,
+    :func:`jrnn.diagnostics.snapshot`) or any ``params -> {name: scalar}`` is
+    evaluated at step 0, before the first update, and after every
+    ``monitor_every``-th update, compiled once (vmapped over seeds for a batched
+    state), recorded in ``monitor_history``, appended to
+    ``<checkpoint_dir>/monitor.jsonl`` (one JSON object per row, ``{"step": s,
+    name: value}``) and written to TensorBoard when ``Monitor.tensorboard`` is a
+    directory. The rows travel in the checkpoints: a resumed run rewrites the
+    file from its checkpoint and continues it, so no row is lost or repeated.
+
     NaN/Inf guard (``nan_guard=True``): if a step's loss, gradient norm or new
     parameters are not finite, training stops, a ``RuntimeWarning`` names the
     step, and the state *before* that step is returned with ``diverged=True``.
@@ -369,6 +389,8 @@ def fit(
       config: JSON dict included in the checkpoint fingerprint.
       max_to_keep: checkpoints kept on disk, an int >= 1 (None keeps all).
       nan_guard: stop on a non-finite step (see above).
+      monitor: what to monitor (see above), or None.
+      monitor_every: steps between monitor rows, an integer >= 1.
 
     Returns:
       A :class:`FitResult`.
@@ -376,7 +398,9 @@ def fit(
     Raises:
       ValueError / TypeError: a bad argument (naming it), checked before the
         first step: ``state.rng`` not a PRNG key, ``steps`` not an integer,
-        ``nan_guard='no'``, ``max_to_keep=0``, an unwritable
+        ``nan_guard='no'``, ``max_to_keep=0``, ``monitor_every=0``, a
+        ``monitor`` that is not a Monitor or callable (or whose snapshot
+        arguments are bad, e.g. ``k`` above the state size), an unwritable
         ``checkpoint_dir``, a checkpoint of another model or past ``steps``.
     """
     if not isinstance(state, TrainState):
@@ -387,6 +411,7 @@ def fit(
     eval_every = validation.check_int(eval_every, "eval_every", low=0)
     checkpoint_every = validation.check_int(checkpoint_every, "checkpoint_every", low=0)
     nan_guard = validation.check_bool(nan_guard, "nan_guard")
+    monitor_every = validation.check_int(monitor_every, "monitor_every", low=1)
     for name, fn in (("eval_fn", eval_fn), ("callback", callback)):
         if fn is not None and not callable(fn):
             raise TypeError(f"{name} must be callable or None, got {type(fn).__name__}.")
@@ -394,9 +419,13 @@ def fit(
         max_to_keep = validation.check_int(max_to_keep, "max_to_keep", low=1)
     batch_fn, total = _data_source(data, state, steps, epochs, batch_size)
     model = getattr(step_fn, "jrnn_model", None)
+    batched = np.ndim(state.rng) != (0 if _is_typed_key(state.rng) else 1)
+    snap, tensorboard = (None, None) if monitor is None else _monitor.compile_monitor(
+        monitor, step_fn, state.params, batched)
 
     history: dict[str, list] = {"step": []}
     eval_history: dict[str, list] = {"step": []}
+    monitor_history: dict[str, list] = {"step": []}
     step_times: list[float] = []
     resumed_from = None
     if checkpoint_dir is not None:
@@ -408,6 +437,7 @@ def fit(
             state, extra = restored
             history = extra.get("history", history)
             eval_history = extra.get("eval_history", eval_history)
+            monitor_history = extra.get("monitor_history", monitor_history)
             step_times = extra.get("step_times", step_times)
             resumed_from = _first(state.step)
             if resumed_from > total:
@@ -421,15 +451,28 @@ def fit(
         _ckpt.save(
             checkpoint_dir,
             state,
-            extra={"history": history, "eval_history": eval_history, "step_times": step_times},
+            extra={"history": history, "eval_history": eval_history, "step_times": step_times,
+                   "monitor_history": monitor_history},
             config=config,
             model=model,
             max_to_keep=max_to_keep,
         )
 
+    log = None if snap is None else _monitor.MonitorLog(
+        checkpoint_dir, tensorboard, monitor_history, resumed_from)
+
+    def observe(s: int) -> dict:
+        row = {"step": s, **{k: _monitor.to_json(v) for k, v in snap(state.params).items()}}
+        for k, v in row.items():
+            monitor_history.setdefault(k, []).append(v)
+        log.write(row)
+        return {f"monitor_{k}": v for k, v in row.items() if k != "step"}
+
     diverged, reason = False, None
     warned_skips: set[int] = set()
     t = _first(state.step)
+    if snap is not None and t == 0 and 0 not in monitor_history["step"]:
+        observe(0)
     while t < total:
         start = time.perf_counter()
         batch = batch_fn(state.rng, t)
@@ -466,13 +509,18 @@ def fit(
             for k, v in ev.items():
                 eval_history.setdefault(k, []).append(_to_py(v))
                 info[f"eval_{k}"] = _to_py(v)
+        if snap is not None and s % monitor_every == 0:
+            info.update(observe(s))
         if callback is not None:
             callback(s, info)
         if checkpoint_dir is not None and ((checkpoint_every and s % checkpoint_every == 0)
                                            or last):
             save()
         t = s
-    return FitResult(state, history, eval_history, step_times, diverged, reason, resumed_from)
+    if log is not None:
+        log.close()
+    return FitResult(state, history, eval_history, step_times, diverged, reason, resumed_from,
+                     monitor_history if snap is not None else {})
 
 
 def _data_source(data, state, steps, epochs, batch_size):

@@ -30,6 +30,7 @@ from jrnn.diagnostics.propagation import (
     propagation,
 )
 from jrnn.diagnostics.sensitivity import PROBE_DISTRIBUTIONS, Sensitivity, parameter_sensitivity
+from jrnn.diagnostics.snapshot import SNAPSHOT_NAMES, snapshot, snapshot_names
 from jrnn.diagnostics.spectra import (
     SINGULAR_VALUE_METHODS,
     SV_STATS_MODES,
@@ -52,6 +53,7 @@ __all__ = [
     "Propagation",
     "QR_METHODS",
     "SINGULAR_VALUE_METHODS",
+    "SNAPSHOT_NAMES",
     "SV_STATS_MODES",
     "SingularValueStats",
     "UnitHealth",
@@ -64,6 +66,8 @@ __all__ = [
     "pascanu_bound",
     "propagation",
     "singular_value_stats",
+    "snapshot",
+    "snapshot_names",
     "singular_values",
     "step_jacobians",
     "tangent_map",

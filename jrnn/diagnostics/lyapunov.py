@@ -345,7 +345,10 @@ def lyapunov_spectrum(
         float64 when the inputs are float32 and x64 is enabled), or ``"auto"``
         (``"compact"`` for formed Jacobians, ``"householder"`` in tangent mode).
       mode: ``"auto"``, ``"stacked"``, ``"chunked"`` or ``"tangent"`` (above).
-      memory_budget: bytes for the ``"auto"`` rule and the chunk size.
+      memory_budget: bytes for the ``"auto"`` rule and the chunk size. The rule
+        sees the batch axis of ``xs`` only, not an enclosing ``jax.vmap`` (seeds):
+        there divide the budget by the vmapped size or fix ``mode`` (as
+        :func:`jrnn.diagnostics.snapshot` does, ``"tangent"``).
       chunk: steps per chunk in ``"chunked"`` mode (a multiple of
         ``reorth_every``; default from ``memory_budget``).
       key: PRNG key for the initial orthonormal ``Q_0`` when ``k < S`` and no

@@ -278,7 +278,7 @@ def singular_values(stats, *, labels: Sequence[str] | None = None, levels=None,
 #: Units of the usual history keys, for axis labels.
 UNITS = {
     "loss": "", "eval_loss": "", "grad_norm": "", "lyapunov": _style.NATS,
-    "lambda_1": _style.NATS, "lambda_max": _style.NATS, "rate": _style.NATS,
+    "lambda_1": _style.NATS, "lyap_1": _style.NATS, "lambda_max": _style.NATS, "rate": _style.NATS,
     "propagation_rate": _style.NATS, "dead_fraction": "fraction of units",
     "saturated_fraction": "fraction of units", "accuracy": "fraction correct",
 }

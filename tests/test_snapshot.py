@@ -1,0 +1,190 @@
+"""jrnn.diagnostics.snapshot: each scalar against the full diagnostic it summarises (float64)."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jrnn
+from jrnn.diagnostics import snapshot
+
+T = 30
+
+
+def _f64(tree):
+    return jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), tree)
+
+
+def _setup(cell, B=3, seed=0, scale=1.0):
+    params = _f64(cell.init(jax.random.key(seed), 2))
+    xs = scale * jax.random.normal(jax.random.key(seed + 1), (B, T, 2), jnp.float64)
+    return params, xs
+
+
+def _pooled(values, stderr):
+    B = values.shape[0]
+    between = np.var(values, axis=0, ddof=1)
+    within = np.mean(np.asarray(stderr) ** 2, axis=0)
+    return np.mean(values, axis=0), np.sqrt(np.maximum(between, within) / B)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_elman_matches_full_diagnostics(activation):
+    cell = jrnn.cells.elman(5, activation)
+    params, xs = _setup(cell, scale=2.0 if activation == "tanh" else 1.0)
+    params = dict(params, b_h=params["b_h"] + (0.0 if activation == "tanh" else 3.0))
+    loss = lambda hs: jnp.sum(jnp.sin(hs[:, -3:]))
+    out = snapshot(cell, params, xs, k=3, loss_fn=loss, lags=(0, 7))
+    assert set(out) == set(jrnn.diagnostics.snapshot_names(3, (0, 7)))
+
+    spec = jrnn.diagnostics.lyapunov_spectrum(cell, params, xs, k=3, mode="stacked")
+    lam, se = _pooled(np.asarray(spec.exponents), spec.stderr)
+    for i in range(3):
+        np.testing.assert_allclose(out[f"lyap_{i + 1}"], lam[i], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(out[f"lyap_{i + 1}_stderr"], se[i], rtol=1e-8)
+
+    prop = jrnn.diagnostics.propagation(cell, params, xs, mode="stacked")
+    np.testing.assert_allclose(out["propagation_rate"], np.mean(prop.rate), rtol=1e-10)
+    np.testing.assert_allclose(
+        out["log_jacobian_norm"], np.mean(prop.log_spectral_norm[:, 0]), rtol=1e-10
+    )
+
+    J = jrnn.diagnostics.step_jacobians(cell, params, xs)  # (B, T, S, S)
+    s1 = np.linalg.svd(np.asarray(J), compute_uv=False)[..., 0]
+    np.testing.assert_allclose(out["sv_mean"], s1.mean(), rtol=1e-10)
+    np.testing.assert_allclose(out["sv_max"], s1.max(), rtol=1e-10)
+
+    # propagation_rate_stderr: 20 batch means of the forward increments, pooled (numpy loop)
+    rates, ses = [], []
+    for b in range(J.shape[0]):
+        P = np.eye(5) / np.sqrt(5)
+        incr = []
+        for t in range(T):
+            A = np.asarray(J[b, t]) @ P
+            incr.append(np.log(np.linalg.norm(A)))
+            P = A / np.linalg.norm(A)
+        incr = np.array(incr)
+        means = incr[T - 20 * (T // 20):].reshape(20, -1).mean(axis=1)
+        rates.append(incr.mean())
+        ses.append(means.std(ddof=1) / np.sqrt(20))
+    r, rse = _pooled(np.array(rates), np.array(ses))
+    assert np.isfinite(r) and np.isfinite(rse)
+    np.testing.assert_allclose(out["propagation_rate"], r, rtol=1e-10)
+    np.testing.assert_allclose(out["propagation_rate_stderr"], rse, rtol=1e-8)
+
+    health = jrnn.diagnostics.unit_health(cell, params, xs)
+    if activation == "relu":
+        np.testing.assert_allclose(out["dead_fraction"], health.dead_fraction)
+        assert np.isnan(out["saturated_fraction"])
+    else:
+        np.testing.assert_allclose(out["saturated_fraction"], health.saturated_fraction)
+        assert 0 < float(out["saturated_fraction"]) < 1  # the comparison is not vacuous
+        assert np.isnan(out["dead_fraction"])
+    W = np.asarray(params["W_hh"])
+    np.testing.assert_allclose(out["recurrent_norm"], np.linalg.norm(W, 2), rtol=1e-10)
+
+    g = jrnn.diagnostics.gradient_norms(loss, cell, params, xs, mode="stacked").hidden
+    for lag in (0, 7):
+        ref = np.sqrt(np.sum(np.asarray(g[:, T - 1 - lag]) ** 2))
+        np.testing.assert_allclose(out[f"grad_norm_lag{lag}"], ref, rtol=1e-10)
+
+
+def test_sampled_singular_values():
+    cell = jrnn.cells.elman(4, "tanh")
+    params, xs = _setup(cell, B=2)
+    out = snapshot(cell, params, xs, k=1, sv_steps=7)  # every ceil(30 / 7) = 5th step
+    J = jrnn.diagnostics.step_jacobians(cell, params, xs)
+    s1 = np.linalg.svd(np.asarray(J), compute_uv=False)[:, ::5, 0]
+    np.testing.assert_allclose(out["sv_mean"], s1.mean(), rtol=1e-10)
+    np.testing.assert_allclose(out["sv_max"], s1.max(), rtol=1e-10)
+    full = snapshot(cell, params, xs, k=1, sv_steps=None)
+    assert float(full["sv_mean"]) != float(out["sv_mean"])
+    np.testing.assert_allclose(full["lyap_1"], out["lyap_1"], rtol=1e-12)
+
+
+def test_dead_units_counted():
+    cell = jrnn.cells.elman(6, "relu")
+    params, xs = _setup(cell, B=2)
+    params = dict(params, b_h=params["b_h"].at[:2].set(-50.0))  # two units never fire
+    out = snapshot(cell, params, xs, k=2)
+    health = jrnn.diagnostics.unit_health(cell, params, xs)
+    assert float(health.dead_fraction) >= 2 / 6
+    np.testing.assert_allclose(out["dead_fraction"], health.dead_fraction)
+
+
+def test_lstm_one_sequence_and_not_applicable():
+    cell = jrnn.cells.lstm(3)
+    params, xs = _setup(cell, B=1)
+    x = xs[0]
+    out = snapshot(cell, params, x, k=6)  # k = S = 2n
+    spec = jrnn.diagnostics.lyapunov_spectrum(cell, params, x, mode="stacked")
+    np.testing.assert_allclose([out[f"lyap_{i}"] for i in range(1, 7)], spec.exponents,
+                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose([out[f"lyap_{i}_stderr"] for i in range(1, 7)], spec.stderr,
+                               rtol=1e-8)
+    prop = jrnn.diagnostics.propagation(cell, params, x)
+    np.testing.assert_allclose(out["propagation_rate"], prop.rate, rtol=1e-10)
+    np.testing.assert_allclose(out["log_jacobian_norm"], prop.log_spectral_norm[0], rtol=1e-10)
+    for name in ("dead_fraction", "saturated_fraction", "recurrent_norm"):
+        assert np.isnan(out[name])
+
+
+def test_nonfinite_params_give_nan():
+    cell = jrnn.cells.elman(4, "tanh")
+    params, xs = _setup(cell, B=2)
+    params = dict(params, W_hh=params["W_hh"].at[0, 0].set(jnp.nan))
+    out = snapshot(cell, params, xs, k=2)
+    for name in ("lyap_1", "propagation_rate", "saturated_fraction", "sv_mean"):
+        assert np.isnan(out[name]), name
+
+
+def test_jit_compiles_once_and_vmap_over_seeds_equals_loop():
+    cell = jrnn.cells.gru(4)
+    _, xs = _setup(cell, B=2)
+    traces = []
+
+    def counted(params, xs):
+        traces.append(1)
+        return snapshot(cell, params, xs, k=2)
+
+    snap = jax.jit(counted)
+    keys = jax.random.split(jax.random.key(3), 3)
+    seeds = jax.vmap(lambda k: _f64(cell.init(k, 2)))(keys)
+    one = [snap(jax.tree_util.tree_map(lambda a: a[i], seeds), xs) for i in range(3)]
+    assert len(traces) == 1
+    batched = jax.jit(jax.vmap(counted, in_axes=(0, None)))(seeds, xs)
+    for name, v in batched.items():
+        assert v.shape == (3,)
+        np.testing.assert_allclose(v, [o[name] for o in one], rtol=1e-9, atol=1e-12,
+                                   err_msg=name)
+    # the user's two lines
+    snap2 = jax.jit(functools.partial(snapshot, cell, k=2))
+    np.testing.assert_allclose(snap2(jax.tree_util.tree_map(lambda a: a[0], seeds), xs)["lyap_1"],
+                               one[0]["lyap_1"], rtol=1e-12)
+
+
+def test_bad_inputs():
+    cell = jrnn.cells.elman(4, "tanh")
+    params, xs = _setup(cell, B=2)
+    with pytest.raises(ValueError, match="k"):
+        snapshot(cell, params, xs, k=5)
+    with pytest.raises(ValueError, match="k"):
+        snapshot(cell, params, xs, k=0)
+    with pytest.raises(TypeError, match="k"):
+        snapshot(cell, params, xs, k=1.5)
+    with pytest.raises(ValueError, match="lags"):
+        snapshot(cell, params, xs, lags=(T,))
+    with pytest.raises(ValueError, match="lags"):
+        snapshot(cell, params, xs, lags=(1, 1))
+    with pytest.raises(TypeError, match="loss_fn"):
+        snapshot(cell, params, xs, loss_fn=3)
+    with pytest.raises(ValueError, match="sv_steps"):
+        snapshot(cell, params, xs, sv_steps=0)
+    with pytest.raises(ValueError, match="warmup"):
+        snapshot(cell, params, xs, warmup=T)
+    with pytest.raises(TypeError, match="model.cell"):
+        snapshot(jrnn.models.rnn(cell, 1), params, xs)
+    with pytest.raises(ValueError, match="xs"):
+        snapshot(cell, params, xs[:, :, :1])
