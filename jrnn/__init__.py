@@ -16,6 +16,7 @@ from jrnn import (
     interop,
     linalg,
     models,
+    newton,
     nnx,
     parallel,
     penalties,
@@ -31,6 +32,7 @@ from jrnn import (
 from jrnn.cells import Cell, stack
 from jrnn.prediction import predict
 from jrnn.unrolling import Associative, Bidirectional, Fused, Scan, bidirectional, unroll
+from jrnn.unrolling.newton import Newton
 
 __version__ = "0.1.0"
 
@@ -39,6 +41,7 @@ __all__ = [
     "Bidirectional",
     "Cell",
     "Fused",
+    "Newton",
     "Scan",
     "__version__",
     "activations",
@@ -52,6 +55,7 @@ __all__ = [
     "interop",
     "linalg",
     "models",
+    "newton",
     "nnx",
     "parallel",
     "penalties",
