@@ -39,14 +39,15 @@ from experiments.benchmarks._common import compare, machine, table
 SUITES = {"cpu": (100, 1000, 10000), "gpu": (1000, 10000, 100000, 1000000)}
 
 
-def _memory(fn, *args) -> tuple[float, float | None]:
-    """Compiled temporary MiB of ``fn(*args)`` and the device's peak MiB (None on CPU)."""
+def _compiled(fn, *args):
+    """``(compiled fn, temporary MiB, device peak MiB or None)``: one compilation, reused
+    for the timing."""
     compiled = jax.jit(fn).lower(*args).compile()
     temp = compiled.memory_analysis().temp_size_in_bytes / 2**20
     jax.block_until_ready(compiled(*args))
     stats = jax.devices()[0].memory_stats() or {}
     peak = stats.get("peak_bytes_in_use")
-    return temp, None if peak is None else peak / 2**20
+    return compiled, temp, None if peak is None else peak / 2**20
 
 
 def _elman(T: int, hidden: int, seed: int = 0):
@@ -85,8 +86,8 @@ def run(lengths, hidden=32, damping=0.1, max_iter=200, repeats=3, warmup=1):
             fns, iters, mem = {}, {}, {}
             for name, m in methods.items():
                 f = lambda p, x, m=m, cell=cell: jrnn.unroll(cell, p, x, method=m)[1]
-                fns[name] = (jax.jit(f), (params, xs))
-                mem[name] = _memory(f, params, xs)
+                compiled, *mem[name] = _compiled(f, params, xs)
+                fns[name] = (compiled, (params, xs))
                 if isinstance(m, jrnn.Newton):
                     res = jrnn.newton.unroll(cell, params, xs, jacobian=m.jacobian,
                                              damping=m.damping, max_iter=m.max_iter)
