@@ -187,16 +187,24 @@ def test_non_convergence_is_reported_never_hidden():
     assert bool(jnp.all(jnp.isnan(hs)))
 
 
+def _sweep_net(gain, n=32, steps=200):
+    """The gain-sweep net of docs/reproductions.md (tanh Elman, W_hh = gain N(0, 1/N))."""
+    cell = cells.elman(n, "tanh")
+    p = _f64(cell.init(jax.random.key(0), 1))
+    W = jax.random.normal(jax.random.key(3), (n, n), jnp.float64) / np.sqrt(n)
+    xs = 0.5 * jax.random.normal(jax.random.key(1), (steps, 1), jnp.float64)
+    return cell, dict(p, W_hh=gain * W), xs
+
+
 def test_iteration_rule_follows_measured_counts_on_a_gain_sweep():
-    cell, p, xs = _chaotic(steps=200)
-    W = p["W_hh"] / 3.0
-    for gain in (0.5, 1.0):
-        pg = dict(p, W_hh=gain * W)
-        forecast = jrnn.newton.predict_iterations(cell, pg, xs, warmup=20)
-        res = jrnn.newton.unroll(cell, pg, xs)
+    for gain in (0.6, 1.0):
+        cell, p, xs = _sweep_net(gain)
+        forecast = jrnn.newton.predict_iterations(cell, p, xs, warmup=20)
+        res = jrnn.newton.unroll(cell, p, xs)
         assert forecast.predictable and bool(res.converged)
         assert forecast.iterations / 2 <= int(res.iterations) <= 2 * forecast.iterations + 1
-    forecast = jrnn.newton.predict_iterations(cell, p, xs, warmup=20)  # gain 3: chaotic
+    cell, p, xs = _sweep_net(3.0)  # chaotic
+    forecast = jrnn.newton.predict_iterations(cell, p, xs, warmup=20)
     assert not forecast.predictable and forecast.iterations == 200
     assert not bool(jrnn.newton.unroll(cell, p, xs, max_iter=50).converged)
 
@@ -205,7 +213,8 @@ def test_iteration_rule_closed_form():
     f = jrnn.newton.iteration_rule(-np.log(2.0), 10**6, tol=1e-12)
     assert f.amplification == pytest.approx(2.0)  # sum of 2^-tau
     assert f.iterations == 3 + 1  # K_0 = ceil(log2(27.6 / 4)) = 3, c A = 1
-    assert jrnn.newton.iteration_rule(0.0, 50).iterations == 50
+    assert jrnn.newton.iteration_rule(0.0, 50).iterations == 3 + 25  # A = T at lambda = 0
+    assert jrnn.newton.iteration_rule(0.05, 50).iterations == 50  # capped at T
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -70,7 +70,7 @@ print("max |grad difference|", max(float(jnp.max(jnp.abs(a - b))) for a, b in
 # $A = \sum_{\tau<T} e^{\lambda\tau}$. A gain sweep across the edge of chaos:
 
 # %%
-gains = [0.3, 0.6, 0.9, 1.1, 1.3, 1.6, 2.5]
+gains = [0.3, 0.7, 1.0, 1.2, 2.5]
 lam, measured, converged, predicted = [], [], [], []
 for g in gains:
     pg = dict(params, W_hh=g * W0)

@@ -111,6 +111,13 @@ class Newton(NamedTuple):
     ``residual`` instead. Values agree with :class:`Scan` to about ``tol`` times the
     trajectory's condition (``1e-10`` in float64 for contracting nets).
 
+    A model uses it through its unroll keywords, ``model.apply(params, xs,
+    method=jrnn.Newton())``, and training through ``functools.partial(model.apply,
+    method=jrnn.Newton())`` as the ``apply_fn`` of :func:`jrnn.train.make_train_step` /
+    ``fit``. ``"diagonal"`` is exact in one iteration only where ``J_t`` is diagonal in the
+    flattened carry (``min_gru``, ``min_lstm``, ``indrnn``); the LRU's complex diagonal is
+    a 2x2 rotation block per mode in its real carry, so quasi-DEER takes more iterations there.
+
     Example::
 
         >>> import jax, jax.numpy as jnp, jrnn
