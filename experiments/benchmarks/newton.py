@@ -118,12 +118,15 @@ def main(argv=None):
     lengths = args.lengths or SUITES[args.suite]
     print(f"# Newton evaluation, forward: n={args.hidden}, {jnp.zeros(()).dtype}; "
           f"{machine()}; medians of {args.repeats}, round-robin")
-    rows = run(lengths, args.hidden, args.damping, args.max_iter, args.repeats, args.warmup)
-    print(table(
-        ["T", "net", "method", "ms", "/ scan", "iterations", "temp MiB", "peak MiB"],
-        [(T, n, m, f"{ms:.2f}", f"{r:.2f}x", it, f"{tm:.1f}",
-          "n/a" if pk is None else f"{pk:.1f}") for T, n, m, ms, r, it, tm, pk in rows],
-    ))
+    rows = []
+    for T in lengths:  # one table per length, printed as soon as it is measured
+        part = run([T], args.hidden, args.damping, args.max_iter, args.repeats, args.warmup)
+        rows += part
+        print(table(
+            ["T", "net", "method", "ms", "/ scan", "iterations", "temp MiB", "peak MiB"],
+            [(T, n, m, f"{ms:.2f}", f"{r:.2f}x", it, f"{tm:.1f}",
+              "n/a" if pk is None else f"{pk:.1f}") for T, n, m, ms, r, it, tm, pk in part],
+        ), flush=True)
     return rows
 
 
