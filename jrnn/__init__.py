@@ -17,6 +17,7 @@ from jrnn import (
     linalg,
     models,
     monitor,
+    newton,
     nnx,
     parallel,
     penalties,
@@ -32,6 +33,7 @@ from jrnn import (
 from jrnn.cells import Cell, stack, wrap
 from jrnn.prediction import predict
 from jrnn.unrolling import Associative, Bidirectional, Fused, Scan, bidirectional, unroll
+from jrnn.unrolling.newton import Newton
 
 __version__ = "0.1.0"
 
@@ -40,6 +42,7 @@ __all__ = [
     "Bidirectional",
     "Cell",
     "Fused",
+    "Newton",
     "Scan",
     "__version__",
     "activations",
@@ -54,6 +57,7 @@ __all__ = [
     "linalg",
     "models",
     "monitor",
+    "newton",
     "nnx",
     "parallel",
     "penalties",

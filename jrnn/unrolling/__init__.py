@@ -22,6 +22,9 @@ reason it cannot run the cell, as a sentence), ``check()`` (itself, its fields v
   through ``jax.lax.associative_scan``, ``O(log T)`` depth.
 * :class:`Fused` (``backward``, ``weight_grads``, ``unroll``): cells with a ``fused`` capability
   (elman, irnn, residual, leaky, lstm, gru) batch-major, with a hand-written backward pass.
+* :class:`Newton` (``jacobian``, ``damping``, ``max_iter``, ``tol``): every cell, by Newton
+  iterations over the whole sequence, each a parallel linear recurrence (DEER, quasi-DEER,
+  ELK; :mod:`jrnn.unrolling.newton`); a sequence that does not converge returns NaN.
 
 ``method="auto"`` (the default) is the one rule :func:`auto_method` (BENCHMARKS.md has the
 measurements behind it). A new method is one more record in ``_METHODS`` (and in
@@ -40,6 +43,7 @@ from jrnn.cells.base import Cell
 from jrnn.unrolling._inputs import check_inputs, empty_result, match_carry_dtype
 from jrnn.unrolling.associative import Associative
 from jrnn.unrolling.fused import Fused
+from jrnn.unrolling.newton import Newton, NewtonResult
 from jrnn.unrolling.scan import Scan
 
 __all__ = [
@@ -47,6 +51,8 @@ __all__ = [
     "Bidirectional",
     "Fused",
     "Method",
+    "Newton",
+    "NewtonResult",
     "Scan",
     "auto_method",
     "bidirectional",
@@ -56,8 +62,8 @@ __all__ = [
 ]
 
 #: The type of a method record accepted by :func:`unroll` (``method=``).
-Method = Scan | Associative | Fused
-_METHODS = (Scan, Associative, Fused)
+Method = Scan | Associative | Fused | Newton
+_METHODS = (Scan, Associative, Fused, Newton)
 
 
 def auto_method(cell: Cell) -> Method:
@@ -87,7 +93,9 @@ def auto_method(cell: Cell) -> Method:
 
 def _resolve(method: Any, cell: Cell) -> Method:
     """``method`` checked (and ``"auto"`` chosen) for ``cell``."""
-    expected = '"auto", jrnn.Scan(...), jrnn.Associative() or jrnn.Fused(...)'
+    expected = (
+        '"auto", jrnn.Scan(...), jrnn.Associative(), jrnn.Fused(...) or jrnn.Newton(...)'
+    )
     if isinstance(method, str):
         if method == "auto":
             return auto_method(cell)
@@ -135,8 +143,10 @@ def unroll(
         :class:`Fused` for cells with a ``fused`` capability, :class:`Associative`
         for cells with an ``affine`` capability off the CPU, else :class:`Scan`), or a
         method record, :class:`Scan` ``(unroll=, remat=)``,
-        :class:`Associative` ``()`` or :class:`Fused` ``(backward=,
-        weight_grads=, unroll=)``. Every method gives the same values.
+        :class:`Associative` ``()``, :class:`Fused` ``(backward=,
+        weight_grads=, unroll=)`` or :class:`Newton` ``(jacobian=, damping=,
+        max_iter=, tol=)`` (NaN for a sequence whose iteration did not converge).
+        Every method gives the same values.
 
     Returns:
       ``final_carry`` and ``hs`` of shape ``(T, n)`` or ``(B, T, n)``.
