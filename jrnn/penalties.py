@@ -229,10 +229,10 @@ def lyapunov_penalty(
     batch = _optional_int(batch, "batch", 1)
     if qr not in QR_METHODS:
         raise ValueError(f"qr must be one of {QR_METHODS}, got {qr!r}.")
-    if gradient not in GRADIENTS:
-        raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}.")
+    if gradient not in _GRADIENTS:
+        raise ValueError(f"gradient must be one of {_GRADIENTS}, got {gradient!r}.")
     tgt_list = tgt.tolist()
-    run_cell = frozen_orbit(cell) if gradient == "jacobians" else cell
+    run_cell = _frozen_orbit(cell) if gradient == "jacobians" else cell
 
     def exponents(params, xs):
         xs = _window(xs, warmup, steps, batch, "lyapunov_penalty")
@@ -252,10 +252,10 @@ def lyapunov_penalty(
 
 
 #: Accepted ``gradient`` of :func:`lyapunov_penalty`.
-GRADIENTS = ("jacobians", "trajectory")
+_GRADIENTS = ("jacobians", "trajectory")
 
 
-def frozen_orbit(cell: Cell) -> Cell:
+def _frozen_orbit(cell: Cell) -> Cell:
     """The cell with its carry's parameter-dependence cut: same values, same ``J_t``.
 
     ``recur'(theta, s, u) = f(theta, s, u) - f(theta, sg(s), u) + sg(f(theta, sg(s), u))``

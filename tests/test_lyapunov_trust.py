@@ -83,7 +83,8 @@ def test_fixed_point_start_is_flagged_and_random_start_is_not():
 
 def test_batch_means_use_every_averaged_block():
     """The error bar covers the same blocks as the mean: against a NumPy batch-means estimate
-    over np.array_split batches (unequal sizes, weighted by steps)."""
+    over 20 contiguous batches with edges floor(j 59 / 20) (unequal sizes, weighted by
+    steps)."""
     from jrnn.diagnostics._errors import batch_means_stderr
 
     rng = np.random.default_rng(0)
@@ -91,7 +92,8 @@ def test_batch_means_use_every_averaged_block():
     steps[-1] = 2
     logs = rng.normal(size=(59, 2)) * steps[:, None] + 5.0 * (np.arange(59) == 0)[:, None]
     got = np.asarray(batch_means_stderr(jnp.asarray(logs), jnp.asarray(steps)))
-    idx = np.array_split(np.arange(59), 20)
+    edges = (np.arange(21) * 59) // 20
+    idx = [np.arange(a, b) for a, b in zip(edges[:-1], edges[1:])]
     n = np.array([steps[i].sum() for i in idx])
     m = np.array([logs[i].sum(0) / steps[i].sum() for i in idx])
     mean = logs.sum(0) / steps.sum()

@@ -217,10 +217,10 @@ def mean_field(
 
 #: Gauss-Legendre nodes per panel of the 2-D rule of the correlation map (each of
 #: its ~80 x 80 panels): ~1e-10 relative against adaptive quadrature (tests).
-PAIR_POINTS = 6
+_PAIR_POINTS = 6
 
 
-def _pair_expectation(fs, gs, q, c, kinks=(), num_points=PAIR_POINTS):
+def _pair_expectation(fs, gs, q, c, kinks=(), num_points=_PAIR_POINTS):
     """``E[f(u1) g(u2)]`` for each pair ``(f, g)`` of ``zip(fs, gs)``, ``(u1, u2)``
     Gaussian with variances ``q`` and correlation ``c``.
 
