@@ -114,7 +114,7 @@ class _NonFinite:
             warnings.warn(
                 f"non-finite flossing gradient: update {what} ({self.count} so far). On a "
                 f"chaotic orbit the gradient through the trajectory grows like "
-                f"exp(lambda_1 T): use lyapunov_penalty(..., gradient='jacobians').",
+                f"exp(lambda_1 T): use shorter windows (steps=) or a smaller learning rate.",
                 RuntimeWarning,
                 stacklevel=3,
             )

@@ -137,7 +137,6 @@ def lyapunov_penalty(
     qr: str = "auto",
     method: str = "auto",
     key: jax.Array | None = None,
-    gradient: str = "jacobians",
 ) -> Penalty:
     """The gradient-flossing loss ``mean_{b,i} (lambda_i^(b) - target_i)^2`` (Engelken 2023).
 
@@ -149,19 +148,7 @@ def lyapunov_penalty(
     with ``lambda_i^(b)`` the ``i``-th exponent (descending, nats per step) of
     trajectory ``b`` of the batch, from :func:`jrnn.diagnostics.lyapunov_spectrum`
     with ``reorth_every=every`` after ``warmup`` alignment steps. Differentiable
-    with respect to the cell parameters through the QR chain.
-
-    **Which gradient.** ``gradient="jacobians"`` (default) stops the gradient
-    on the carry: the states ``s_t`` visited are held fixed and the gradient
-    flows only through the Jacobians ``J_t(s_{t-1}, u_t; theta)`` at them (the
-    frozen-orbit derivative, as in Engelken 2023's gradient flossing). It is
-    bounded by the chain's own terms, so it stays finite on a chaotic orbit.
-    ``gradient="trajectory"`` also differentiates the trajectory itself,
-    ``d s_t / d theta``, which on a chaotic orbit grows like
-    ``exp(lambda_1 t)`` (exact, but useless: tanh N = 32, g = 3, float32,
-    ``T = 300`` gives an infinite gradient norm and no update; Mikhaeil,
-    Monfared & Durstewitz, NeurIPS 2022); it is the exact derivative of the
-    finite-``T`` exponents for non-chaotic dynamics.
+    with respect to the cell parameters, through the trajectory and the QR chain.
 
     Args:
       cell: the recurrent :class:`~jrnn.cells.base.Cell` (``model.cell`` for a model).
@@ -176,7 +163,6 @@ def lyapunov_penalty(
       batch: use only the first ``batch`` sequences of ``xs`` (cost).
       qr, method: passed to ``lyapunov_spectrum``.
       key: PRNG key of the initial frame when ``k < S`` (default ``key(0)``).
-      gradient: ``"jacobians"`` or ``"trajectory"`` (above).
 
     Returns:
       A :class:`Penalty` whose ``fn(cell_params, xs)`` is the scalar above and
@@ -188,7 +174,7 @@ def lyapunov_penalty(
         numbers (a :class:`~jrnn.validation.NumberTypeError`, also a ValueError).
       ValueError: ``k`` not in ``[1, S]``; ``target`` not finite, outside
         ``[-1, 1]`` or of the wrong length; ``every``, ``warmup``, ``steps``,
-        ``batch`` out of range; ``qr`` / ``method`` / ``gradient`` unknown;
+        ``batch`` out of range; ``qr`` / ``method`` unknown;
         ``method="analytic"`` for a cell without an analytic Jacobian; (when
         called) ``xs`` shorter than ``warmup + steps``.
 
@@ -229,14 +215,11 @@ def lyapunov_penalty(
     batch = _optional_int(batch, "batch", 1)
     if qr not in QR_METHODS:
         raise ValueError(f"qr must be one of {QR_METHODS}, got {qr!r}.")
-    if gradient not in _GRADIENTS:
-        raise ValueError(f"gradient must be one of {_GRADIENTS}, got {gradient!r}.")
     tgt_list = tgt.tolist()
-    run_cell = _frozen_orbit(cell) if gradient == "jacobians" else cell
 
     def exponents(params, xs):
         xs = _window(xs, warmup, steps, batch, "lyapunov_penalty")
-        spec = lyapunov_spectrum(run_cell, params, xs, k=k, reorth_every=every, warmup=warmup,
+        spec = lyapunov_spectrum(cell, params, xs, k=k, reorth_every=every, warmup=warmup,
                                  method=method, qr=qr, key=key)
         return spec.exponents
 
@@ -246,34 +229,8 @@ def lyapunov_penalty(
         return jnp.mean(jnp.square(lam - tgt_arr))
 
     config = (("k", k), ("target", tgt_list), ("every", every), ("warmup", warmup),
-              ("steps", steps), ("batch", batch), ("qr", qr), ("method", method),
-              ("gradient", gradient))
+              ("steps", steps), ("batch", batch), ("qr", qr), ("method", method))
     return Penalty("lyapunov", fn, exponents, config)
-
-
-#: Accepted ``gradient`` of :func:`lyapunov_penalty`.
-_GRADIENTS = ("jacobians", "trajectory")
-
-
-def _frozen_orbit(cell: Cell) -> Cell:
-    """The cell with its carry's parameter-dependence cut: same values, same ``J_t``.
-
-    ``recur'(theta, s, u) = f(theta, s, u) - f(theta, sg(s), u) + sg(f(theta, sg(s), u))``
-    (``sg`` = ``stop_gradient``): its value is ``f``, its derivative in ``s``
-    is ``df/ds`` (with its own dependence on ``theta`` and ``u``), its
-    derivative in ``theta`` and ``u`` at fixed ``s`` is 0. So the states of a
-    trajectory do not depend on ``theta`` while the Jacobians at them do.
-    """
-    recur = cell.recur
-    sg = jax.lax.stop_gradient
-
-    def detached(params, carry, u):
-        new, h = recur(params, carry, u)
-        new0, h0 = recur(params, jax.tree_util.tree_map(sg, carry), u)
-        cut = lambda a, b: a - b + sg(b)  # noqa: E731
-        return jax.tree_util.tree_map(cut, new, new0), jax.tree_util.tree_map(cut, h, h0)
-
-    return cell._replace(recur=detached)
 
 
 def _check_norm_target(target) -> float:

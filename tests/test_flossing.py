@@ -59,12 +59,9 @@ def test_lyapunov_penalty_closed_form_linear():
 
 @pytest.mark.parametrize("every", [1, 3])
 def test_lyapunov_penalty_gradient_matches_finite_differences(every):
-    # every=3 exercises the blocked chain and its per-block accuracy check. The exact
-    # derivative of the finite-T exponents is gradient="trajectory"; the default frozen-orbit
-    # gradient is checked against its own finite differences in test_flossing_chaos.py.
+    # every=3 exercises the blocked chain and its per-block accuracy check.
     cell, params, xs = _small()
-    pen = penalties.lyapunov_penalty(cell, k=2, target=-0.05, every=every, warmup=3,
-                                     gradient="trajectory")
+    pen = penalties.lyapunov_penalty(cell, k=2, target=-0.05, every=every, warmup=3)
     f = jax.jit(lambda p: pen.fn(p, xs))
     assert float(f(params)) > 0
     _fd_check(f, params)
