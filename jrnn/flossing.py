@@ -23,6 +23,7 @@ remember, and stops flossing late in training.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -67,21 +68,58 @@ def make_penalty_step(
     weight: float = 1.0,
     params_of: Callable[[Any], Any] | None = None,
     clip_norm: float | None = None,
-    skip_nonfinite: bool = False,
+    skip_nonfinite: bool = True,
 ):
-    """A jitted step ``(state, (x, y)) -> (state, metrics)`` minimising ``weight * penalty`` only.
+    """A step ``(state, (x, y)) -> (state, metrics)`` minimising ``weight * penalty`` only.
 
     The flossing update of Engelken 2023: ``y`` is ignored, ``x`` is the batch
     of training inputs; parameters the penalty does not touch (a readout) get
     zero gradient. ``metrics["loss"]`` is the weighted penalty. It is
     :func:`jrnn.train.make_train_step` on :func:`jrnn.penalties.penalty_loss`,
-    so clipping and ``skip_nonfinite`` behave the same. (:func:`make_flossing_step`
-    is the scheduler that alternates such updates with task updates.)
+    so clipping behaves the same. A non-finite penalty gradient is never applied
+    silently: by default (``skip_nonfinite=True``) the update is skipped, a
+    ``RuntimeWarning`` is issued and ``metrics["skipped"]`` counts the skipped
+    updates so far; ``skip_nonfinite=False`` applies it and still warns.
+    (:func:`make_flossing_step` is the scheduler that alternates such updates
+    with task updates.)
     """
     apply_fn, loss = penalty_loss(penalty, weight, params_of=params_of)
     _check_optimizer(optimizer, "optimizer")
-    return make_train_step(apply_fn, loss, optimizer, clip_norm=clip_norm,
-                           skip_nonfinite=skip_nonfinite)
+    inner = make_train_step(apply_fn, loss, optimizer, clip_norm=clip_norm,
+                            skip_nonfinite=skip_nonfinite)
+    counter = _NonFinite(skip_nonfinite)
+
+    def step(state, batch):
+        new_state, metrics = inner(state, batch)
+        return new_state, counter(metrics)
+
+    return step
+
+
+class _NonFinite:
+    """Counts and warns about non-finite flossing updates (concrete metrics only)."""
+
+    def __init__(self, skipped: bool):
+        self.skipped, self.count = skipped, 0
+
+    def __call__(self, metrics):
+        metrics = dict(metrics)
+        finite = metrics.get("finite")
+        if finite is None or isinstance(finite, jax.core.Tracer):
+            return metrics
+        bad = int(np.sum(~np.asarray(finite, bool)))
+        if bad:
+            self.count += bad
+            what = "skipped" if self.skipped else "APPLIED (skip_nonfinite=False)"
+            warnings.warn(
+                f"non-finite flossing gradient: update {what} ({self.count} so far). On a "
+                f"chaotic orbit the gradient through the trajectory grows like "
+                f"exp(lambda_1 T): use shorter windows (steps=) or a smaller learning rate.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        metrics["skipped"] = np.full(np.shape(finite), self.count if self.skipped else 0)
+        return metrics
 
 
 class FlossingSchedule(NamedTuple):
@@ -172,7 +210,9 @@ def make_flossing_step(
     Python from the step counter (``fit`` already syncs every step), so a task
     update never pays for the spectrum. All updates share ``optimizer`` and its
     state. ``metrics`` has ``loss`` (the minimised objective), ``grad_norm``,
-    ``finite`` and ``phase`` (:data:`PHASES` code).
+    ``finite``, ``phase`` (:data:`PHASES` code) and ``skipped``: flossing and
+    "both" updates whose gradient is not finite are always skipped (never
+    applied silently), counted in ``skipped`` and warned about.
 
     Args:
       apply_fn, loss, optimizer, clip_norm, skip_nonfinite: as ``make_train_step``.
@@ -216,9 +256,12 @@ def make_flossing_step(
     tf = transform or (lambda f: f)
     builders = {
         "task": lambda: make_train_step(apply_fn, loss, optimizer, **opts),
-        "floss": lambda: make_train_step(*floss, floss_optimizer or optimizer, **opts),
-        "both": lambda: make_train_step(*both, optimizer, **opts),
+        "floss": lambda: make_train_step(*floss, floss_optimizer or optimizer,
+                                         clip_norm=clip_norm, skip_nonfinite=True),
+        "both": lambda: make_train_step(*both, optimizer, clip_norm=clip_norm,
+                                        skip_nonfinite=True),
     }
+    counter = _NonFinite(True)
     compiled: dict[str, Callable] = {}
 
     def step(state, batch):
@@ -227,7 +270,8 @@ def make_flossing_step(
         if phase not in compiled:
             compiled[phase] = tf(builders[phase]())
         new_state, metrics = compiled[phase](state, batch)
-        metrics = dict(metrics)
+        metrics = counter(metrics) if phase != "task" else dict(metrics)
+        metrics.setdefault("skipped", np.full(np.shape(metrics["loss"]), counter.count))
         metrics["phase"] = np.full(np.shape(metrics["loss"]), PHASES[phase], np.int32)
         return new_state, metrics
 

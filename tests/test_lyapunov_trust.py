@@ -79,3 +79,57 @@ def test_fixed_point_start_is_flagged_and_random_start_is_not():
     moving = lyapunov_spectrum(cell, params, xs, k=1, carry=h0, transient=100)
     assert not bool(moving.stationary)
     assert moving.exponents[0] < top_eig - 0.2
+
+
+def test_batch_means_use_every_averaged_block():
+    """The error bar covers the same blocks as the mean: against a NumPy batch-means estimate
+    over 20 contiguous batches with edges floor(j 59 / 20) (unequal sizes, weighted by
+    steps)."""
+    from jrnn.diagnostics._errors import batch_means_stderr
+
+    rng = np.random.default_rng(0)
+    steps = np.full(59, 3)
+    steps[-1] = 2
+    logs = rng.normal(size=(59, 2)) * steps[:, None] + 5.0 * (np.arange(59) == 0)[:, None]
+    got = np.asarray(batch_means_stderr(jnp.asarray(logs), jnp.asarray(steps)))
+    edges = (np.arange(21) * 59) // 20
+    idx = [np.arange(a, b) for a, b in zip(edges[:-1], edges[1:])]
+    n = np.array([steps[i].sum() for i in idx])
+    m = np.array([logs[i].sum(0) / steps[i].sum() for i in idx])
+    mean = logs.sum(0) / steps.sum()
+    want = np.sqrt((n[:, None] * (m - mean) ** 2).sum(0) / (19 * steps.sum()))
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_start_up_transient_is_flagged_with_the_warmup_it_takes():
+    """Issue 28: W_hh = [[0.1, 0], [5, 0.9]], carry (1, 1), T = 59 gave lambda_1 = -0.0743 +-
+    3e-18 (exact: log 0.9 = -0.1054) because the error bar dropped the first T mod 20 steps.
+    The error bar now covers the transient and ``warmup_needed`` says how long it lasts;
+    rerunning with that warm-up gives log 0.9 within its error bar."""
+    cell, params = _linear(np.array([[0.1, 0.0], [5.0, 0.9]]))
+    h0 = jnp.ones(2, jnp.float64)
+    spans = []
+    for T in (59, 60):
+        spec = lyapunov_spectrum(cell, params, jnp.zeros((T, 1)), carry=h0)
+        assert abs(spec.exponents[0] - np.log(0.9)) > 0.02  # biased by the transient
+        assert spec.stderr[0] > 0.01
+        assert 3 <= int(spec.warmup_needed) < T // 2
+        spans.append(float(spec.stderr[0]))
+    assert max(spans) / min(spans) < 2
+    need = int(lyapunov_spectrum(cell, params, jnp.zeros((59, 1)), carry=h0).warmup_needed)
+    fixed = lyapunov_spectrum(cell, params, jnp.zeros((59, 1)), carry=h0, warmup=need + 5)
+    np.testing.assert_allclose(fixed.exponents, np.log([0.9, 0.1]), atol=1e-9)
+    assert int(fixed.warmup_needed) == 0
+
+
+def test_no_transient_is_reported_on_a_stationary_chaotic_run():
+    """False alarms: 12 chaotic trajectories with a warm-up report none; without one, the
+    frame's alignment from the identity is a real transient and is found in some."""
+    cell = jrnn.cells.elman(8, "tanh", recurrent_init=jrnn.initializers.scaled_normal(2.0))
+    params = jax.tree_util.tree_map(
+        lambda a: a.astype(jnp.float64), cell.init(jax.random.key(0), 1)
+    )
+    xs = 0.3 * jax.random.normal(jax.random.key(1), (12, 300, 1), jnp.float64)
+    assert not np.any(lyapunov_spectrum(cell, params, xs, warmup=50).warmup_needed)
+    assert np.any(lyapunov_spectrum(cell, params, xs).warmup_needed)
+

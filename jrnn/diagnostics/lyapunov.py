@@ -51,6 +51,13 @@ import numpy as np
 from jrnn import host, validation
 from jrnn.cells.base import Cell
 from jrnn.diagnostics._benettin import Plan, Run, run
+from jrnn.diagnostics._dimension import _entropy_rate, kaplan_yorke_dimension
+from jrnn.diagnostics._errors import (
+    batch_means_stderr,
+    roundoff_floor,
+    start_up_transient,
+    warn_sum_rule,
+)
 from jrnn.diagnostics._trajectory import (
     check_budget,
     check_phases,
@@ -92,10 +99,14 @@ class LyapunovSpectrum(NamedTuple):
       entropy_rate: ``()`` sum of the positive exponents (Pesin's bound on
         the Kolmogorov-Sinai entropy rate, nats per step); NaN when ``k < S``
         and ``lambda_k > 0`` (positive exponents may be missing).
-      stderr: ``(k,)`` standard error of each exponent from 20 batch means of
-        the local exponents (NaN with fewer than 2 blocks).
-      unresolved: ``(k,)`` bool, exponents below the round-off floor
-        ``log(eps) + lambda_1`` of the chain's precision (or not finite).
+      stderr: ``(k,)`` standard error of each exponent from 20 contiguous
+        batch means of the local exponents that cover the same steps as the
+        mean (NaN with fewer than 2 blocks). A start-up transient inflates it
+        and biases the mean: see ``warmup_needed``.
+      unresolved: ``(k,)`` bool, exponents below the round-off floor of the
+        chain's precision (or not finite): ``0.5 log(eps) + lambda_1`` for a
+        float32 chain (where its bias starts to exceed the error bar),
+        ``log(eps) + lambda_1`` for float64.
       sum_rule_residual: ``()`` ``sum_i lambda_i - mean_t log |det J_t|`` when
         ``k = S`` (zero up to rounding), else NaN.
       stationary: ``()`` bool, True when the trajectory did not move over the
@@ -105,6 +116,10 @@ class LyapunovSpectrum(NamedTuple):
       reorth_interval: ``()`` steps per QR factorisation actually used after the
         transient (``reorth_every`` when fixed; the mean adaptive interval,
         redone blocks included, with ``reorth_every="adaptive"``).
+      warmup_needed: ``()`` int, 0 when the averaged steps hold no start-up
+        transient; else the steps of one (MSER truncation, White 1997) that
+        move some exponent by more than 4 of its error bars: rerun with
+        ``warmup`` (or ``transient``) at least this large, or longer.
     """
 
     exponents: jax.Array  # (k,)
@@ -118,51 +133,7 @@ class LyapunovSpectrum(NamedTuple):
     final_frame: jax.Array | None = None  # (S, k)
     final_carry: object = None  # carry pytree
     reorth_interval: jax.Array | None = None  # () steps per QR actually used
-
-
-def kaplan_yorke_dimension(exponents: jax.Array, state_size: int | None = None) -> jax.Array:
-    """Kaplan-Yorke (Lyapunov) dimension of a descending spectrum ``(..., k)``.
-
-    ``D = j + (lambda_1 + ... + lambda_j) / |lambda_{j+1}|`` with ``j`` the largest
-    index whose partial sum is non-negative; 0 if ``lambda_1 < 0`` (Kaplan &
-    Yorke 1979). When every partial sum is non-negative the dimension is ``k``
-    only if the spectrum is complete: pass ``state_size = S``; with ``k < S``
-    the dimension is then undetermined (at least ``k``) and the result is NaN.
-    ``state_size=None`` means the spectrum is complete. NaN in, NaN out.
-    The exponents are sorted (descending) first, so the order they come in
-    does not matter; integer exponents give a float result.
-
-    Example::
-
-        >>> import jax.numpy as jnp, jrnn
-        >>> round(float(jrnn.diagnostics.kaplan_yorke_dimension(jnp.array([0.5, -0.2, -1.0]))), 6)
-        2.3
-        >>> float(jrnn.diagnostics.kaplan_yorke_dimension(jnp.array([0.3, 0.1]), state_size=5))
-        nan
-    """
-    exponents = jnp.asarray(exponents)
-    validation.check_xs_dtype(exponents, "exponents")
-    if not jnp.issubdtype(exponents.dtype, jnp.floating):
-        exponents = exponents.astype(jnp.result_type(float))
-    if exponents.ndim < 1:
-        raise ValueError(f"exponents must have shape (..., k), got a scalar {exponents}.")
-    if state_size is not None:
-        state_size = validation.check_int(state_size, "state_size", low=1)
-    # Descending order (NaN sorts last either way and is caught below).
-    exponents = -jnp.sort(-exponents, axis=-1)
-    k = exponents.shape[-1]
-    partial = jnp.cumsum(exponents, axis=-1)
-    j = jnp.sum(partial >= 0, axis=-1)
-    idx = jnp.clip(j - 1, 0, k - 1)[..., None]
-    nxt = jnp.clip(j, 0, k - 1)[..., None]
-    s_j = jnp.take_along_axis(partial, idx, axis=-1)[..., 0]
-    l_next = jnp.abs(jnp.take_along_axis(exponents, nxt, axis=-1)[..., 0])
-    frac = s_j / jnp.where(l_next > 0, l_next, 1.0)
-    complete = state_size is None or k >= state_size
-    full = float(k) if complete else jnp.nan
-    dim = jnp.where(j == 0, 0.0, jnp.where(j == k, full, j + frac))
-    dim = jnp.where(jnp.any(jnp.isnan(exponents), axis=-1), jnp.nan, dim)
-    return dim.astype(exponents.dtype)
+    warmup_needed: jax.Array | None = None  # () int
 
 
 def _frame_dtype(dtype, qr: str):
@@ -180,25 +151,6 @@ def _stable_sum(x: jax.Array) -> jax.Array:
     pad = (-n) % m
     x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)]) if pad else x
     return jnp.sum(jnp.sum(x.reshape((-1, m) + x.shape[1:]), axis=1), axis=0)
-
-
-def _batch_means_stderr(logs: jax.Array, steps: jax.Array, groups: int = 20) -> jax.Array:
-    """Standard error of ``sum(logs) / sum(steps)`` from ``groups`` batch means (``(nb, ...)``).
-
-    Consecutive blocks are pooled into ``M = min(groups, nb)`` batches (the first
-    ``nb mod M`` blocks are dropped); ``stderr = std(batch means, ddof=1) / sqrt(M)``.
-    Correlations shorter than a batch are absorbed (Flyvbjerg & Petersen 1989).
-    NaN with fewer than two blocks.
-    """
-    nb = logs.shape[0]
-    M = min(groups, nb)
-    if M < 2:
-        return jnp.full(logs.shape[1:], jnp.nan, logs.dtype)
-    L = nb // M
-    lg = logs[nb - M * L :].reshape((M, L) + logs.shape[1:])
-    st = steps[nb - M * L :].reshape((M, L)).astype(logs.dtype)
-    means = jnp.sum(lg, axis=1) / jnp.sum(st, axis=1).reshape((M,) + (1,) * (logs.ndim - 1))
-    return jnp.std(means, axis=0, ddof=1) / jnp.sqrt(jnp.asarray(M, logs.dtype))
 
 
 def _check_frame(Q0, S: int, k: int | None, batch: int | None):
@@ -307,8 +259,16 @@ def lyapunov_spectrum(
     float64 run). Use ``qr="mixed"`` (float64 chain on float32 Jacobians, with
     x64 enabled) or float64 params where that matters. ``stderr`` is the
     statistical error of the time average; ``unresolved`` flags exponents below
-    the round-off floor ``log(eps) + lambda_1`` (about ``-36 + lambda_1`` per
-    step in float64, ``-16 + lambda_1`` in float32), which QR cannot resolve.
+    the round-off floor: ``log(eps) + lambda_1`` (about ``-36 + lambda_1`` per
+    step) in float64, which QR cannot resolve, and ``0.5 log(eps) + lambda_1``
+    (about ``-8 + lambda_1``) in float32: a float32 chain biases the tail
+    upwards well above the QR floor (tanh, g = 5, N = 256: +0.03 at
+    ``lambda = -8.7`` rising to +3.6 nats at the bottom, 46 exponents off by
+    more than 0.1 while only 8 were below ``log(eps) + lambda_1``). A large
+    ``sum_rule_residual`` (above ``1e-3 (1 + |mean log|det J||)``) is warned
+    about (``RuntimeWarning``). **The cure is** ``qr="mixed"`` **with**
+    ``jax.config.update("jax_enable_x64", True)``: the chain then runs in
+    float64 on the float32 Jacobians and the tail matches a float64 run.
 
     **Trust checks.** ``stationary`` is True where the averaged trajectory never
     moved (``max_t ||s_t - s_{t-1}||_inf <= 10 eps max(1, ||s||_inf)``): the
@@ -399,7 +359,10 @@ def lyapunov_spectrum(
     xs = jnp.asarray(xs)
     plan, dtype, fdtype = _plan(cell, params, xs, args, qr=qr, mode=mode, method=method)
     us, c0, F0 = _start(cell, params, xs, carry, args, dtype, fdtype, key)
-    out = _summarise(run(cell, plan, params, us, c0, F0), args, plan, dtype, fdtype)
+    raw = run(cell, plan, params, us, c0, F0)
+    out = _summarise(raw, args, plan, dtype, fdtype)
+    if plan.sum_rule:
+        warn_sum_rule(out.sum_rule_residual, raw.logdet / (args.T - args.transient - args.warmup))
     if args.batch is None:
         out = jax.tree_util.tree_map(lambda a: a[0], out)
     return out
@@ -547,12 +510,14 @@ def _summarise(raw: Run, a: _Args, plan: Plan, dtype, fdtype) -> LyapunovSpectru
     order = jnp.argsort(-rates, axis=-1)
     take = lambda v: jnp.take_along_axis(v, order, axis=-1)
     exponents = take(rates)
-    stderr = take(_batch_means_stderr(logs, steps).astype(dtype))
+    stderr = take(batch_means_stderr(logs, steps).astype(dtype))
+    blocks, _, significant = start_up_transient(logs, steps)
+    cum_steps = jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(steps)])
+    warmup_needed = jnp.max(jnp.where(significant, cum_steps[blocks], 0), axis=-1)
     local = (logs / steps.astype(logs.dtype).reshape((-1, 1, 1))).astype(dtype)
     local = jnp.moveaxis(local, 0, -2)  # (B, T', k)
     eps = jnp.finfo(fdtype).eps
-    floor = jnp.log(eps) + jnp.max(exponents, axis=-1, keepdims=True)
-    unresolved = ~(exponents > floor)  # also True on NaN / -inf
+    unresolved = ~(exponents > roundoff_floor(exponents, float(eps)))  # also True on NaN
     if plan.sum_rule:
         residual = jnp.sum(rates.astype(raw.logdet.dtype), axis=-1) - raw.logdet / T_avg
         residual = residual.astype(dtype)
@@ -577,6 +542,7 @@ def _summarise(raw: Run, a: _Args, plan: Plan, dtype, fdtype) -> LyapunovSpectru
         final_frame=raw.frame,
         final_carry=raw.carry,
         reorth_interval=_interval(raw, a, dtype),
+        warmup_needed=warmup_needed,
     )
 
 
@@ -586,14 +552,3 @@ def _interval(raw: Run, a: _Args, dtype) -> jax.Array:
     if raw.qrs is None:
         return jnp.full((B,), a.r, dtype)
     return jnp.full((B,), (a.T - a.transient) / raw.qrs, dtype)
-
-
-def _entropy_rate(exponents: jax.Array, state_size: int) -> jax.Array:
-    """Sum of the positive exponents; NaN when undetermined (NaN input, or ``k < S``
-    with ``lambda_k > 0``: more positive exponents may lie beyond the computed ones)."""
-    k = exponents.shape[-1]
-    h = jnp.sum(jnp.maximum(exponents, 0), axis=-1)
-    bad = jnp.any(jnp.isnan(exponents), axis=-1)
-    if k < state_size:
-        bad = bad | (exponents[..., -1] > 0)
-    return jnp.where(bad, jnp.nan, h)
