@@ -280,6 +280,32 @@ CASES = [
     ("check_key None", lambda: validation.check_key(None, "key"), TypeError, ["key"]),
     ("check_int bool", lambda: validation.check_int(True, "n"), TypeError, ["n"]),
     ("check_number array", lambda: validation.check_number(jnp.ones(2), "x"), TypeError, ["x"]),
+    # issue 27 (break27): the curse-of-memory diagnostics
+    ("linear_memory shapes", lambda: jrnn.theory.linear_memory(np.zeros(3), np.zeros(2)),
+     ValueError, ["lam and rho", "(3,)", "(2,)"]),
+    ("hessian complex loss", lambda: jrnn.diagnostics.hessian_spectrum(
+        lambda p, b: jnp.sum(p["w"] ** 2) * (1 + 1j), {"w": jnp.ones(3)}, k=1), TypeError,
+     ["loss_fn", "real floating", "complex"]),
+    ("hessian int loss", lambda: jrnn.diagnostics.hessian_spectrum(
+        lambda p, b: 3, {"w": jnp.ones(3)}, k=1), TypeError, ["loss_fn", "int"]),
+    ("memory_capacity nan direction", lambda: jrnn.diagnostics.memory_capacity(
+        ELMAN, P, max_delay=2, input_direction=jnp.array([jnp.nan, 1.0, 0.0])), ValueError,
+     ["input_direction", "finite", "nan"]),
+    ("memory_capacity inf direction", lambda: jrnn.diagnostics.memory_capacity(
+        ELMAN, P, max_delay=2, input_direction=jnp.array([jnp.inf, 1.0, 0.0])), ValueError,
+     ["input_direction", "finite", "inf"]),
+    ("memory_capacity complex direction", lambda: jrnn.diagnostics.memory_capacity(
+        ELMAN, P, max_delay=2, input_direction=jnp.array([1j, 1.0, 0.0])), TypeError,
+     ["input_direction", "real", "complex"]),
+    ("memory_capacity str direction", lambda: jrnn.diagnostics.memory_capacity(
+        ELMAN, P, max_delay=2, input_direction="x"), TypeError, ["input_direction", "'x'"]),
+    ("memory_capacity missing key", lambda: jrnn.diagnostics.memory_capacity(
+        ELMAN, _drop(P, "W_xh"), max_delay=2), ValueError, ["params", "'W_xh'"]),
+    ("memory_capacity int params", lambda: jrnn.diagnostics.memory_capacity(
+        ELMAN, jax.tree.map(lambda a: a.astype(int), P), max_delay=2), TypeError,
+     ["params", "floating", "int"]),
+    ("memory_capacity under jit", lambda: jax.jit(lambda p: jrnn.diagnostics.memory_capacity(
+        ELMAN, p, max_delay=2).total)(P), TypeError, ["params", "jax.jit", "traced"]),
 ]
 
 
