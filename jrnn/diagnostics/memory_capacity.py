@@ -235,8 +235,9 @@ def memory_capacity(
 
     Returns:
       :class:`MemoryCapacity`. NaN parameters give NaN, and so does a step found
-      linear with ``rho(A) >= 1`` whichever the method (no stationary state). Host-side decisions (the
-      method, the rank, the horizon) make it eager: call it outside ``jax.jit``.
+      linear with ``rho(A) >= 1`` whichever the method (no stationary state).
+      Host-side decisions (the method, the rank, the horizon) make it eager:
+      call it outside ``jax.jit``.
 
     Raises:
       ValueError: bad ``method``, ``max_delay < 0``, ``samples < 40``, ``input_scale <= 0``,
