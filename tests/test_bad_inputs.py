@@ -277,6 +277,13 @@ CASES = [
     ("checkpoint str leaf", lambda: jrnn.checkpoint.save(
         "/nonexistent-dir-never-created", {"a": "x"}, step=0), TypeError,
      ["state leaf ['a']", "str", "extra="]),
+    ("make_mesh one device", lambda: parallel.make_mesh("grid", devices=jax.devices()[0]),
+     TypeError, ["devices", "sequence", "list"]),
+    ("make_mesh int", lambda: parallel.make_mesh("grid", devices=0), TypeError,
+     ["devices", "int"]),
+    ("checkpoint huge int leaf", lambda: jrnn.checkpoint.save(
+        "/nonexistent-dir-never-created", {"a": 2**70}, step=0), ValueError,
+     ["state leaf ['a']", "int64", str(2**70)]),
     ("check_key None", lambda: validation.check_key(None, "key"), TypeError, ["key"]),
     ("check_int bool", lambda: validation.check_int(True, "n"), TypeError, ["n"]),
     ("check_number array", lambda: validation.check_number(jnp.ones(2), "x"), TypeError, ["x"]),
