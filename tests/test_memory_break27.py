@@ -107,3 +107,30 @@ def test_unstable_linear_network_is_nan_under_regression_too():
     for method in ("krylov", "regression"):
         mc = jrnn.diagnostics.memory_capacity(cell, p, max_delay=3, method=method, samples=100)
         assert mc.linear and np.all(np.isnan(mc.curve)) and np.isnan(mc.total), method
+
+
+def test_sensitivity_vs_memory_checks_every_set_before_drawing():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pytest
+
+    import jrnn.plot
+
+    lam = np.array([0.5, 0.9, 0.99])
+    r = np.asarray(jrnn.theory.linear_memory(lam).ratio)
+    f = jrnn.plot.sensitivity_vs_memory
+    before = len(plt.get_fignums())
+    with pytest.raises(ValueError, match=r"stderr\['a'\] must have 3 values.*got 2"):
+        f(lam, {"a": r}, stderr={"a": r[:2]})
+    with pytest.raises(ValueError, match=r"theory\['a'\] must have 3 values.*got 2"):
+        f(lam, {"a": r}, theory={"a": r[:2]})
+    with pytest.raises(ValueError, match=r"stderr\['a'\] must be >= 0"):
+        f(lam, {"a": r}, stderr={"a": -r})
+    with pytest.raises(TypeError, match="measured must be a mapping"):
+        f(lam, r)
+    assert len(plt.get_fignums()) == before  # no figure left behind by a refused call
+    ax = f(lam, {"a": r}, stderr={"a": 0.1 * r}, theory={"a": r})
+    np.testing.assert_allclose(ax.lines[-1].get_ydata(), r)  # the theory line is r itself
+    plt.close("all")
