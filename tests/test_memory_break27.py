@@ -134,3 +134,14 @@ def test_sensitivity_vs_memory_checks_every_set_before_drawing():
     ax = f(lam, {"a": r}, stderr={"a": 0.1 * r}, theory={"a": r})
     np.testing.assert_allclose(ax.lines[-1].get_ydata(), r)  # the theory line is r itself
     plt.close("all")
+
+
+def test_float8_inputs_run_as_their_float32_values():
+    # issue 33's bfloat16 fix left float8 inputs failing with a TypePromotionError
+    cell = jrnn.cells.elman(4)
+    params = jax.tree.map(lambda a: a.astype(jnp.float32), cell.init(KEY, 2))
+    xs = jax.random.normal(jax.random.key(1), (5, 2)).astype(jnp.float8_e4m3fn)
+    _, hs = jrnn.unroll(cell, params, xs)
+    _, ref = jrnn.unroll(cell, params, xs.astype(jnp.float32))
+    assert hs.dtype == jnp.float32
+    np.testing.assert_array_equal(hs, ref)  # float8 -> float32 is exact
