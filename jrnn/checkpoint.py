@@ -91,7 +91,12 @@ def _leaf_dtype(x, path=()) -> np.dtype:
     if dtype is not None:
         return dtype
     if isinstance(x, (*_PY_SCALARS, np.generic)):
-        return np.asarray(x).dtype
+        dtype = np.asarray(x).dtype
+        if dtype.kind == "O":  # a Python int beyond int64/uint64: no array dtype holds it
+            where = jax.tree_util.keystr(tuple(path)) or "(the root)"
+            raise ValueError(f"state leaf {where} must fit in int64, got the Python int {x}; "
+                             "store it as a float or a string in extra=.")
+        return dtype
     where = jax.tree_util.keystr(tuple(path)) or "(the root)"
     raise TypeError(
         f"state leaf {where} must be an array or a Python number (bool, int, float), got "

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
@@ -82,6 +82,11 @@ def make_mesh(axis_name: str = "grid", devices: Sequence[Any] | None = None) -> 
         raise TypeError(
             f"devices must be a sequence of jax.Device objects, got the string {devices!r}; "
             f"pass jax.devices({devices!r}) for every device of that platform."
+        )
+    if devices is not None and not isinstance(devices, Iterable):
+        raise TypeError(
+            f"devices must be a sequence of jax.Device objects, got {type(devices).__name__} "
+            f"{devices!r}; pass a list, e.g. [jax.devices()[0]]."
         )
     devices = list(jax.devices() if devices is None else devices)
     if not devices:

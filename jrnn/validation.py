@@ -381,9 +381,10 @@ def check_xs_dtype(xs: Any, argument: str = "xs") -> None:
 
 
 def float_inputs(xs: Any, params: Any) -> jax.Array:
-    """``xs`` as an array; integer or bool inputs cast to the params' float dtype."""
+    """``xs`` as an array; integer, bool and 8-bit float inputs cast to the params' float
+    dtype (float8 types have no implicit promotion path in JAX; the cast is exact)."""
     xs = jnp.asarray(xs)
-    if xs.dtype.kind in "biu":
+    if xs.dtype.kind in "biu" or (dtype_kind(xs.dtype) == "f" and xs.dtype.itemsize == 1):
         leaves = [
             leaf
             for leaf in jax.tree_util.tree_leaves(params)

@@ -341,9 +341,42 @@ CASES = [
      ["params", "shape (4, 4)", "(3, 3)"]),
     ("wrapped cell unit_health", lambda: jrnn.diagnostics.unit_health(
         _wrap_step(_tanh_step)[0], jnp.eye(4), XS), ValueError, ["pointwise"]),
+    ("make_mesh one device", lambda: parallel.make_mesh("grid", devices=jax.devices()[0]),
+     TypeError, ["devices", "sequence", "list"]),
+    ("make_mesh int", lambda: parallel.make_mesh("grid", devices=0), TypeError,
+     ["devices", "int"]),
+    ("checkpoint huge int leaf", lambda: jrnn.checkpoint.save(
+        "/nonexistent-dir-never-created", {"a": 2**70}, step=0), ValueError,
+     ["state leaf ['a']", "int64", str(2**70)]),
     ("check_key None", lambda: validation.check_key(None, "key"), TypeError, ["key"]),
     ("check_int bool", lambda: validation.check_int(True, "n"), TypeError, ["n"]),
     ("check_number array", lambda: validation.check_number(jnp.ones(2), "x"), TypeError, ["x"]),
+    # issue 27 (break27): the curse-of-memory diagnostics
+    ("linear_memory shapes", lambda: jrnn.theory.linear_memory(np.zeros(3), np.zeros(2)),
+     ValueError, ["lam and rho", "(3,)", "(2,)"]),
+    ("hessian complex loss", lambda: jrnn.diagnostics.hessian_spectrum(
+        lambda p, b: jnp.sum(p["w"] ** 2) * (1 + 1j), {"w": jnp.ones(3)}, k=1), TypeError,
+     ["loss_fn", "real floating", "complex"]),
+    ("hessian int loss", lambda: jrnn.diagnostics.hessian_spectrum(
+        lambda p, b: 3, {"w": jnp.ones(3)}, k=1), TypeError, ["loss_fn", "int"]),
+    ("memory_capacity nan direction", lambda: jrnn.diagnostics.memory_capacity(
+        ELMAN, P, max_delay=2, input_direction=jnp.array([jnp.nan, 1.0, 0.0])), ValueError,
+     ["input_direction", "finite", "nan"]),
+    ("memory_capacity inf direction", lambda: jrnn.diagnostics.memory_capacity(
+        ELMAN, P, max_delay=2, input_direction=jnp.array([jnp.inf, 1.0, 0.0])), ValueError,
+     ["input_direction", "finite", "inf"]),
+    ("memory_capacity complex direction", lambda: jrnn.diagnostics.memory_capacity(
+        ELMAN, P, max_delay=2, input_direction=jnp.array([1j, 1.0, 0.0])), TypeError,
+     ["input_direction", "real", "complex"]),
+    ("memory_capacity str direction", lambda: jrnn.diagnostics.memory_capacity(
+        ELMAN, P, max_delay=2, input_direction="x"), TypeError, ["input_direction", "'x'"]),
+    ("memory_capacity missing key", lambda: jrnn.diagnostics.memory_capacity(
+        ELMAN, _drop(P, "W_xh"), max_delay=2), ValueError, ["params", "'W_xh'"]),
+    ("memory_capacity int params", lambda: jrnn.diagnostics.memory_capacity(
+        ELMAN, jax.tree.map(lambda a: a.astype(int), P), max_delay=2), TypeError,
+     ["params", "floating", "int"]),
+    ("memory_capacity under jit", lambda: jax.jit(lambda p: jrnn.diagnostics.memory_capacity(
+        ELMAN, p, max_delay=2).total)(P), TypeError, ["params", "jax.jit", "traced"]),
 ]
 
 

@@ -133,8 +133,9 @@ def hessian_spectrum(
     Raises:
       ValueError: ``k`` or ``iterations`` out of range (naming ``P``), ``top``
         out of ``[1, P]``, a ``loss_fn`` whose value is not a scalar.
-      TypeError: ``k`` / ``iterations`` / ``top`` not integers, ``key`` not a key,
-        ``params`` with non-floating leaves.
+      TypeError: a ``loss_fn`` whose value is not real floating (complex,
+        integer), ``k`` / ``iterations`` / ``top`` not integers, ``key`` not a
+        key, ``params`` with non-floating leaves.
 
     Example::
 
@@ -161,8 +162,14 @@ def hessian_spectrum(
         got = getattr(out, "shape", type(out).__name__)
         raise ValueError(f"loss_fn must return a scalar loss, got a value of shape {got}; "
                          "reduce it (e.g. jnp.mean) before asking for its Hessian.")
+    if validation.dtype_kind(out.dtype) != "f":
+        raise TypeError(f"loss_fn must return a real floating scalar, got dtype {out.dtype}; "
+                        "a Hessian needs a real, differentiable loss.")
 
-    dtype = flat.dtype
+    # Lanczos in at least float32: bfloat16 / float16 have no eigensolver (the loss
+    # still sees its own dtypes: ravel_pytree's unravel casts back to each leaf's).
+    dtype = jnp.promote_types(flat.dtype, jnp.float32)
+    flat = flat.astype(dtype)
     loss_flat = lambda x: loss_fn(unravel(x), batch)  # noqa: E731
     grad = jax.grad(loss_flat)
 

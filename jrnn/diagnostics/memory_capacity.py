@@ -102,10 +102,21 @@ def _is_affine(step, A, c, s0, key) -> bool:
     return bool(jnp.max(jnp.abs(got - want)) <= 1e3 * eps * scale * S)
 
 
+def _work(a):
+    """At least float32: bfloat16 / float16 have no SVD or eigensolver."""
+    return a.astype(jnp.promote_types(a.dtype, jnp.float32))
+
+
+def _spectral_radius(A) -> float:
+    S = A.shape[0]
+    return float(np.max(np.abs(np.linalg.eigvals(np.asarray(A, np.float64))))) if S else 0.0
+
+
 def _krylov(A, c, max_delay: int, horizon: int | None):
     """Leverage scores of ``K = [c, A c, ..., A^{L-1} c]``: ``(curve, rank)``."""
+    A, c = _work(A), _work(c)
     S = A.shape[0]
-    rho = float(np.max(np.abs(np.linalg.eigvals(np.asarray(A, np.float64))))) if S else 0.0
+    rho = _spectral_radius(A)
     if not rho < 1.0:  # no stationary state: Gamma diverges and MC_k is undefined
         return jnp.full((max_delay + 1,), jnp.nan, A.dtype), jnp.asarray(0)
     if horizon is None:
@@ -135,7 +146,8 @@ def _regression(step, s0, direction, max_delay, samples, washout, key, ridge, sc
         return s, s
 
     _, states = jax.lax.scan(body, s0, z)
-    X = states[washout + max_delay :]  # (samples, S)
+    X = _work(states[washout + max_delay :])  # (samples, S)
+    z = _work(z)
     lags = jnp.stack([z[washout + max_delay - k : n_total - k] for k in range(max_delay + 1)], 1)
     n_tr = samples // 2
     mu, sd = jnp.mean(X[:n_tr], 0)[None], jnp.std(X[:n_tr], 0)[None]
@@ -222,13 +234,16 @@ def memory_capacity(
       horizon: Krylov length ``L`` (``>= max_delay + 1``), default automatic.
 
     Returns:
-      :class:`MemoryCapacity`. NaN parameters give NaN. Host-side decisions (the
-      method, the rank, the horizon) make it eager: call it outside ``jax.jit``.
+      :class:`MemoryCapacity`. NaN parameters give NaN, and so does a step found
+      linear with ``rho(A) >= 1`` whichever the method (no stationary state).
+      Host-side decisions (the method, the rank, the horizon) make it eager:
+      call it outside ``jax.jit``.
 
     Raises:
       ValueError: bad ``method``, ``max_delay < 0``, ``samples < 40``, ``input_scale <= 0``,
         ``ridge < 0``, an ``input_direction`` of the wrong shape or zero, bad params.
-      TypeError: non-integer counts, a bad ``key``.
+      TypeError: non-integer counts, a bad ``key``, a non-real ``input_direction``,
+        params without floating leaves or traced (inside ``jax.jit``).
 
     Example::
 
@@ -250,20 +265,37 @@ def memory_capacity(
     if horizon is not None:
         horizon = validation.check_int(horizon, "horizon", low=max_delay + 1)
     key = jax.random.key(0) if key is None else validation.check_key(key, "key")
+    leaves = jax.tree_util.tree_leaves(params)
+    if any(isinstance(a, jax.core.Tracer) for a in leaves):
+        raise TypeError("params must be concrete arrays: memory_capacity makes host-side "
+                        "decisions (method, rank, horizon), so call it outside jax.jit / vmap, "
+                        "got traced params.")
+    validation.check_params(cell, params)
+    floats = [a for a in leaves if validation.dtype_kind(getattr(a, "dtype", None)
+                                                         or np.asarray(a).dtype) == "f"]
+    if not floats:
+        raise TypeError("params must have at least one real floating leaf, got none "
+                        "(cast them with .astype(float)).")
+    dtype = jnp.result_type(*floats)
     d = int(cell.input_size(params))
-    dtype = jnp.result_type(*[a for a in jax.tree_util.tree_leaves(params)
-                              if np.dtype(a.dtype).kind == "f"])
     check_inputs(cell, params, jnp.zeros((1, d), dtype), None)
     if input_direction is None:
         direction = jnp.ones((d,), dtype) / math.sqrt(d)
     else:
-        direction = jnp.asarray(input_direction, dtype)
-        if direction.shape != (d,):
-            raise ValueError(f"input_direction must have shape ({d},), got {direction.shape}.")
-        norm = jnp.linalg.norm(direction)
-        if not bool(norm > 0):
-            raise ValueError("input_direction must be a nonzero finite vector, got norm 0.")
-        direction = direction / norm
+        if isinstance(input_direction, str | bytes | bool) or input_direction is None:
+            raise TypeError(f"input_direction must be a real ({d},) vector, got "
+                            f"{input_direction!r}.")
+        raw = np.asarray(input_direction)
+        if validation.dtype_kind(raw.dtype) not in "iuf":
+            raise TypeError(f"input_direction must be a real ({d},) vector, got dtype "
+                            f"{raw.dtype}.")
+        if raw.shape != (d,):
+            raise ValueError(f"input_direction must have shape ({d},), got {raw.shape}.")
+        raw = raw.astype(np.float64)
+        if not (np.all(np.isfinite(raw)) and np.any(raw != 0)):
+            raise ValueError(f"input_direction must be a nonzero finite vector, got "
+                             f"{raw.tolist()}.")
+        direction = jnp.asarray(raw / np.linalg.norm(raw), dtype)
 
     A, c, s0, step = _linearization(cell, params, direction, dtype)
     finite = bool(jnp.all(jnp.isfinite(A)) & jnp.all(jnp.isfinite(c)))
@@ -276,6 +308,11 @@ def memory_capacity(
     if use == "krylov":
         curve, rank = _krylov(A, c, max_delay, horizon)
         stderr = jnp.zeros_like(curve)
+    elif linear and not _spectral_radius(A) < 1.0:
+        # A linear network with rho(A) >= 1 has no stationary state: MC_k is undefined,
+        # whatever a finite-sample regression on its growing states would report.
+        curve = jnp.full((n,), jnp.nan, _work(A).dtype)
+        stderr, rank = curve, jnp.asarray(0)
     else:
         curve, stderr, rank = _regression(step, s0, direction, max_delay, samples, washout,
                                           key, ridge, input_scale)

@@ -183,7 +183,7 @@ def parameter_sensitivity(
 
     all_leaves, treedef = jax.tree_util.tree_flatten(params)
     names_all = leaf_names(params)
-    is_float = [np.dtype(getattr(a, "dtype", np.float32)).kind == "f" for a in all_leaves]
+    is_float = [validation.dtype_kind(getattr(a, "dtype", np.float32)) == "f" for a in all_leaves]
     idx = [i for i, f in enumerate(is_float) if f]
     leaves = [jnp.asarray(all_leaves[i]) for i in idx]
     names = [names_all[i] for i in idx]
@@ -209,7 +209,8 @@ def parameter_sensitivity(
 
     def one(xs_b, carry_b, key_b):
         c0 = cell.initial_carry(params) if carry_b is None else carry_b
-        u_struct = jax.eval_shape(cell.input_map, params, xs_b[0])
+        u_struct = jax.eval_shape(cell.input_map, params, xs_b[0] if xs_b.shape[0] else
+                                  jnp.zeros(xs_b.shape[1:], xs_b.dtype))
         c0 = match_carry_dtype(cell, params, c0, u_struct)
         cols = _probe_columns(leaves, counts, exact, key_b, distribution)
         K = int(bounds[-1])
@@ -260,9 +261,13 @@ def parameter_sensitivity(
             R = mean_m / mean_n[:, None]
             resid = M - R[None] * N[:, :, None]
             nstd = jnp.std(resid, axis=0, ddof=1) / np.sqrt(batch) / mean_n[:, None]
-        else:
+        elif batch == 1:
             stderr = jnp.sqrt(V[0])
             nstd = stderr / mean_n[:, None]
+        else:  # B = 0: no sequence to average over, every number is undefined
+            mean_m, mean_n = jnp.full(M.shape[1:], jnp.nan, M.dtype), jnp.full(N.shape[1:],
+                                                                               jnp.nan, N.dtype)
+            stderr = nstd = mean_m
     safe = mean_n > 0
     norm = jnp.where(safe[:, None], mean_m / jnp.where(safe, mean_n, 1.0)[:, None], jnp.nan)
     nstd = jnp.where(safe[:, None], nstd, jnp.nan)

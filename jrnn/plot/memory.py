@@ -40,7 +40,9 @@ def sensitivity_vs_memory(modulus, measured: Mapping, *, stderr: Mapping | None 
       The matplotlib ``Axes``.
 
     Raises:
-      ValueError: a set whose length is not ``G``, moduli outside ``(0, 1)``.
+      ValueError: a set whose length is not ``G``, moduli outside ``(0, 1)``, a
+        negative ``stderr`` (all checked before a figure is made).
+      TypeError: ``measured`` / ``stderr`` / ``theory`` not a mapping.
       ImportError: matplotlib is not installed (``pip install "jrnn[plot]"``).
 
     Example::
@@ -58,22 +60,37 @@ def sensitivity_vs_memory(modulus, measured: Mapping, *, stderr: Mapping | None 
     if not np.all((lam > 0) & (lam < 1)):
         raise ValueError(f"modulus must lie in (0, 1), got {lam.tolist()}.")
     x = 1.0 - lam
+
+    def sets(group, argument):  # checked before any figure is made
+        if group is None:
+            return {}
+        if not isinstance(group, Mapping):
+            raise TypeError(f"{argument} must be a mapping label -> ({x.size},) values, got "
+                            f"{type(group).__name__}.")
+        out = {}
+        for name in group:
+            v = numbers(group[name], f"{argument}[{name!r}]").ravel()
+            if v.size != x.size:
+                raise ValueError(f"{argument}[{name!r}] must have {x.size} values (one per "
+                                 f"modulus), got {v.size}.")
+            if argument == "stderr" and np.any(v < 0):
+                raise ValueError(f"stderr[{name!r}] must be >= 0, got {v.tolist()}.")
+            out[name] = v
+        return out
+
+    ys, errs, theo = sets(measured, "measured"), sets(stderr, "stderr"), sets(theory, "theory")
     ax = _style.new_axes(ax)
-    names = list(measured)
+    names = list(ys)
     for name, sty in zip(names, _style.styles(names), strict=True):
-        y = numbers(measured[name], f"measured[{name!r}]").ravel()
-        if y.size != x.size:
-            raise ValueError(f"measured[{name!r}] must have {x.size} values (one per modulus), "
-                             f"got {y.size}.")
+        y = ys[name]
         ok = np.isfinite(y) & (y > 0)
         err = None
-        if stderr is not None and name in stderr:
-            e = numbers(stderr[name], f"stderr[{name!r}]").ravel()
-            err = np.where(np.isfinite(e), e, 0.0)[ok]
+        if name in errs:
+            err = np.where(np.isfinite(errs[name]), errs[name], 0.0)[ok]
         ax.errorbar(x[ok], y[ok], yerr=err, color=sty["color"], marker=sty["marker"],
                     linestyle="none", markersize=4, capsize=2, label=name)
-        if theory is not None and name in theory:
-            t = numbers(theory[name], f"theory[{name!r}]").ravel()
+        if name in theo:
+            t = theo[name]
             good = np.isfinite(t) & (t > 0)
             ax.plot(x[good], t[good], color=sty["color"], linestyle="-", linewidth=1.0,
                     alpha=0.8)

@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jrnn import validation
+
 __all__ = ["LinearMemory", "linear_memory"]
 
 
@@ -49,10 +51,12 @@ def _check(value, argument: str, *, allow_complex: bool) -> None:
         raise TypeError(f"{argument} must be a number or an array of numbers, got {value!r}.")
     arr = np.asarray(value)
     kinds = "iufc" if allow_complex else "iuf"
-    if arr.dtype.kind not in kinds:
+    kind = validation.dtype_kind(arr.dtype)  # bfloat16 is "f", not NumPy's "V"
+    if kind not in kinds:
         what = "real or complex" if allow_complex else "real"
         raise TypeError(f"{argument} must be {what} numbers, got dtype {arr.dtype}.")
-    finite = arr[~np.isnan(arr)] if arr.dtype.kind != "c" else arr[~np.isnan(arr.real + arr.imag)]
+    arr = arr.astype(np.complex128 if kind == "c" else np.float64)
+    finite = arr[~np.isnan(arr)] if kind != "c" else arr[~np.isnan(arr.real + arr.imag)]
     if finite.size == 0:
         return
     if not np.all(np.isfinite(finite)):
@@ -129,8 +133,13 @@ def linear_memory(lam, rho=0.0) -> LinearMemory:
         lam = lam.astype(jnp.result_type(float))
     if rho.dtype.kind in "iub":
         rho = rho.astype(jnp.result_type(float))
-    lam, rho = jnp.broadcast_arrays(lam, rho)
-    real_dtype = jnp.result_type(jnp.real(lam).dtype, rho.dtype)
+    try:
+        lam, rho = jnp.broadcast_arrays(lam, rho)
+    except ValueError:
+        raise ValueError(f"lam and rho must broadcast together, got shapes {lam.shape} and "
+                         f"{rho.shape}.") from None
+    # Arrays, not dtypes: a Python-scalar rho (weakly typed) keeps a float32 lam float32.
+    real_dtype = jnp.result_type(jnp.real(lam), rho)
     lam_c = lam.astype(jnp.result_type(real_dtype, jnp.complex64))
     m2 = jnp.real(lam_c * jnp.conj(lam_c))
     g = 1.0 / (1.0 - m2)
