@@ -439,7 +439,7 @@ def _validate(
 def _plan(cell: Cell, params, xs, a: _Args, *, qr: str, mode: str, method: str):
     """The static choices: ``(Plan, dtype of the Jacobians, dtype of the frame)``."""
     u_dt = jax.eval_shape(lambda x: cell.input_map(params, x), xs.reshape(-1, xs.shape[-1])[0])
-    dtype = jnp.result_type(u_dt.dtype, *[p.dtype for p in jax.tree_util.tree_leaves(params)])
+    dtype = jnp.result_type(u_dt.dtype, *jax.tree_util.tree_leaves(params))  # Python scalars too
     fdtype = _frame_dtype(dtype, qr)
     itemsize = jnp.dtype(dtype).itemsize
     T_run, B = a.T - a.transient, 1 if a.batch is None else a.batch
