@@ -377,6 +377,13 @@ CASES = [
      ["params", "floating", "int"]),
     ("memory_capacity under jit", lambda: jax.jit(lambda p: jrnn.diagnostics.memory_capacity(
         ELMAN, p, max_delay=2).total)(P), TypeError, ["params", "jax.jit", "traced"]),
+    # break2: empty batches / sequences gave IndexError or named an argument never passed
+    ("lyapunov empty batch", lambda: jrnn.diagnostics.lyapunov_spectrum(
+        ELMAN, P, jnp.ones((0, 5, 3)), k=2), ValueError, ["xs", "sequence", "(0, 5, 3)"]),
+    ("lyapunov T = 0", lambda: jrnn.diagnostics.lyapunov_spectrum(
+        ELMAN, P, jnp.ones((2, 0, 3)), k=2), ValueError, ["xs", "step", "(2, 0, 3)"]),
+    ("snapshot empty batch", lambda: jrnn.diagnostics.snapshot(
+        ELMAN, P, jnp.ones((0, 5, 3)), k=2), ValueError, ["xs", "sequence", "(0, 5, 3)"]),
 ]
 
 

@@ -1,7 +1,6 @@
 """Defects a fresh user found in jrnn.wrap, jrnn.newton / jrnn.Newton, snapshot and Monitor
 (helper break2), each with its regression test against an independent reference."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
