@@ -384,6 +384,14 @@ CASES = [
         ELMAN, P, jnp.ones((2, 0, 3)), k=2), ValueError, ["xs", "step", "(2, 0, 3)"]),
     ("snapshot empty batch", lambda: jrnn.diagnostics.snapshot(
         ELMAN, P, jnp.ones((0, 5, 3)), k=2), ValueError, ["xs", "sequence", "(0, 5, 3)"]),
+    ("fit Monitor str xs", lambda: train.fit(_step(), _state(), _batch, steps=1, monitor=(
+        train.Monitor("abc", k=2)), monitor_every=1), TypeError, ["Monitor xs", "numeric"]),
+    ("fit Monitor empty batch", lambda: train.fit(_step(), _state(), _batch, steps=1, monitor=(
+        train.Monitor(jnp.ones((0, 5, 3)), k=2)), monitor_every=1), ValueError,
+     ["xs", "sequence"]),
+    ("fit monitor vector value", lambda: train.fit(_step(), _state(), _batch, steps=1,
+        monitor=lambda p: {"w": p["cell"]["b_h"]}, monitor_every=1), TypeError,
+     ["scalar", "'w'", "(4,)"]),
 ]
 
 
