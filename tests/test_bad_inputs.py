@@ -69,6 +69,18 @@ def _wrap_linen(**kw):
     return jrnn.wrap(nn.GRUCell(4), **kw)
 
 
+def nn_gru_params():
+    import flax.linen as nn
+
+    return nn.GRUCell(4).init(KEY, jnp.zeros(4), jnp.zeros(3))
+
+
+def _eqx_gru():
+    import equinox as eqx
+
+    return eqx.nn.GRUCell(3, 4, key=KEY)
+
+
 def _wrap_eqx_linear():
     import equinox as eqx
 
@@ -384,6 +396,12 @@ CASES = [
         ELMAN, P, jnp.ones((2, 0, 3)), k=2), ValueError, ["xs", "step", "(2, 0, 3)"]),
     ("snapshot empty batch", lambda: jrnn.diagnostics.snapshot(
         ELMAN, P, jnp.ones((0, 5, 3)), k=2), ValueError, ["xs", "sequence", "(0, 5, 3)"]),
+    # break2: a given input_size overrode the module's own, so a mismatch surfaced as the
+    # step failing on x (dot_general shapes) instead of naming input_size
+    ("wrap linen input_size mismatch", lambda: _wrap_linen(
+        params=nn_gru_params(), input_size=5), ValueError, ["input_size must be 3", "got 5"]),
+    ("wrap eqx input_size mismatch", lambda: jrnn.wrap(_eqx_gru(), input_size=5), ValueError,
+     ["input_size must be 3", "got 5"]),
     ("fit Monitor str xs", lambda: train.fit(_step(), _state(), _batch, steps=1, monitor=(
         train.Monitor("abc", k=2)), monitor_every=1), TypeError, ["Monitor xs", "numeric"]),
     ("fit Monitor empty batch", lambda: train.fit(_step(), _state(), _batch, steps=1, monitor=(
