@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from jrnn import validation
 from jrnn.cells.base import Cell
 from jrnn.diagnostics.snapshot import snapshot
 
@@ -142,9 +143,11 @@ def compile_monitor(monitor, step_fn, params, batched: bool) -> tuple[Callable, 
     """
     if isinstance(monitor, Monitor):
         fn, tb = monitor.build(step_fn), monitor.tensorboard  # build checks the cell
+        validation.check_xs_dtype(monitor.xs, "Monitor xs")  # a str failed inside jax.jit
         kw = _static(monitor, step_fn)
         if kw is not None:
-            compiled = functools.partial(_compiled_snapshot, xs=monitor.xs, batched=batched,
+            xs = jax.numpy.asarray(monitor.xs)
+            compiled = functools.partial(_compiled_snapshot, xs=xs, batched=batched,
                                          **kw)
             out = compiled.func.eval_shape(params, **compiled.keywords)
             if not isinstance(out, Mapping):  # pragma: no cover - snapshot returns a dict
@@ -162,6 +165,10 @@ def compile_monitor(monitor, step_fn, params, batched: bool) -> tuple[Callable, 
     if not isinstance(out, Mapping):
         raise TypeError(f"monitor must return a mapping {{name: scalar}}, got "
                         f"{type(out).__name__}.")
+    for name, value in out.items():  # a vector went into the history as a list per row
+        if tuple(getattr(value, "shape", ())) != ():
+            raise TypeError(f"monitor must return scalars {{name: scalar}}, got {name!r} of "
+                            f"shape {tuple(value.shape)}.")
     jitted = jax.jit(jax.vmap(fn) if batched else fn)
     return (lambda p: jax.device_get(dict(jitted(p)))), tb
 

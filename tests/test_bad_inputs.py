@@ -69,6 +69,18 @@ def _wrap_linen(**kw):
     return jrnn.wrap(nn.GRUCell(4), **kw)
 
 
+def nn_gru_params():
+    import flax.linen as nn
+
+    return nn.GRUCell(4).init(KEY, jnp.zeros(4), jnp.zeros(3))
+
+
+def _eqx_gru():
+    import equinox as eqx
+
+    return eqx.nn.GRUCell(3, 4, key=KEY)
+
+
 def _wrap_eqx_linear():
     import equinox as eqx
 
@@ -377,6 +389,27 @@ CASES = [
      ["params", "floating", "int"]),
     ("memory_capacity under jit", lambda: jax.jit(lambda p: jrnn.diagnostics.memory_capacity(
         ELMAN, p, max_delay=2).total)(P), TypeError, ["params", "jax.jit", "traced"]),
+    # break2: empty batches / sequences gave IndexError or named an argument never passed
+    ("lyapunov empty batch", lambda: jrnn.diagnostics.lyapunov_spectrum(
+        ELMAN, P, jnp.ones((0, 5, 3)), k=2), ValueError, ["xs", "sequence", "(0, 5, 3)"]),
+    ("lyapunov T = 0", lambda: jrnn.diagnostics.lyapunov_spectrum(
+        ELMAN, P, jnp.ones((2, 0, 3)), k=2), ValueError, ["xs", "step", "(2, 0, 3)"]),
+    ("snapshot empty batch", lambda: jrnn.diagnostics.snapshot(
+        ELMAN, P, jnp.ones((0, 5, 3)), k=2), ValueError, ["xs", "sequence", "(0, 5, 3)"]),
+    # break2: a given input_size overrode the module's own, so a mismatch surfaced as the
+    # step failing on x (dot_general shapes) instead of naming input_size
+    ("wrap linen input_size mismatch", lambda: _wrap_linen(
+        params=nn_gru_params(), input_size=5), ValueError, ["input_size must be 3", "got 5"]),
+    ("wrap eqx input_size mismatch", lambda: jrnn.wrap(_eqx_gru(), input_size=5), ValueError,
+     ["input_size must be 3", "got 5"]),
+    ("fit Monitor str xs", lambda: train.fit(_step(), _state(), _batch, steps=1, monitor=(
+        train.Monitor("abc", k=2)), monitor_every=1), TypeError, ["Monitor xs", "numeric"]),
+    ("fit Monitor empty batch", lambda: train.fit(_step(), _state(), _batch, steps=1, monitor=(
+        train.Monitor(jnp.ones((0, 5, 3)), k=2)), monitor_every=1), ValueError,
+     ["xs", "sequence"]),
+    ("fit monitor vector value", lambda: train.fit(_step(), _state(), _batch, steps=1,
+        monitor=lambda p: {"w": p["cell"]["b_h"]}, monitor_every=1), TypeError,
+     ["scalar", "'w'", "(4,)"]),
 ]
 
 

@@ -188,11 +188,11 @@ def _linen(module, params, carry, input_size) -> Wrapped:
             f"params of a Flax linen module ({label}) must be its variables, a mapping such as "
             f"{{'params': {{...}}}}, got {type(params).__name__}."
         )
-    d = input_size
-    if d is None and type(module).__module__.startswith("flax."):
-        d = _linen_input_size(params)
-    if carry is None and d is not None and hasattr(module, "initialize_carry"):
-        carry = _call_carry(label, lambda: module.initialize_carry(jax.random.key(0), (d,)))
+    # inferred whatever input_size says, so that wrap() reports a mismatch by name
+    d = _linen_input_size(params) if type(module).__module__.startswith("flax.") else None
+    dc = input_size if input_size is not None else d
+    if carry is None and dc is not None and hasattr(module, "initialize_carry"):
+        carry = _call_carry(label, lambda: module.initialize_carry(jax.random.key(0), (dc,)))
 
     def step(p, c, x):
         return module.apply(p, c, x)
@@ -223,9 +223,10 @@ def _nnx(module, params, carry, input_size) -> Wrapped:
     label = _label(module, "flax.nnx")
     graphdef, state, rest = nnx.split(module, nnx.Param, ...)
     params = state if params is None else params
-    d = input_size if input_size is not None else _int_attr(module, "in_features", "input_size")
-    if carry is None and d is not None and hasattr(module, "initialize_carry"):
-        carry = _call_carry(label, lambda: module.initialize_carry((d,), nnx.Rngs(0)))
+    d = _int_attr(module, "in_features", "input_size")  # wrap() reports a mismatch
+    dc = input_size if input_size is not None else d
+    if carry is None and dc is not None and hasattr(module, "initialize_carry"):
+        carry = _call_carry(label, lambda: module.initialize_carry((dc,), nnx.Rngs(0)))
 
     def step(p, c, x):
         return nnx.merge(graphdef, p, rest)(c, x)
@@ -250,7 +251,7 @@ def _equinox(module, params, carry, input_size) -> Wrapped:
         ) from None
     arrays, static = eqx.partition(module, eqx.is_array)
     params = arrays if params is None else params
-    d = input_size if input_size is not None else _int_attr(module, "input_size")
+    d = _int_attr(module, "input_size")  # wrap() reports a mismatch with input_size=
     if carry is None and isinstance(module, eqx.nn.GRUCell | eqx.nn.LSTMCell):
         z = jnp.zeros((module.hidden_size,), float_dtype(arrays))
         carry = z if isinstance(module, eqx.nn.GRUCell) else (z, z)

@@ -319,11 +319,11 @@ def lyapunov_spectrum(
       :class:`LyapunovSpectrum`. Differentiable with respect to ``params``.
 
     Raises:
-      ValueError: ``k`` out of ``[1, S]``, ``transient`` / ``warmup`` out of
-        range, a ``Q0`` of the wrong shape or not orthonormal, unknown
-        ``qr`` / ``mode``, bad ``chunk`` / ``memory_budget`` / ``reorth_every``
-        (neither an integer ``>= 1`` nor ``"adaptive"``), ``reorth_tol <= 0`` or
-        not finite, ``max_reorth_every < 1``.
+      ValueError: ``xs`` with ``B = 0`` or ``T = 0``; ``k`` out of ``[1, S]``,
+        ``transient`` / ``warmup`` out of range, a ``Q0`` of the wrong shape or
+        not orthonormal, unknown ``qr`` / ``mode``, bad ``chunk`` /
+        ``memory_budget`` / ``reorth_every`` (neither an integer ``>= 1`` nor
+        ``"adaptive"``), ``reorth_tol <= 0`` or not finite, ``max_reorth_every < 1``.
 
     Example::
 
@@ -407,6 +407,9 @@ def _validate(
     """Every eager check of :func:`lyapunov_spectrum`, in the order the errors surface."""
     batch = prepare(cell, params, xs, carry)
     T, S = jnp.shape(xs)[-2], cell.state_size
+    if batch == 0 or T == 0:
+        raise ValueError(f"xs must hold at least one {'sequence' if batch == 0 else 'step'}, "
+                         f"got shape {tuple(jnp.shape(xs))}.")
     if Q0 is not None:
         Q0 = _check_frame(Q0, S, k if k is None else validation.check_int(k, "k", low=1), batch)
         k = Q0.shape[-1]
@@ -439,7 +442,7 @@ def _validate(
 def _plan(cell: Cell, params, xs, a: _Args, *, qr: str, mode: str, method: str):
     """The static choices: ``(Plan, dtype of the Jacobians, dtype of the frame)``."""
     u_dt = jax.eval_shape(lambda x: cell.input_map(params, x), xs.reshape(-1, xs.shape[-1])[0])
-    dtype = jnp.result_type(u_dt.dtype, *[p.dtype for p in jax.tree_util.tree_leaves(params)])
+    dtype = jnp.result_type(u_dt.dtype, *jax.tree_util.tree_leaves(params))  # Python scalars too
     fdtype = _frame_dtype(dtype, qr)
     itemsize = jnp.dtype(dtype).itemsize
     T_run, B = a.T - a.transient, 1 if a.batch is None else a.batch
