@@ -213,3 +213,16 @@ def test_every_method_equals_the_reference_scan_float64(name, method):
         want = vg(p, xs, c0, jrnn.Scan(), reverse)
         chex.assert_trees_all_close(got, want, rtol=1e-10, atol=1e-12)
         np.testing.assert_array_equal(got[0][1][1][2], 0.0)  # length 0: all outputs zero
+
+
+@pytest.mark.parametrize("shape", [(0, 2), (3, 0, 2)])
+def test_empty_sequence_dtypes_match_one_step(shape):
+    # T = 0 returns the carry unchanged, but in the dtype a step would give it: float32 params
+    # with float64 inputs give a float64 carry at T >= 1, and did not at T = 0.
+    for cell in (jrnn.cells.elman(3), jrnn.cells.lstm(3)):
+        params = cell.init(jax.random.key(0), 2)  # float32
+        c0, h0 = jrnn.unroll(cell, params, jnp.zeros(shape, jnp.float64))
+        c1, h1 = jrnn.unroll(cell, params, jnp.zeros(shape[:-2] + (1, 2), jnp.float64))
+        spec = lambda t: jax.tree_util.tree_map(lambda a: (a.dtype, a.shape), t)
+        assert spec(c0) == spec(c1)
+        assert h0.dtype == h1.dtype == jnp.float64 and h0.shape[-2] == 0

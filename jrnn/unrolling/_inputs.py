@@ -152,6 +152,12 @@ def empty_result(cell: Cell, params, xs, carry, batch):
         )
     u = jax.eval_shape(lambda x: cell.input_map(params, x), jnp.zeros(xs.shape[-1:], xs.dtype))
     h = jax.eval_shape(lambda c, v: cell.recur(params, c, v)[1], c0, u)
+    # The carry in the dtype a step would give it (as for T >= 1: float32 params with float64
+    # inputs give a float64 carry), so the result's dtypes do not depend on T.
+    one = jax.tree_util.tree_map(lambda a: a[0] if batch is not None else a, carry)
+    carry = jax.tree_util.tree_map(
+        lambda c, o: jnp.asarray(c, o.dtype), carry,
+        jax.eval_shape(lambda c, v: cell.recur(params, c, v)[0], one, u))
     prefix = (0,) if batch is None else (batch, 0)
     return carry, jnp.zeros(prefix + h.shape, h.dtype)
 
