@@ -57,7 +57,7 @@ def _legend(ax, ncol: int = 1) -> None:
     handles, labels = ax.get_legend_handles_labels()
     if handles:
         ax.legend(handles, labels, fontsize=7, ncol=ncol, loc="upper center",
-                  bbox_to_anchor=(0.5, -0.14), framealpha=0.9)
+                  bbox_to_anchor=(0.5, -0.2), framealpha=0.9)  # below the x label
 
 
 def plot_propagation(init_results: dict, props: dict, out: str, T: int) -> str:
@@ -89,9 +89,10 @@ def plot_propagation(init_results: dict, props: dict, out: str, T: int) -> str:
                     linestyle=sty["linestyle"], linewidth=1.5, label=f"{label} ({rate})")
             if (ok & (med < FLOOR)).any():
                 cut = int(np.argmax(ok & (med < FLOOR)))
-                ax.annotate(f"{label}: {med[-1]:.0f} at lag {T}", (cut, FLOOR),
-                            xytext=(cut, FLOOR + 3), fontsize=7, color=sty["color"],
-                            ha="center", arrowprops={"arrowstyle": "->", "color": sty["color"]})
+                # An arrow where the curve leaves the axis; its value at lag T is in the
+                # panel's note (texts here collided when two curves left at nearby lags).
+                ax.annotate("", (cut, FLOOR), xytext=(cut, FLOOR + 3),
+                            arrowprops={"arrowstyle": "->", "color": sty["color"]})
             if np.isfinite(q25[-1]) and np.isfinite(q75[-1]) and med[-1] >= FLOOR:
                 ax.errorbar([lag[-1] * (1.02 + 0.012 * i)], [med[-1]],
                             yerr=[[med[-1] - q25[-1]], [q75[-1] - med[-1]]],
