@@ -233,7 +233,9 @@ def lyapunov_penalty(
     the full gradient on 30-step windows after a 100-step ``transient``
     ``(0.17, 0.10, 0.02, -0.08)``, on 60-step windows ``(0.20, 0.12, 0.04, -0.04)``;
     lr 3e-2 diverges; flossing ``k = 8`` with the frozen gradient leaves the
-    exponents where they were. Both gradients lower ``lambda_1`` and the mean
+    exponents where they were; squaring the batch-mean exponents instead (so the
+    finite-window variance does not count) gives ``(0.16, 0.08, 0.00, -0.09)``.
+    Both gradients lower ``lambda_1`` and the mean
     square, but the spread of the leading exponents does not shrink, so neither
     yet brings ``lambda_1..4`` within 0.05 of 0 from g = 3 (issue 28.3 stays
     open on that goal). The default stays ``"full"``: exact, and the right
