@@ -231,7 +231,8 @@ def lyapunov_penalty(
     T = 200, B = 8, lr 1e-2 (cosine decay), 600 updates, gives
     ``(0.18, 0.11, 0.02, -0.06)`` and 1500 updates ``(0.15, 0.06, -0.05, -0.16)``;
     the full gradient on 30-step windows after a 100-step ``transient``
-    ``(0.17, 0.10, 0.02, -0.08)``, on 60-step windows ``(0.20, 0.12, 0.04, -0.04)``;
+    ``(0.17, 0.10, 0.02, -0.08)``, on 60-step windows ``(0.20, 0.12, 0.04, -0.04)``,
+    on 200-step windows not at all (600 of 600 updates non-finite, skipped);
     lr 3e-2 diverges; flossing ``k = 8`` with the frozen gradient leaves the
     exponents where they were; squaring the batch-mean exponents instead (so the
     finite-window variance does not count) gives ``(0.16, 0.08, 0.00, -0.09)``.
