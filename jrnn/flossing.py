@@ -114,7 +114,9 @@ class _NonFinite:
             warnings.warn(
                 f"non-finite flossing gradient: update {what} ({self.count} so far). On a "
                 f"chaotic orbit the gradient through the trajectory grows like "
-                f"exp(lambda_1 T): use shorter windows (steps=) or a smaller learning rate.",
+                f"exp(lambda_1 T): use lyapunov_penalty(..., gradient='frozen') (through the "
+                f"Jacobians at the visited states only) or short windows after a transient "
+                f"(transient=, steps=).",
                 RuntimeWarning,
                 stacklevel=3,
             )

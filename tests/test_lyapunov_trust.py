@@ -133,3 +133,34 @@ def test_no_transient_is_reported_on_a_stationary_chaotic_run():
     assert not np.any(lyapunov_spectrum(cell, params, xs, warmup=50).warmup_needed)
     assert np.any(lyapunov_spectrum(cell, params, xs).warmup_needed)
 
+
+
+def test_float32_tail_error_is_flagged_and_warned_with_the_mixed_cure():
+    """Issue 28.4: tanh g = 5 in float32. The pure float32 chain and qr="mixed" (a float64
+    chain, x64 on in the tests) see the same float32 trajectory and Jacobians, so their
+    difference is the float32 chain's round-off alone: every exponent it moves by more than
+    the error bar is flagged ``unresolved``, the top of the spectrum is not, and the sum-rule
+    warning names the cure; the mixed run is clean."""
+    import warnings
+
+    import pytest
+
+    cell = jrnn.cells.elman(64, "tanh", recurrent_init=jrnn.initializers.scaled_normal(5.0))
+    params = jax.tree_util.tree_map(
+        lambda a: a.astype(jnp.float32), cell.init(jax.random.key(0), 1)
+    )
+    xs = jax.random.normal(jax.random.key(1), (300, 1), jnp.float32)
+    with pytest.warns(RuntimeWarning, match=r"qr='mixed'.*jax_enable_x64"):
+        f32 = lyapunov_spectrum(cell, params, xs, warmup=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        mixed = lyapunov_spectrum(cell, params, xs, warmup=50, qr="mixed")
+    lam32, lam, se = (np.asarray(a, np.float64) for a in (f32.exponents, mixed.exponents,
+                                                          mixed.stderr))
+    assert f32.exponents.dtype == mixed.exponents.dtype == jnp.float32
+    off = np.abs(lam32 - lam) > se
+    flagged = np.asarray(f32.unresolved)
+    assert off.sum() >= 2, np.abs(lam32 - lam)  # the float32 tail is wrong here
+    assert np.all(flagged[off]), (np.nonzero(off)[0], np.nonzero(flagged)[0])
+    assert not np.any(flagged[:32]) and not np.any(np.asarray(mixed.unresolved))
+    assert abs(float(f32.sum_rule_residual)) > 1.0 > 10 * abs(float(mixed.sum_rule_residual))
