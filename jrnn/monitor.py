@@ -80,7 +80,7 @@ class Monitor(NamedTuple):
     loss_fn: Callable | None = None
     lags: Sequence[int] | None = None
     warmup: int = 0
-    sv_steps: int | None = 8
+    sv_steps: int | None = 4
     cell: Cell | None = None
     select: Callable | None = None
     tensorboard: str | os.PathLike | None = None
