@@ -71,7 +71,7 @@ class Monitor(NamedTuple):
       probes: columns of the random frame for ``propagation_rate`` and
         ``log_jacobian_norm`` (:func:`jrnn.diagnostics.snapshot`; None: the exact
         ``O(S^3)``-a-step full frame). The default 8 keeps a snapshot of a tanh Elman
-        ``n = 128`` on 16 held-out sequences of ``T = 256`` near 5% of training time
+        ``n = 128`` on 16 held-out sequences of ``T = 256`` at about 3% of training time
         at one snapshot per 100 steps (``experiments.benchmarks.monitor``).
     """
 
