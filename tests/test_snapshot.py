@@ -120,7 +120,7 @@ def test_lstm_one_sequence_and_not_applicable():
     cell = jrnn.cells.lstm(3)
     params, xs = _setup(cell, B=1)
     x = xs[0]
-    out = snapshot(cell, params, x, k=6)  # k = S = 2n
+    out = snapshot(cell, params, x, k=6, probes=None)  # k = S = 2n; the exact full frame
     spec = jrnn.diagnostics.lyapunov_spectrum(cell, params, x, mode="stacked")
     np.testing.assert_allclose([out[f"lyap_{i}"] for i in range(1, 7)], spec.exponents,
                                rtol=1e-10, atol=1e-12)
@@ -236,17 +236,15 @@ def test_probe_error_monte_carlo(rank_one):
         assert err.std() < spread
 
 
-def test_probes_within_stated_error_and_full_frame_exact():
+def test_probes_within_stated_error():
     from jrnn.diagnostics.snapshot import _probe_error
 
     S, B, p = 12, 24, 2
     cell = jrnn.cells.elman(S, "tanh")
     params, xs = _setup(cell, B=B, scale=1.0)
     prop = jrnn.diagnostics.propagation(cell, params, xs, mode="stacked")
-    exact = snapshot(cell, params, xs, k=1, probes=None)
-    np.testing.assert_allclose(exact["propagation_rate"], np.mean(prop.rate), rtol=1e-10)
-    np.testing.assert_allclose(exact["log_jacobian_norm"],
-                               np.mean(prop.log_spectral_norm[:, 0]), rtol=1e-10)
+    exact = {"propagation_rate": np.mean(prop.rate),
+             "log_jacobian_norm": np.mean(prop.log_spectral_norm[:, 0])}
     est = snapshot(cell, params, xs, k=1, probes=p)
     bias, spread = _probe_error(S, p)
     diff = float(est["propagation_rate"] - exact["propagation_rate"])
