@@ -65,6 +65,8 @@ class Config:
     """timed calls per (method, T); the median is reported"""
     x64: bool = True
     """float64 (the tolerance is eps^0.75 of the dtype)"""
+    methods: tuple[str, ...] = METHODS
+    """Newton variants measured (deer first; quasi, elk)"""
 
 
 PRESETS = {
@@ -127,7 +129,7 @@ def compiled(cache: dict, key: str, cell, cfg: Config) -> dict:
     configuration): nets of one configuration and one length share one compilation."""
     if key not in cache:
         fns = {"scan": jax.jit(lambda p, x: jrnn.unroll(cell, p, x, method=jrnn.Scan())[1])}
-        for name in METHODS:
+        for name in cfg.methods:
             m = method_record(name, cfg)
             fns[name] = jax.jit(lambda p, x, m=m: jrnn.newton.unroll(
                 cell, p, x, jacobian=m.jacobian, damping=m.damping, max_iter=m.max_iter))
@@ -149,7 +151,7 @@ def measure_net(cell, params, xs, cfg: Config, fns: dict | None = None) -> dict:
     else:
         row["predicted"] = None
     ref = fns["scan"](params, xs)
-    for name in METHODS:
+    for name in cfg.methods:
         res = fns[name](params, xs)
         err = float(jnp.max(jnp.abs(res.hs - ref)))
         row[name] = {"iterations": int(res.iterations), "converged": bool(res.converged),
@@ -184,7 +186,7 @@ def length_sweep(cfg: Config, seed: int, cache: dict | None = None) -> dict:
             fns = compiled(cache, "elman" if label.startswith("elman") else "gru (init)",
                            cell, cfg)
             row["scan_s"] = _timed(fns["scan"], (params, xs), cfg.repeats)
-            for name in METHODS:
+            for name in cfg.methods:
                 fn = fns[name]
                 res = fn(params, xs)
                 row[name] = {"iterations": int(res.iterations),
@@ -204,7 +206,7 @@ def plot(sweep: dict, others: dict, cfg: Config, out_dir: str) -> str:
     ax = axes[0, 0]
     lam = np.array([r["lambda_max"] for r in sweep["rows"]])
     markers = {"deer": "o", "quasi": "s", "elk": "^"}
-    for sty, name in zip(style.styles(list(METHODS)), METHODS):
+    for sty, name in zip(style.styles(list(cfg.methods)), cfg.methods):
         it = np.array([r[name]["iterations"] for r in sweep["rows"]], float)
         ok = np.array([r[name]["converged"] for r in sweep["rows"]])
         ax.plot(lam[ok], it[ok], markers[name], color=sty["color"], label=f"{name} converged")
@@ -232,7 +234,7 @@ def summary(metrics: dict) -> dict:
     iterations over the converged contracting nets."""
     rows = [*metrics["gain_sweep"]["rows"], *metrics["others"].values()]
     out = {}
-    for name in METHODS:
+    for name in metrics["methods"]:
         neg = [r for r in rows if r["lambda_max"] < 0]
         pos = [r for r in rows if r["lambda_max"] >= 0]
         out[name] = {"converged_below_0": sum(r[name]["converged"] for r in neg),
@@ -246,13 +248,18 @@ def summary(metrics: dict) -> dict:
               if r["lambda_max"] < 0 and r["deer"]["converged"] and r["predicted"]]
     out["rule_ratio_min"] = min(ratios, default=None)
     out["rule_ratio_max"] = max(ratios, default=None)
+    # Contracting nets where the rule forecast convergence within max_iter and DEER did not.
+    out["rule_misses"] = [r["gain"] for r in metrics["gain_sweep"]["rows"]
+                          if r["lambda_max"] < 0 and not r["deer"]["converged"]
+                          and r["predicted"] is not None
+                          and r["predicted"] < r["deer"]["iterations"]]
     return out
 
 
 def _findings(metrics: dict) -> list[str]:
     s = summary(metrics)
     lines = ["## Findings (computed from the tables below)", ""]
-    for name in METHODS:
+    for name in metrics["methods"]:
         m = s[name]
         err = m["max_abs_error_converged"]
         lines.append(
@@ -265,12 +272,20 @@ def _findings(metrics: dict) -> list[str]:
             f"- measured / predicted DEER iterations over the converged contracting Elman nets: "
             f"{s['rule_ratio_min']:.2f} .. {s['rule_ratio_max']:.2f} (the rule's slope "
             f"{metrics['iteration_slope']} was fitted on the default sweep, N = 32, T = 1000).")
+    if s["rule_misses"]:
+        lines.append(
+            f"- the rule failed at gains {', '.join(f'{g:g}' for g in s['rule_misses'])}: "
+            "lambda_max < 0, yet DEER did not converge within max_iter (its documented "
+            "failure mode: a small, strongly driven net whose finite-time exponents stay "
+            "positive for long stretches).")
     timing = metrics.get("timing", {})
     ratios = [r["deer"]["seconds"] / r["scan_s"] for rs in timing.values() for r in rs]
     if ratios:
         lines.append(
             f"- wall time, this machine: DEER took {min(ratios):.1f}x .. {max(ratios):.1f}x the "
-            "sequential scan (a CPU cannot use the O(log T) depth).")
+            "sequential scan (medians of a few calls, not interleaved: on a shared CPU a ratio "
+            "below 1 is load, not speed; experiments/benchmarks/newton.py times them "
+            "round-robin).")
     return lines + [""]
 
 
@@ -278,31 +293,31 @@ def report(metrics: dict, cfg: Config) -> str:
     rows = []
     for r in metrics["gain_sweep"]["rows"]:
         cells = [r["gain"], f"{r['lambda_max']:+.3f}", r["predicted"]]
-        for name in METHODS:
+        for name in cfg.methods:
             m = r[name]
             cells.append(f"{m['iterations']}" + ("" if m["converged"] else " (no)"))
         rows.append(cells)
     lines = [f"# Parallel-in-time evaluation ({metrics['mode']})", "",
-             "Iterations of DEER / quasi-DEER / ELK (damping "
+             f"Iterations of {', '.join(cfg.methods)} (ELK damping "
              f"{cfg.damping:g}) to converge, `(no)`: not converged within {cfg.max_iter} or "
              "diverged (reported, never hidden). `predicted`: jrnn.newton.iteration_rule "
              "from the measured lambda_max.", "",
              *_findings(metrics),
              f"## tanh Elman gain sweep (N = {cfg.size}, T = {cfg.T})", "",
-             common.table(["gain", "lambda_max", "predicted", *METHODS], rows), "",
+             common.table(["gain", "lambda_max", "predicted", *cfg.methods], rows), "",
              "## Other cells", ""]
     orow = [[k, f"{r['lambda_max']:+.3f}", r["predicted"]]
             + [f"{r[n]['iterations']}" + ("" if r[n]["converged"] else " (no)")
-               for n in METHODS] for k, r in metrics["others"].items()]
-    lines += [common.table(["cell", "lambda_max", "predicted", *METHODS], orow), "",
+               for n in cfg.methods] for k, r in metrics["others"].items()]
+    lines += [common.table(["cell", "lambda_max", "predicted", *cfg.methods], orow), "",
               "## Length sweep (wall time, this machine)", ""]
     for label, rs in metrics["timing"].items():
         trow = [[r["T"], f"{r['scan_s'] * 1e3:.2f}"]
                 + [f"{r[n]['iterations']} / {r[n]['seconds'] * 1e3:.1f}"
-                   + ("" if r[n]["converged"] else " (no)") for n in METHODS]
+                   + ("" if r[n]["converged"] else " (no)") for n in cfg.methods]
                 + [f"{r['deer']['seconds'] / r['scan_s']:.1f}"] for r in rs]
         lines += [f"### {label}", "", common.table(
-            ["T", "scan ms", *[f"{n} iters / ms" for n in METHODS], "deer / scan"], trow), ""]
+            ["T", "scan ms", *[f"{n} iters / ms" for n in cfg.methods], "deer / scan"], trow), ""]
     lines += ["![iterations vs lambda](iterations_vs_lambda.png)", ""]
     return "\n".join(lines)
 
@@ -335,9 +350,9 @@ def main(argv=None) -> dict:
                "others": others,
                "lengths": {k: [{"T": r["T"], **{n: {"iterations": r[n]["iterations"],
                                                      "converged": r[n]["converged"]}
-                                                 for n in METHODS}} for r in v]
+                                                 for n in cfg.methods}} for r in v]
                            for k, v in timing.items()},
-               "iteration_slope": jrnn.newton.ITERATION_SLOPE}
+               "iteration_slope": jrnn.newton.ITERATION_SLOPE, "methods": list(cfg.methods)}
     metrics["summary"] = summary(metrics)
     plot(metrics["gain_sweep"], others, cfg, args.out)
     common.write_metrics(args.out, metrics)

@@ -169,7 +169,7 @@ def forecast(net: str, T: int, hidden: int) -> str:
 
 
 def run(lengths, hidden=32, damping=0.1, max_iter=200, repeats=3, warmup=1, memory=(),
-        x64=False, nets=NETS):
+        x64=False, nets=NETS, only=None):
     """Rows ``(T, net, method, ms, ratio to scan, iterations, max |dh|, temp MiB, run MiB)``;
     ``run MiB`` is measured in a subprocess for the lengths in ``memory`` (else NaN), or is
     the device's ``peak_bytes_in_use`` where the backend reports it (GPU)."""
@@ -179,6 +179,8 @@ def run(lengths, hidden=32, damping=0.1, max_iter=200, repeats=3, warmup=1, memo
             cell, params, xs = build(net, T, hidden)
             fns, outs, mem = {}, {}, {}
             for name, m in methods(net, damping, max_iter).items():
+                if only is not None and name not in only and name != "scan":
+                    continue
                 compiled, temp, peak = _compiled(forward(cell, m), params, xs)
                 fns[name] = lambda c=compiled, a=(params, xs): c(*a)
                 outs[name] = jax.device_get(compiled(params, xs))
@@ -214,6 +216,8 @@ def main(argv=None):
     parser.add_argument("--memory", choices=("last", "all", "none"), default="last",
                         help="lengths whose run memory is measured in subprocesses (CPU)")
     parser.add_argument("--x64", action="store_true", help="float64 (default float32)")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="only these (deer quasi-deer elk associative; scan always)")
     parser.add_argument("--child", nargs=3, metavar=("NET", "METHOD", "T"), default=None,
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -233,7 +237,7 @@ def main(argv=None):
     rows = []
     for T in lengths:  # one table per length, printed as soon as it is measured
         part = run([T], args.hidden, args.damping, args.max_iter, args.repeats, args.warmup,
-                   memory, args.x64)
+                   memory, args.x64, only=args.methods)
         rows += part
         print(table(HEADERS, _format(part)), flush=True)
     return rows
