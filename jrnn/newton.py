@@ -70,7 +70,8 @@ def unroll(
        \\qquad J_t = \\partial F / \\partial s\\,(s^{(i)}_{t-1}, u_t)
 
     one parallel prefix scan per iteration (``O(log T)`` depth, ``O(T S^3)`` work for
-    ``jacobian="full"``, ``O(T S)`` for ``"diagonal"``); ``damping = lambda > 0`` takes
+    ``jacobian="full"``, an ``O(T S)`` solve for ``"diagonal"``, whose diagonals still cost
+    what the cell's Jacobian costs to form); ``damping = lambda > 0`` takes
     the Levenberg-Marquardt step instead (ELK, a parallel Kalman smoother). Stops when
     ``max_t |s_t - F(s_{t-1}, u_t)|_inf <= tol``, after ``max_iter`` iterations, or when an
     iterate is not finite (then the last finite iterate is returned, ``converged=False``).

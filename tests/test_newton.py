@@ -285,11 +285,20 @@ def test_newton_benchmark_runs_and_reports_ratios():
 
     rows = bench.run((16,), hidden=4, repeats=1, warmup=0)
     methods = {(r[1], r[2]) for r in rows}
-    assert ("min_gru", "associative") in methods and ("elman g=0.8", "elk") in methods
-    for _, net, method, ms, ratio, iters, temp, _ in rows:
+    assert ("min_gru", "associative") in methods and ("elman g=1.2", "elk") in methods
+    for _, net, method, ms, ratio, iters, dh, temp, _ in rows:
         assert ms > 0 and ratio > 0 and temp >= 0
-        assert iters == "-" if method in ("scan", "associative") else iters.split()[0].isdigit()
+        if method in ("scan", "associative"):
+            assert iters == "-"
+        else:
+            assert iters.split()[0].isdigit()
+            if iters.isdigit():  # converged: the scan's outputs (float32 tolerance)
+                assert dh < 1e-4
         if net == "min_gru" and method == "deer":
             assert iters == "1"
         if method == "scan":
-            assert ratio == 1.0
+            assert ratio == 1.0 and dh == 0.0
+    # The subprocess's memory reading: one call alone, its resident-memory peak after
+    # compilation (a positive number of MiB on Linux).
+    out = bench.child("min_gru", "deer", 16, 4, 1e-3, 10)
+    assert out["reset"] and out["run_mib"] >= 0

@@ -30,6 +30,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jrnn import host
+
 __all__ = ["affine_solve", "adjoint_solve", "kalman_solve"]
 
 
@@ -153,7 +155,11 @@ def kalman_solve(J, b, s0, y, damping):
         A_ij = al.mm(A_jM, A_i)
         b_ij = al.mv(A_jM, b_i + al.mv(C_i, e_j)) + b_j
         C_ij = al.mm(al.mm(A_jM, C_i), al.t(A_j)) + C_j
-        N = I_ + al.mm(J_j, C_i)  # (I + J_j C_i)
+        # The second batched LU only after the first: two overlapping batched LAPACK
+        # calls deadlock jaxlib 0.10's 2-thread CPU pool (jrnn.host). Not sufficient:
+        # ELK on the CPU still hung after this barrier, both pool threads in a batched
+        # trsm (ParallelBatchMap -> BlockingCounter::Wait, gdb); open, see issue 26.
+        N = host.after(I_ + al.mm(J_j, C_i), A_jM)  # (I + J_j C_i)
         AiN = al.t(al.solve(al.t(N), A_i))  # A_i^T N^{-1}
         e_ij = al.mv(AiN, e_j - al.mv(J_j, b_i)) + e_i
         J_ij = al.mm(al.mm(AiN, J_j), A_i) + J_i

@@ -19,11 +19,17 @@ linear recurrence
 
 solved by ``jax.lax.associative_scan`` in ``O(log T)`` depth. Cost per iteration: ``T``
 Jacobians and ``O(T S^3)`` work, ``O(T S^2)`` memory (``jacobian="full"``, DEER), or the
-diagonal of each ``J_t`` only, ``O(T S)`` work and memory (``"diagonal"``, quasi-DEER,
+diagonal of each ``J_t`` only, an ``O(T S)`` solve and memory (``"diagonal"``, quasi-DEER,
 Gonzalez et al., NeurIPS 2024, "Towards scalable and stable parallelization of nonlinear
-RNNs"). ``damping = lambda > 0`` is ELK (same paper): the Levenberg-Marquardt step
+RNNs"; the diagonals are read off the cell's Jacobians, formed 256 steps at a time, so
+forming them still costs what ``J_t`` costs, ``O(S^2)`` per step for a dense cell).
+``damping = lambda > 0`` is ELK (same paper): the Levenberg-Marquardt step
 ``argmin_s sum_t |s_t - J_t s_{t-1} - b_t|^2 + lambda |s_t - s^{(i)}_t|^2``, computed as a
-parallel Kalman smoother (:mod:`jrnn.unrolling._newton_solve`), for either Jacobian kind.
+parallel Kalman smoother (:mod:`jrnn.unrolling._newton_solve`), for either Jacobian kind;
+with full Jacobians it costs a few ``S x S`` solves per combined pair, ``O(T S^3)`` work
+with a larger constant than DEER's scan. Its rate is linear: about
+``lambda / (sigma^2 + lambda)`` per iteration along the residual Jacobian's smallest
+singular value ``sigma``, so a ``lambda`` far above ``sigma^2`` converges slowly.
 
 Whatever the Jacobian approximation, iteration ``i`` makes the first ``i`` states exact (in
 exact arithmetic), so ``T`` iterations always suffice; when the dynamics contract
@@ -96,10 +102,13 @@ class Newton(NamedTuple):
 
     Fields:
       jacobian: ``"full"`` (DEER, ``O(T S^2)`` memory per iteration) or ``"diagonal"``
-        (quasi-DEER, the diagonal of each ``J_t``, ``O(T S)``).
+        (quasi-DEER, the diagonal of each ``J_t``: an ``O(T S)`` solve).
       damping: None (plain Newton) or ``lambda >= 0``: ELK's Levenberg-Marquardt damping
         (a parallel Kalman smoother with observation precision ``lambda``; 0 is plain
-        Newton). Larger is more stable and slower.
+        Newton). Larger is more stable and slower. Known defect: with
+        ``jacobian="full"`` on a CPU with jaxlib 0.10 the smoother's batched LAPACK solves
+        can hang the program (the thread-pool deadlock of :mod:`jrnn.host`; seen in the
+        benchmark, BENCHMARKS.md); ``"diagonal"`` calls no LAPACK.
       max_iter: an integer ``>= 1``; None: ``min(T, 100)`` (``T`` iterations always
         suffice in exact arithmetic).
       tol: converged when ``max_t |s_t - F(s_{t-1}, u_t)|_inf <= tol``; None:
