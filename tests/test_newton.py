@@ -11,7 +11,12 @@ import pytest
 
 import jrnn
 from jrnn import cells
-from jrnn.unrolling._newton_solve import adjoint_solve, affine_solve, kalman_solve
+from jrnn.unrolling._newton_solve import (
+    _gauss_jordan,
+    adjoint_solve,
+    affine_solve,
+    kalman_solve,
+)
 
 B, T, D, N = 3, 8, 2, 4
 
@@ -106,6 +111,23 @@ def test_parallel_solves_equal_dense_linear_algebra(diag):
     # Levenberg-Marquardt: argmin |A s - c|^2 + lam |s - y|^2.
     want = np.linalg.solve(A.T @ A + lam * np.eye(A.shape[0]), A.T @ c + lam * y.ravel())
     np.testing.assert_allclose(kalman_solve(J, b, s0, y, lam).ravel(), want, atol=1e-12)
+
+
+
+def test_elk_solves_without_lapack_by_pivoted_elimination():
+    # jaxlib 0.10's batched CPU LAPACK hung the ELK smoother (jrnn.host); its solves are
+    # Gauss-Jordan with partial pivoting in XLA operations: equal to LAPACK's solve, pivoting
+    # where a leading zero needs it, and no LAPACK custom call in the compiled smoother.
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 3, 6, 6)), rng.normal(size=(2, 3, 6, 2))
+    np.testing.assert_allclose(_gauss_jordan(a, b), np.linalg.solve(a, b), rtol=1e-10,
+                               atol=1e-12)
+    perm = np.eye(4)[[2, 0, 3, 1]]  # zero pivots everywhere without row exchanges
+    np.testing.assert_allclose(_gauss_jordan(perm, np.eye(4)), perm.T, atol=0)
+    J = 0.6 * jax.random.normal(jax.random.key(0), (9, 4, 4))
+    b, y = jnp.ones((9, 4)), jnp.zeros((9, 4))
+    hlo = jax.jit(kalman_solve).lower(J, b, jnp.zeros(4), y, 0.5).as_text()
+    assert "custom_call" not in hlo and "lapack" not in hlo.lower()
 
 
 # ----------------------------------------------------------------------------- gradients

@@ -30,9 +30,37 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jrnn import host
-
 __all__ = ["affine_solve", "adjoint_solve", "kalman_solve"]
+
+
+def _gauss_jordan(a, b):
+    """``a^{-1} b`` for ``a (..., S, S)``, ``b (..., S, m)``: Gauss-Jordan elimination with
+    partial pivoting, in XLA operations only (a ``fori_loop`` over the ``S`` columns).
+
+    The ELK smoother solves small systems at every level of an associative scan, batched
+    over time; through ``jnp.linalg.solve`` those are batched LAPACK calls (``getrf``,
+    ``trsm``), which jaxlib 0.10 spreads over its CPU thread pool and which hung the
+    smoother there (both pool threads waiting in a batched ``trsm``, seen in gdb; ordering
+    the calls with :func:`jrnn.host.after` did not prevent it, :mod:`jrnn.host`). Elimination
+    with partial pivoting is backward stable in practice (Higham 2002, ch. 14) and costs
+    ``O(S^2 (S + m))`` per system, as LU does; the systems here are ``I + C J`` with ``C``
+    a covariance, well conditioned for the damping ELK uses.
+    """
+    S = a.shape[-1]
+    aug = jnp.concatenate([a, b.astype(jnp.result_type(a, b))], axis=-1)
+    rows = jnp.broadcast_to(jnp.arange(S), a.shape[:-1])  # (..., S)
+
+    def column(k, aug):
+        col = jax.lax.dynamic_index_in_dim(aug, k, axis=-1, keepdims=False)  # (..., S)
+        p = jnp.argmax(jnp.where(rows >= k, jnp.abs(col), -1.0), axis=-1, keepdims=True)
+        swap = jnp.where(rows == k, p, jnp.where(rows == p, k, rows))  # rows k <-> p
+        aug = jnp.take_along_axis(aug, swap[..., None], axis=-2)
+        pivot = jax.lax.dynamic_index_in_dim(aug, k, axis=-2)  # (..., 1, S + m)
+        pivot = pivot / jax.lax.dynamic_index_in_dim(pivot, k, axis=-1)
+        factor = jax.lax.dynamic_index_in_dim(aug, k, axis=-1)  # (..., S, 1)
+        return jnp.where((rows == k)[..., None], pivot, aug - factor * pivot)
+
+    return jax.lax.fori_loop(0, S, column, aug)[..., S:]
 
 
 class _Full:
@@ -56,12 +84,12 @@ class _Full:
 
     @staticmethod
     def solve(a, b):
-        """``a^{-1} b`` for a matrix ``b``."""
-        return jnp.linalg.solve(a, b)
+        """``a^{-1} b`` for a matrix ``b`` (:func:`_gauss_jordan`, no LAPACK call)."""
+        return _gauss_jordan(a, b)
 
     @staticmethod
     def solve_v(a, v):
-        return jnp.linalg.solve(a, v[..., None])[..., 0]
+        return _gauss_jordan(a, v[..., None])[..., 0]
 
 
 class _Diag:
@@ -155,11 +183,7 @@ def kalman_solve(J, b, s0, y, damping):
         A_ij = al.mm(A_jM, A_i)
         b_ij = al.mv(A_jM, b_i + al.mv(C_i, e_j)) + b_j
         C_ij = al.mm(al.mm(A_jM, C_i), al.t(A_j)) + C_j
-        # The second batched LU only after the first: two overlapping batched LAPACK
-        # calls deadlock jaxlib 0.10's 2-thread CPU pool (jrnn.host). Not sufficient:
-        # ELK on the CPU still hung after this barrier, both pool threads in a batched
-        # trsm (ParallelBatchMap -> BlockingCounter::Wait, gdb); open, see issue 26.
-        N = host.after(I_ + al.mm(J_j, C_i), A_jM)  # (I + J_j C_i)
+        N = I_ + al.mm(J_j, C_i)  # (I + J_j C_i)
         AiN = al.t(al.solve(al.t(N), A_i))  # A_i^T N^{-1}
         e_ij = al.mv(AiN, e_j - al.mv(J_j, b_i)) + e_i
         J_ij = al.mm(al.mm(AiN, J_j), A_i) + J_i
