@@ -238,8 +238,9 @@ def lyapunov_penalty(
     finite-window variance does not count) gives ``(0.16, 0.08, 0.00, -0.09)``.
     Both gradients lower ``lambda_1`` and the mean
     square, but the spread of the leading exponents does not shrink, so neither
-    yet brings ``lambda_1..4`` within 0.05 of 0 from g = 3 (issue 28.3 stays
-    open on that goal). The default stays ``"full"``: exact, and the right
+    yet brings ``lambda_1..4`` within 0.05 of 0 from g = 3; the exact gradient on
+    short windows that grow (:func:`jrnn.flossing.floss_windows`) did, from one of two
+    draws. The default stays ``"full"``: exact, and the right
     choice at and below the edge of chaos, where flossing is usually started.
 
     Args:

@@ -364,10 +364,46 @@ def test_flossing_from_chaos_moves_the_leading_exponents_towards_zero():
     assert np.mean(after**2) < 0.5 * np.mean(before**2), (before, after)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 28.3 goal not reached yet: the frozen and the "
-                   "truncated full gradient stall with lambda_1 ~ 0.18 (the spread of the top 4 "
-                   "exponents does not shrink)")
+def _bits(key, batch, T):
+    return jnp.sign(jax.random.normal(key, (batch, T, 1), jnp.float32))
+
+
+def _chaotic_tanh32():
+    cell = jrnn.cells.elman(32, "tanh", recurrent_init=jrnn.initializers.scaled_normal(3.0))
+    return cell, cell.init(jax.random.key(0), 1)
+
+
+def test_floss_windows_first_stage_takes_the_chaos_out():
+    """Issue 28.3, the mechanism of floss_windows: from the chaotic tanh N = 32, g = 3 net
+    (lambda_1 ~ 0.27 on fresh +-1 bits), 150 exact-gradient updates on 20-step windows lower
+    lambda_1, measured on fresh inputs, by more than 0.05 with no update skipped (the full
+    gradient on 600-step windows is non-finite: the test above)."""
+    cell, params = _chaotic_tanh32()
+    fresh = _bits(jax.random.key(99), 2, 800)
+    lam1 = lambda p: float(jrnn.diagnostics.lyapunov_spectrum(
+        cell, p, fresh, k=1, warmup=200).exponents.mean())
+    before = lam1(params)
+    res = fl.floss_windows(cell, params, _bits, jax.random.key(3), k=4, batch=8,
+                           windows=((150, 20, 20, 1e-2),))
+    assert res.skipped == 0 and res.loss.shape == (150,) and np.all(res.stage == 0)
+    after = lam1(res.params)
+    assert before > 0.2 and before - after > 0.05, (before, after)
+    with pytest.raises(ValueError, match="windows"):
+        fl.floss_windows(cell, params, _bits, jax.random.key(3), k=4, windows=((1, 2, 3),))
+    with pytest.raises(ValueError, match="windows updates"):
+        fl.floss_windows(cell, params, _bits, jax.random.key(3), k=4, windows=((0, 2, 3, 0.1),))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 28.3 goal not reached robustly: floss_windows "
+                   "reached it in 1 of 4 measured runs; this one ends at (0.03, -0.10, -0.24, "
+                   "-0.38) (the penalty rises over stages 2-3)")
 def test_flossing_from_chaos_reaches_the_goal():
-    """Slow. Issue 28.3's goal: |lambda_1..4| < 0.05 on fresh inputs after flossing from g = 3."""
-    _, after = _flossed_from_chaos()
+    """Slow. Issue 28.3's goal: |lambda_1..4| < 0.05 on fresh inputs (T = 3000, 4 streams)
+    after flossing the g = 3 net with floss_windows' default curriculum (WINDOWS)."""
+    cell, params = _chaotic_tanh32()
+    res = fl.floss_windows(cell, params, _bits, jax.random.key(7), k=4)
+    fresh = _bits(jax.random.key(99), 4, 3000)
+    after = np.asarray(jnp.mean(jrnn.diagnostics.lyapunov_spectrum(
+        cell, res.params, fresh, k=4, warmup=300).exponents, axis=0))
+    assert res.skipped == 0, res.skipped
     assert np.max(np.abs(after)) < 0.05, after
