@@ -105,10 +105,9 @@ class Newton(NamedTuple):
         (quasi-DEER, the diagonal of each ``J_t``: an ``O(T S)`` solve).
       damping: None (plain Newton) or ``lambda >= 0``: ELK's Levenberg-Marquardt damping
         (a parallel Kalman smoother with observation precision ``lambda``; 0 is plain
-        Newton). Larger is more stable and slower. Known defect: with
-        ``jacobian="full"`` on a CPU with jaxlib 0.10 the smoother's batched LAPACK solves
-        can hang the program (the thread-pool deadlock of :mod:`jrnn.host`; seen in the
-        benchmark, BENCHMARKS.md); ``"diagonal"`` calls no LAPACK.
+        Newton). Larger is more stable and slower. The smoother's ``S x S`` solves are
+        pivoted Gauss-Jordan in XLA operations, not LAPACK (jaxlib 0.10's batched CPU
+        LAPACK calls hung it, :mod:`jrnn.host`).
       max_iter: an integer ``>= 1``; None: ``min(T, 100)`` (``T`` iterations always
         suffice in exact arithmetic).
       tol: converged when ``max_t |s_t - F(s_{t-1}, u_t)|_inf <= tol``; None:
