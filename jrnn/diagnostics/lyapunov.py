@@ -23,15 +23,17 @@ chains :mod:`jrnn.linalg.qr`), and :func:`_summarise` turns the sums of
 Scale: in ``"chunked"`` and ``"tangent"`` mode memory does not grow with ``T``;
 the stacked ``(T, S, S)`` path is kept where it fits a memory budget. Speed: the
 Jacobians are computed for a whole chunk at once (:func:`step_jacobians`); only
-the thin chain of QR factorisations is sequential. The default chain keeps each
-Householder QR in LAPACK's compact form and applies it to the next Jacobian with
-``ormqr`` instead of forming ``Q`` (``orgqr``) and multiplying: the same
-algorithm with one product per step instead of two (timings: BENCHMARKS.md).
-``qr="mixed"`` runs that chain in float64 on float32 Jacobians (exact to
-float64 rounding for the given Jacobians). By default the interval between
-QRs is adaptive (:func:`jrnn.diagnostics._benettin.run_adaptive`: grown while
-the measured block error allows, failing blocks redone step by step); a fixed
-``reorth_every = r``
+the thin chain of QR factorisations is sequential. From ``S = 128`` states the
+default chain keeps each Householder QR in LAPACK's compact form and applies it
+to the next Jacobian with ``ormqr`` instead of forming ``Q`` (``orgqr``) and
+multiplying: the same algorithm with one product per step instead of two
+(timings: BENCHMARKS.md); below, the explicit chain (``ormqr``'s BLAS threads
+stall on shared cores, :data:`COMPACT_MIN_STATE`). ``qr="mixed"`` runs the
+chain in float64 on float32 Jacobians (exact to float64 rounding for the given
+Jacobians). The interval between QRs can be adaptive (opt-in,
+``reorth_every="adaptive"``, :func:`jrnn.diagnostics._benettin.run_adaptive`:
+grown while the measured block error allows, failing blocks redone step by
+step); a fixed ``reorth_every = r``
 re-orthonormalises once per ``r`` steps; each block is checked against the
 Householder error bound and redone step by step where it fails, so blocking
 never silently loses accuracy. CholeskyQR2 (Yamamoto et al. 2015) is available
@@ -79,6 +81,14 @@ __all__ = [
 
 #: The adaptive choice of ``reorth_every`` in :func:`lyapunov_spectrum` (opt-in).
 ADAPTIVE = "adaptive"
+
+#: Smallest state size at which ``qr="auto"`` / ``"mixed"`` take the compact (``ormqr``)
+#: chain. Below it LAPACK's ``geqrf`` / ``orgqr`` run unblocked (level-2 code, no BLAS
+#: threads; crossover 128) while ``ormqr`` is blocked from 33 columns on and hands its
+#: ``gemm`` to OpenBLAS's threads, which busy-wait where the cores are shared: the compact
+#: chain measured 12-46x slower than the explicit one at S = 64 on a loaded 2-core CPU and
+#: equal to it with one BLAS thread (:func:`jrnn.host.lapack_threads`; BENCHMARKS.md).
+COMPACT_MIN_STATE = 128
 
 #: Accepted values of ``qr`` in :func:`lyapunov_spectrum`.
 QR_METHODS = ("auto", "compact", "cholesky", "householder", "mixed")
@@ -303,7 +313,10 @@ def lyapunov_spectrum(
         (``jnp.linalg.qr``, ``Q`` formed each step), ``"cholesky"``
         (CholeskyQR2 with a Householder fallback), ``"mixed"`` (the chain in
         float64 when the inputs are float32 and x64 is enabled), or ``"auto"``
-        (``"compact"`` for formed Jacobians, ``"householder"`` in tangent mode).
+        (``"compact"`` for formed Jacobians of ``S >= 128`` states,
+        ``"householder"`` below and in tangent mode: LAPACK's blocked ``ormqr``
+        hands even small products to OpenBLAS's threads, which stall on shared
+        cores, :data:`COMPACT_MIN_STATE`).
       mode: ``"auto"``, ``"stacked"``, ``"chunked"`` or ``"tangent"`` (above).
       memory_budget: bytes for the ``"auto"`` rule and the chunk size. The rule
         sees the batch axis of ``xs`` only, not an enclosing ``jax.vmap`` (seeds):
@@ -450,6 +463,8 @@ def _plan(cell: Cell, params, xs, a: _Args, *, qr: str, mode: str, method: str):
         mode, T=T_run, S=a.S, k=a.k, batch=B, itemsize=itemsize, memory_budget=a.budget
     )
     chain = {"auto": "compact", "mixed": "compact"}.get(qr, qr)
+    if qr in ("auto", "mixed") and a.S < COMPACT_MIN_STATE:
+        chain = "householder"  # ormqr alone would hand small products to BLAS threads
     if (mode == "tangent" or a.adaptive) and qr in ("auto", "mixed", "compact"):
         chain = "householder"  # the tangent map and the adaptive chain need Q itself
     if chain == "compact" and not HAS_ORMQR:
@@ -513,7 +528,11 @@ def _summarise(raw: Run, a: _Args, plan: Plan, dtype, fdtype) -> LyapunovSpectru
     order = jnp.argsort(-rates, axis=-1)
     take = lambda v: jnp.take_along_axis(v, order, axis=-1)
     exponents = take(rates)
-    stderr = take(batch_means_stderr(logs, steps).astype(dtype))
+    if raw.blocks is None:
+        stderr = batch_means_stderr(logs, steps)
+    else:  # batches of whole blocks, weighted by their steps (a block is one sample)
+        stderr = batch_means_stderr(*raw.blocks)
+    stderr = take(stderr.astype(dtype))
     blocks, _, significant = start_up_transient(logs, steps)
     cum_steps = jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(steps)])
     warmup_needed = jnp.max(jnp.where(significant, cum_steps[blocks], 0), axis=-1)
