@@ -111,7 +111,8 @@ class LyapunovSpectrum(NamedTuple):
         and ``lambda_k > 0`` (positive exponents may be missing).
       stderr: ``(k,)`` standard error of each exponent from 20 contiguous
         batch means of the local exponents that cover the same steps as the
-        mean (NaN with fewer than 2 blocks). A start-up transient inflates it
+        mean (adaptive interval: batches of whole blocks, weighted by their
+        steps; NaN with fewer than 2 blocks). A start-up transient inflates it
         and biases the mean: see ``warmup_needed``.
       unresolved: ``(k,)`` bool, exponents below the round-off floor of the
         chain's precision (or not finite): ``0.5 log(eps) + lambda_1`` for a
@@ -245,12 +246,19 @@ def lyapunov_spectrum(
     (``mode="tangent"``) or the per-step Jacobian (other modes). ``local`` then
     holds each step's block mean; ``reorth_interval`` the mean interval used.
     Under differentiation the every-step chain runs (values and derivatives).
+    ``stderr`` then comes from batches of whole blocks weighted by their steps
+    (calibrated: the spread over 48 trajectories is 1.0-1.1 error bars with
+    blocks of 32 steps and batches of 15).
     ``reorth_every=1`` (the default) is the every-step chain (``local`` per step,
-    as needed by finite-time exponents and the batch-means error bars). The
-    adaptive interval is not the default yet: it is much faster for the top of a
-    spectrum (``k << S``: N = 64, k = 8, interval 25, 14x faster than the chain)
-    but not for full spectra in float64, it compiles about twice as long, and its
-    block-mean ``local`` makes the batch-means error bar coarser (BENCHMARKS.md).
+    as needed by finite-time exponents). The adaptive interval is opt-in, by
+    measurement (BENCHMARKS.md, this loaded 2-core CPU): it pays for the top of a
+    spectrum (``k << S``: intervals 23-25, 1.3-1.4x the chain's speed at N = 64,
+    k = 8 and N = 256, k = 32) but full spectra stay near ``r = 1`` (float32 N =
+    512: 1.0; float64 g = 2: 1.5-2), it compiles 25-35% longer (N = 8, k = 2:
+    9.0 / 13.3 s against 7.3 / 9.7 s), which short runs and the test suite do
+    not recover, and under ``jax.vmap`` its decisions become selects that run the
+    QR every step (8 vmapped nets, N = 32, k = 1, T = 1000: 1.03 s against
+    0.30 s for the chain).
 
     **Blocks.** With a fixed ``reorth_every = r > 1`` the product of ``r`` Jacobians is
     applied before each QR; in exact arithmetic ``diag R`` of the block is the
