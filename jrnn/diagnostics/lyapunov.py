@@ -253,8 +253,9 @@ def lyapunov_spectrum(
     as needed by finite-time exponents). The adaptive interval is opt-in, by
     measurement (BENCHMARKS.md, this loaded 2-core CPU): it pays for the top of a
     spectrum (``k << S``: intervals 23-25, 1.3-1.4x the chain's speed at N = 64,
-    k = 8 and N = 256, k = 32) but full spectra stay near ``r = 1`` (float32 N =
-    512: 1.0; float64 g = 2: 1.5-2), it compiles 25-35% longer (N = 8, k = 2:
+    k = 8 and N = 256, k = 32) and in float64 (intervals 1.3-2 on full spectra:
+    1.2-3x at N = 32-256, 1.9x at N = 2048) but not for full float32 spectra
+    (interval 1.0 at N = 512), it compiles 25-35% longer (N = 8, k = 2:
     9.0 / 13.3 s against 7.3 / 9.7 s), which short runs and the test suite do
     not recover, and under ``jax.vmap`` its decisions become selects that run the
     QR every step (8 vmapped nets, N = 32, k = 1, T = 1000: 1.03 s against
