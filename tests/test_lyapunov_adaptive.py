@@ -74,7 +74,14 @@ def test_strongly_chaotic_full_spectrum_equals_every_step_chain(g):
     assert ok.sum() >= 8
     tol = 1e-8 + 1e-12 * np.exp(lam[0] - lam)  # the every-step chains differ by ~1e-13 e^(.)
     assert np.all(np.abs(np.asarray(spec.exponents) - lam)[ok] <= tol[ok])
-    assert abs(float(spec.sum_rule_residual)) <= abs(float(every.sum_rule_residual)) + 1e-8
+    res, res_every = float(spec.sum_rule_residual), float(every.sum_rule_residual)
+    if np.any(np.asarray(every.unresolved)):
+        # g = 10: the tail lies ~37 nats below lambda_1, past float64's QR floor, so both
+        # residuals are the unresolved tail's rounding (10.4-10.5 nats per step for either
+        # every-step chain, compact or explicit): of the same size, not ordered
+        assert abs(res - res_every) <= 0.05 * abs(res_every) + 1e-8, (res, res_every)
+    else:
+        assert abs(res) <= abs(res_every) + 1e-8, (res, res_every)
     assert 1.0 <= float(spec.reorth_interval)
 
 
