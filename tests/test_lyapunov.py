@@ -247,3 +247,24 @@ def test_mixed_blocks_pass_the_check_and_match_float64():
     step = lyapunov_spectrum(cell, params, xs, qr="mixed")
     assert blocked.local.shape == (20, 16) and blocked.exponents.dtype == jnp.float32
     np.testing.assert_allclose(blocked.exponents, step.exponents, atol=1e-6)
+
+
+def test_auto_chain_is_explicit_below_128_states_and_compact_from_128():
+    """qr="auto": LAPACK's ormqr (the compact chain) only from S = 128, where geqrf / orgqr
+    are blocked too; below, the explicit Householder chain (ormqr's BLAS threads stalled the
+    compact chain 12-46x at S = 64 on shared cores). Read off the traced program."""
+    from jrnn.diagnostics.lyapunov import COMPACT_MIN_STATE
+
+    def primitives(n, **kw):
+        cell = jrnn.cells.elman(n, "tanh")
+        params = cell.init(jax.random.key(0), 1)
+        xs = jnp.zeros((2, 1))
+        jaxpr = jax.make_jaxpr(
+            lambda p: lyapunov_spectrum(cell, p, xs, mode="stacked", **kw).exponents
+        )(params)
+        return str(jaxpr)
+
+    assert COMPACT_MIN_STATE == 128
+    assert "ormqr" not in primitives(64) and "ormqr" not in primitives(64, qr="mixed")
+    assert "ormqr" in primitives(64, qr="compact")
+    assert "ormqr" in primitives(128)

@@ -74,7 +74,14 @@ def test_strongly_chaotic_full_spectrum_equals_every_step_chain(g):
     assert ok.sum() >= 8
     tol = 1e-8 + 1e-12 * np.exp(lam[0] - lam)  # the every-step chains differ by ~1e-13 e^(.)
     assert np.all(np.abs(np.asarray(spec.exponents) - lam)[ok] <= tol[ok])
-    assert abs(float(spec.sum_rule_residual)) <= abs(float(every.sum_rule_residual)) + 1e-8
+    res, res_every = float(spec.sum_rule_residual), float(every.sum_rule_residual)
+    if np.any(np.asarray(every.unresolved)):
+        # g = 10: the tail lies ~37 nats below lambda_1, past float64's QR floor, so both
+        # residuals are the unresolved tail's rounding (10.4-10.5 nats per step for either
+        # every-step chain, compact or explicit): of the same size, not ordered
+        assert abs(res - res_every) <= 0.05 * abs(res_every) + 1e-8, (res, res_every)
+    else:
+        assert abs(res) <= abs(res_every) + 1e-8, (res, res_every)
     assert 1.0 <= float(spec.reorth_interval)
 
 
@@ -91,6 +98,23 @@ def test_float32_path_matches_the_float32_every_step_chain():
     assert spec.exponents.dtype == jnp.float32
     np.testing.assert_allclose(spec.exponents, ref.exponents, atol=2e-5)
     assert float(spec.reorth_interval) > 1
+
+
+def test_stderr_is_calibrated_with_blocks_longer_than_the_batches():
+    """48 driven trajectories of a g = 2 net (N = 8, k = 2), 300 averaged steps: blocks of
+    ~32 steps are longer than the 15 steps of a batch, so batches of whole blocks weighted by
+    their steps must carry the error bar: the spread of the exponents over trajectories over
+    the mean stderr is ~1 (1.73 / 1.56 when the block means were spread over their steps and
+    batched per step, the blocks straddling batches)."""
+    cell = jrnn.cells.elman(8, "tanh", recurrent_init=jrnn.initializers.scaled_normal(2.0))
+    params = jax.tree_util.tree_map(
+        lambda a: a.astype(jnp.float64), cell.init(jax.random.key(0), 1)
+    )
+    xs = 0.3 * jax.random.normal(jax.random.key(1), (48, 500, 1), jnp.float64)
+    spec = lyapunov_spectrum(cell, params, xs, k=2, warmup=200)
+    assert float(jnp.mean(spec.reorth_interval)) > 15
+    ratio = np.std(np.asarray(spec.exponents), axis=0, ddof=1) / np.mean(spec.stderr, axis=0)
+    assert np.all((0.7 < ratio) & (ratio < 1.4)), ratio
 
 
 def test_failed_blocks_are_redone_and_tolerance_is_honoured():

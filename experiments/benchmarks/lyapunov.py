@@ -24,11 +24,13 @@ Suites (``--suite``):
   * ``adaptive`` (issue 31): rows N=512 full (float32, float64), N=2048 full float64,
     N=4096 k=64 (float32, float64); per row, round-robin in this process: a NumPy/LAPACK
     loop as research code writes it (``numpy.linalg.qr`` every step; PyTorch is not
-    installed here), jrnn's default (adaptive interval) and jrnn's every-step chain
-    (``reorth_every=1``); ms per step (median), ratios, the interval used, compile time
-    (first call minus second) and, for k << N, the time of ``W Q`` alone measured in the
-    same process (the matmul floor) with the achieved GFLOP/s. ``--memory`` adds peak RSS
-    of the loop and of jrnn's default, each alone in a subprocess.
+    installed here), jrnn's every-step chain (``reorth_every=1``) and its adaptive
+    interval (``reorth_every="adaptive"``); ms per step (median), ratios, the interval
+    used, compile time (first call minus second), the time of ``W Q`` alone and the
+    matmul floor: the step's arithmetic ``2 N^2 k + 4 N k^2`` at this CPU's measured rate
+    for a square product (:func:`matmul_rate`, same process). ``--memory`` adds peak RSS
+    of the loop and of both jrnn settings, each alone in a subprocess, at each
+    ``--memory-T`` (memory flat in ``T``: the same peak at two ``T``).
 
 Run: ``python -m experiments.benchmarks.lyapunov --suite peer [--T 1000 --n 512]``.
 """
@@ -163,7 +165,9 @@ def child(impl: str, dtype: str, n: int, k: int, T: int, gain: float, repeat: in
 
     else:
         mode = {"stacked": "stacked", "streaming": "chunked", "tangent": "tangent",
-                "default": "auto"}[impl]  # fmt: skip
+                "default": "auto", "every": "auto", "adaptive": "auto"}[impl]  # fmt: skip
+        reorth = {"every": {"reorth_every": 1}, "adaptive": {"reorth_every": "adaptive"}}
+        kw = reorth.get(impl, {})
         cell = jrnn.cells.elman(n, "tanh")  # the same constant drive as b_h
         params = {
             "W_xh": jnp.zeros((n, 1), dtype),
@@ -172,7 +176,9 @@ def child(impl: str, dtype: str, n: int, k: int, T: int, gain: float, repeat: in
         }
         xs = jnp.zeros((T, 1), dtype)
         f = jax.jit(
-            lambda p, x: jrnn.diagnostics.lyapunov_spectrum(cell, p, x, k=k, mode=mode).exponents
+            lambda p, x: jrnn.diagnostics.lyapunov_spectrum(
+                cell, p, x, k=k, mode=mode, **kw
+            ).exponents
         )
 
         def run():
@@ -269,19 +275,36 @@ ADAPTIVE_ROWS = ((512, 512, "float32"), (512, 512, "float64"), (2048, 2048, "flo
                  (4096, 64, "float32"), (4096, 64, "float64"))  # fmt: skip
 
 
+def matmul_rate(n: int, dtype: str, repeats: int = 3) -> float:
+    """This CPU's measured matrix-product rate, GFLOP/s: the best of ``repeats`` square
+    ``(n, n) @ (n, n)`` products in XLA (the same dot the tangent map runs)."""
+    A = jnp.asarray(np.random.default_rng(2).standard_normal((n, n)), dtype)
+    mm = jax.jit(lambda a: a @ a)
+    block(mm(A))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        block(mm(A))
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
 def adaptive_row(n, k, dtype, T, gain, repeats):
-    """One row of the ``adaptive`` suite: per-step times of the three implementations
-    (round-robin), compile times, the interval used and the ``W Q`` floor."""
+    """One row of the ``adaptive`` suite: per-step times of the NumPy loop, jrnn's
+    every-step chain and its adaptive interval (round-robin), compile times, the interval
+    used, ``W Q`` alone and the step's arithmetic at this CPU's matmul rate (the floor)."""
     W, u = _net(n, gain, dtype)
     cell = jrnn.cells.elman(n, "tanh")  # the constant drive enters as b_h
     params = {"W_xh": jnp.zeros((n, 1), dtype), "W_hh": jnp.asarray(W), "b_h": jnp.asarray(u[0])}
     xs = jnp.zeros((T, 1), dtype)
     spec = {
-        "jrnn default": jax.jit(
-            lambda p, x: jrnn.diagnostics.lyapunov_spectrum(cell, p, x, k=k)
-        ),
         "jrnn every step": jax.jit(
             lambda p, x: jrnn.diagnostics.lyapunov_spectrum(cell, p, x, k=k, reorth_every=1)
+        ),
+        "jrnn adaptive": jax.jit(
+            lambda p, x: jrnn.diagnostics.lyapunov_spectrum(
+                cell, p, x, k=k, reorth_every="adaptive"
+            )
         ),
     }
     fns = {"numpy loop": _numpy_loop(W, u[0], k, T)}
@@ -307,49 +330,56 @@ def adaptive_row(n, k, dtype, T, gain, repeats):
             steps = 1 if name == "W Q alone" else T
             times[name].append(1e3 * (time.perf_counter() - t0) / steps)
     ex_np = fns["numpy loop"]()
+    ex_a, ex_e = (np.asarray(out[m].exponents) for m in ("jrnn adaptive", "jrnn every step"))
     return {
         "n": n, "k": k, "dtype": dtype, "T": T, "times": times, "compile_s": compile_s,
-        "interval": float(out["jrnn default"].reorth_interval),
-        "max_abs_diff_default_vs_every": float(np.max(np.abs(
-            np.asarray(out["jrnn default"].exponents) - np.asarray(out["jrnn every step"].exponents)
-        ))),
+        "interval": float(out["jrnn adaptive"].reorth_interval),
+        "max_abs_diff_adaptive_vs_every": float(np.max(np.abs(ex_a - ex_e))),
         "lambda_1": float(ex_np[0]), "lambda_k": float(ex_np[-1]),
+        "matmul_gflops": matmul_rate(min(n, 2048), dtype),
     }  # fmt: skip
 
 
 def adaptive_suite(args):
     T_of = {512: args.T, 2048: max(2, args.T // 5), 4096: args.T}
-    print(f"# Lyapunov spectra, tanh g={args.gain}: jrnn default (adaptive interval) vs the")
-    print("# NumPy/LAPACK loop and jrnn's every-step chain, round-robin in one process")
+    print(f"# Lyapunov spectra, tanh g={args.gain}: jrnn's every-step chain and adaptive")
+    print("# interval vs the NumPy/LAPACK loop, round-robin in one process")
     print(f"# {machine()}; median of {args.repeats} rounds, ms per step")
     body, rows = [], []
     for n, k, dtype in ADAPTIVE_ROWS:
         if (args.n_max and n > args.n_max) or (args.n_min and n < args.n_min):
             continue
+        if args.dtype and dtype != args.dtype:
+            continue
         r = adaptive_row(n, k, dtype, T_of[n], args.gain, args.repeats)
         med = {name: float(np.median(v)) for name, v in r["times"].items()}
         r["median_ms"] = med
-        flops = 2 * n * n * k  # W Q per step
-        r["gflops_default"] = flops / med["jrnn default"] / 1e6
-        r["gflops_wq"] = flops / med["W Q alone"] / 1e6
-        if args.memory:
-            for impl in ("numpy", "default"):
-                m = _spawn(impl, dtype, n, k, T_of[n], args.gain, 0)
-                r[f"peak_rss_mb_{impl}"] = m.get("peak_rss_mb", float("nan"))
-        rows.append(r)
+        best = min(med["jrnn every step"], med["jrnn adaptive"])
+        flops = 2 * n * n * k + 4 * n * k * k  # W Q and the QR of the (n, k) frame per step
+        r["gflops_best"] = flops / best / 1e6
+        r["gflops_wq"] = 2 * n * n * k / med["W Q alone"] / 1e6
+        r["floor_ms"] = flops / (r["matmul_gflops"] * 1e6)  # the arithmetic at the matmul rate
+        r["floor_ratio"] = best / r["floor_ms"]
         print(json.dumps(r), flush=True)
+        if args.memory:
+            for impl in ("numpy", "every", "adaptive"):
+                for T_m in args.memory_T or (T_of[n],):
+                    m = _spawn(impl, dtype, n, k, T_m, args.gain, 0)
+                    r[f"peak_rss_mb_{impl}_T{T_m}"] = m.get("peak_rss_mb", float("nan"))
+                    print(json.dumps({"memory": f"{impl} T={T_m}", **m}), flush=True)
+        rows.append(r)
         body.append([
             f"N={n} k={k} {dtype} T={r['T']}", f"{med['numpy loop']:.1f}",
-            f"{med['jrnn every step']:.1f}", f"{med['jrnn default']:.1f}",
-            f"{med['numpy loop'] / med['jrnn default']:.2f}x",
-            f"{med['jrnn every step'] / med['jrnn default']:.2f}x", f"{r['interval']:.2f}",
-            f"{r['compile_s']['jrnn default']:.1f} / {r['compile_s']['jrnn every step']:.1f}",
-            f"{med['W Q alone'] / med['jrnn default']:.2f} ({r['gflops_default']:.1f} GF/s)",
-            f"{r['max_abs_diff_default_vs_every']:.1e}",
+            f"{med['jrnn every step']:.1f}", f"{med['jrnn adaptive']:.1f}",
+            f"{med['numpy loop'] / best:.2f}x",
+            f"{med['jrnn every step'] / med['jrnn adaptive']:.2f}x", f"{r['interval']:.2f}",
+            f"{r['compile_s']['jrnn adaptive']:.1f} / {r['compile_s']['jrnn every step']:.1f}",
+            f"{r['floor_ratio']:.1f}x ({r['gflops_best']:.1f} of {r['matmul_gflops']:.0f} GF/s)",
+            f"{r['max_abs_diff_adaptive_vs_every']:.1e}",
         ])  # fmt: skip
-    print(table(["row", "numpy ms", "every-step ms", "default ms", "vs numpy",
-                 "vs every-step", "interval", "compile s (default / every)",
-                 "W Q / step (achieved)", "max |d lambda|"], body))  # fmt: skip
+    print(table(["row", "numpy ms", "every-step ms", "adaptive ms", "numpy / best jrnn",
+                 "every / adaptive", "interval", "compile s (adaptive / every)",
+                 "best jrnn / matmul floor", "max |d lambda|"], body))  # fmt: skip
     return rows
 
 
@@ -499,6 +529,10 @@ def main(argv=None):
     ap.add_argument("--n-max", type=pos_int, default=None, help="adaptive: skip larger rows")
     ap.add_argument("--n-min", type=pos_int, default=None, help="adaptive: skip smaller rows")
     ap.add_argument("--memory", action="store_true", help="adaptive: peak RSS in subprocesses")
+    ap.add_argument("--memory-T", type=pos_int, nargs="+", default=None,
+                    help="adaptive --memory: the T values of the memory children")
+    ap.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                    help="adaptive: only rows of this precision")
     ap.add_argument("--T", type=pos_int, default=None)
     ap.add_argument("--n", type=pos_int, default=None)
     ap.add_argument("--gain", type=pos_float, default=None)

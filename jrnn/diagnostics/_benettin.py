@@ -76,6 +76,9 @@ class Run(NamedTuple):
     movement: jax.Array  # (B,) max_t ||s_t - s_{t-1}||_inf over the averaged steps
     scale: jax.Array  # (B,) max_t ||s_t||_inf over them
     qrs: jax.Array | None = None  # () QR factorisations done after the transient (adaptive)
+    # adaptive: (log |diag R| (T', B, k) on each block's last step, 0 elsewhere; the block's
+    # steps (T',) there, 0 elsewhere): the blocks themselves, for the batch-means error bar
+    blocks: tuple | None = None
 
 
 def _start(cell: Cell, plan: Plan, params, us, carry):
@@ -260,7 +263,7 @@ def run_adaptive(cell: Cell, plan: Plan, params, us, carry, Q0) -> Run:
 
     _, logs = lax.scan(spread, jnp.zeros((B, k), dt), (rows[W:], lens[W:]), reverse=True)
     c_fin, Q_fin, ld, (mv, sc) = st
-    return Run(logs, Q_fin, c_fin, ld, mv, sc, qrs)
+    return Run(logs, Q_fin, c_fin, ld, mv, sc, qrs, (rows[W:], lens[W:]))
 
 
 def run(cell: Cell, plan: Plan, params, us, carry, Q0) -> Run:
@@ -292,9 +295,12 @@ def run(cell: Cell, plan: Plan, params, us, carry, Q0) -> Run:
     @fast.defjvp
     def _jvp(primals, tangents):
         out, tan = jax.jvp(lambda *a: explicit_runner(cell, explicit, *a), primals, tangents)
-        if plan.adaptive:  # the every-step chain ran: one QR per step
+        if plan.adaptive:  # the every-step chain ran: one QR per step, blocks of one step
             qrs = jnp.int32(primals[1].shape[0] - plan.transient)
-            out, tan = out._replace(qrs=qrs), tan._replace(qrs=np.zeros((), jax.dtypes.float0))
+            ones = jnp.ones((out.logs.shape[0],), jnp.int32)
+            out = out._replace(qrs=qrs, blocks=(out.logs, ones))
+            int0 = lambda shape: np.zeros(shape, jax.dtypes.float0)
+            tan = tan._replace(qrs=int0(()), blocks=(tan.logs, int0(ones.shape)))
         return out, tan
 
     return fast(params, us, carry, Q0)

@@ -61,8 +61,12 @@ def _batch_means_from(C_L, C_N, start, groups: int):
     total = N[-1] - N[0]
     mean = (L[-1] - L[0]) / total
     means = sums / jnp.where(counts > 0, counts, 1.0)
-    var = jnp.sum(counts * (means - mean[None]) ** 2, axis=0) / ((groups - 1) * total)
-    return mean, jnp.sqrt(var)
+    # Batches holding no step (blocks of zero steps: the adaptive chain's slots between
+    # block ends) carry no batch mean; with M' non-empty batches the estimate has M' - 1
+    # degrees of freedom (M' = M whenever every batch holds a step).
+    filled = jnp.sum((counts > 0).astype(counts.dtype), axis=0)
+    var = jnp.sum(counts * (means - mean[None]) ** 2, axis=0) / ((filled - 1) * total)
+    return mean, jnp.sqrt(jnp.where(filled >= 2, var, jnp.nan))
 
 
 def batch_means_stderr(logs: jax.Array, steps: jax.Array, groups: int = GROUPS) -> jax.Array:
@@ -73,7 +77,11 @@ def batch_means_stderr(logs: jax.Array, steps: jax.Array, groups: int = GROUPS) 
     ``stderr^2 = sum_j n_j (m_j - m)^2 / ((M - 1) N)`` with ``n_j`` the steps
     and ``m_j`` the mean of batch ``j``, ``N = sum_j n_j`` and ``m`` the
     overall mean (for equal batches ``std(m_j, ddof=1)^2 / M``). NaN with
-    fewer than two blocks.
+    fewer than two blocks. Blocks of zero steps (the adaptive chain's slots between
+    block ends, ``logs = 0``) are allowed: a batch then holds the blocks that end in
+    it, and only the ``M'`` batches with steps count (``M' - 1`` in place of
+    ``M - 1``; NaN when ``M' < 2``), so a block of many steps is one sample of its
+    batch, never spread over several.
     """
     nb = logs.shape[0]
     M = min(groups, nb)

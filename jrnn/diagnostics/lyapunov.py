@@ -23,15 +23,17 @@ chains :mod:`jrnn.linalg.qr`), and :func:`_summarise` turns the sums of
 Scale: in ``"chunked"`` and ``"tangent"`` mode memory does not grow with ``T``;
 the stacked ``(T, S, S)`` path is kept where it fits a memory budget. Speed: the
 Jacobians are computed for a whole chunk at once (:func:`step_jacobians`); only
-the thin chain of QR factorisations is sequential. The default chain keeps each
-Householder QR in LAPACK's compact form and applies it to the next Jacobian with
-``ormqr`` instead of forming ``Q`` (``orgqr``) and multiplying: the same
-algorithm with one product per step instead of two (timings: BENCHMARKS.md).
-``qr="mixed"`` runs that chain in float64 on float32 Jacobians (exact to
-float64 rounding for the given Jacobians). By default the interval between
-QRs is adaptive (:func:`jrnn.diagnostics._benettin.run_adaptive`: grown while
-the measured block error allows, failing blocks redone step by step); a fixed
-``reorth_every = r``
+the thin chain of QR factorisations is sequential. From ``S = 128`` states the
+default chain keeps each Householder QR in LAPACK's compact form and applies it
+to the next Jacobian with ``ormqr`` instead of forming ``Q`` (``orgqr``) and
+multiplying: the same algorithm with one product per step instead of two
+(timings: BENCHMARKS.md); below, the explicit chain (``ormqr``'s BLAS threads
+stall on shared cores, :data:`COMPACT_MIN_STATE`). ``qr="mixed"`` runs the
+chain in float64 on float32 Jacobians (exact to float64 rounding for the given
+Jacobians). The interval between QRs can be adaptive (opt-in,
+``reorth_every="adaptive"``, :func:`jrnn.diagnostics._benettin.run_adaptive`:
+grown while the measured block error allows, failing blocks redone step by
+step); a fixed ``reorth_every = r``
 re-orthonormalises once per ``r`` steps; each block is checked against the
 Householder error bound and redone step by step where it fails, so blocking
 never silently loses accuracy. CholeskyQR2 (Yamamoto et al. 2015) is available
@@ -80,6 +82,14 @@ __all__ = [
 #: The adaptive choice of ``reorth_every`` in :func:`lyapunov_spectrum` (opt-in).
 ADAPTIVE = "adaptive"
 
+#: Smallest state size at which ``qr="auto"`` / ``"mixed"`` take the compact (``ormqr``)
+#: chain. Below it LAPACK's ``geqrf`` / ``orgqr`` run unblocked (level-2 code, no BLAS
+#: threads; crossover 128) while ``ormqr`` is blocked from 33 columns on and hands its
+#: ``gemm`` to OpenBLAS's threads, which busy-wait where the cores are shared: the compact
+#: chain measured 12-46x slower than the explicit one at S = 64 on a loaded 2-core CPU and
+#: equal to it with one BLAS thread (:func:`jrnn.host.lapack_threads`; BENCHMARKS.md).
+COMPACT_MIN_STATE = 128
+
 #: Accepted values of ``qr`` in :func:`lyapunov_spectrum`.
 QR_METHODS = ("auto", "compact", "cholesky", "householder", "mixed")
 
@@ -101,7 +111,8 @@ class LyapunovSpectrum(NamedTuple):
         and ``lambda_k > 0`` (positive exponents may be missing).
       stderr: ``(k,)`` standard error of each exponent from 20 contiguous
         batch means of the local exponents that cover the same steps as the
-        mean (NaN with fewer than 2 blocks). A start-up transient inflates it
+        mean (adaptive interval: batches of whole blocks, weighted by their
+        steps; NaN with fewer than 2 blocks). A start-up transient inflates it
         and biases the mean: see ``warmup_needed``.
       unresolved: ``(k,)`` bool, exponents below the round-off floor of the
         chain's precision (or not finite): ``0.5 log(eps) + lambda_1`` for a
@@ -235,12 +246,20 @@ def lyapunov_spectrum(
     (``mode="tangent"``) or the per-step Jacobian (other modes). ``local`` then
     holds each step's block mean; ``reorth_interval`` the mean interval used.
     Under differentiation the every-step chain runs (values and derivatives).
+    ``stderr`` then comes from batches of whole blocks weighted by their steps
+    (calibrated: the spread over 48 trajectories is 1.0-1.1 error bars with
+    blocks of 32 steps and batches of 15).
     ``reorth_every=1`` (the default) is the every-step chain (``local`` per step,
-    as needed by finite-time exponents and the batch-means error bars). The
-    adaptive interval is not the default yet: it is much faster for the top of a
-    spectrum (``k << S``: N = 64, k = 8, interval 25, 14x faster than the chain)
-    but not for full spectra in float64, it compiles about twice as long, and its
-    block-mean ``local`` makes the batch-means error bar coarser (BENCHMARKS.md).
+    as needed by finite-time exponents). The adaptive interval is opt-in, by
+    measurement (BENCHMARKS.md, this loaded 2-core CPU): it pays for the top of a
+    spectrum (``k << S``: intervals 23-25, 1.3-1.4x the chain's speed at N = 64,
+    k = 8 and N = 256, k = 32) and in float64 (intervals 1.3-2 on full spectra:
+    1.2-3x at N = 32-256, 1.9x at N = 2048) but not for full float32 spectra
+    (interval 1.0 at N = 512), it compiles 25-35% longer (N = 8, k = 2:
+    9.0 / 13.3 s against 7.3 / 9.7 s), which short runs and the test suite do
+    not recover, and under ``jax.vmap`` its decisions become selects that run the
+    QR every step (8 vmapped nets, N = 32, k = 1, T = 1000: 1.03 s against
+    0.30 s for the chain).
 
     **Blocks.** With a fixed ``reorth_every = r > 1`` the product of ``r`` Jacobians is
     applied before each QR; in exact arithmetic ``diag R`` of the block is the
@@ -303,7 +322,10 @@ def lyapunov_spectrum(
         (``jnp.linalg.qr``, ``Q`` formed each step), ``"cholesky"``
         (CholeskyQR2 with a Householder fallback), ``"mixed"`` (the chain in
         float64 when the inputs are float32 and x64 is enabled), or ``"auto"``
-        (``"compact"`` for formed Jacobians, ``"householder"`` in tangent mode).
+        (``"compact"`` for formed Jacobians of ``S >= 128`` states,
+        ``"householder"`` below and in tangent mode: LAPACK's blocked ``ormqr``
+        hands even small products to OpenBLAS's threads, which stall on shared
+        cores, :data:`COMPACT_MIN_STATE`).
       mode: ``"auto"``, ``"stacked"``, ``"chunked"`` or ``"tangent"`` (above).
       memory_budget: bytes for the ``"auto"`` rule and the chunk size. The rule
         sees the batch axis of ``xs`` only, not an enclosing ``jax.vmap`` (seeds):
@@ -450,6 +472,8 @@ def _plan(cell: Cell, params, xs, a: _Args, *, qr: str, mode: str, method: str):
         mode, T=T_run, S=a.S, k=a.k, batch=B, itemsize=itemsize, memory_budget=a.budget
     )
     chain = {"auto": "compact", "mixed": "compact"}.get(qr, qr)
+    if qr in ("auto", "mixed") and a.S < COMPACT_MIN_STATE:
+        chain = "householder"  # ormqr alone would hand small products to BLAS threads
     if (mode == "tangent" or a.adaptive) and qr in ("auto", "mixed", "compact"):
         chain = "householder"  # the tangent map and the adaptive chain need Q itself
     if chain == "compact" and not HAS_ORMQR:
@@ -513,7 +537,11 @@ def _summarise(raw: Run, a: _Args, plan: Plan, dtype, fdtype) -> LyapunovSpectru
     order = jnp.argsort(-rates, axis=-1)
     take = lambda v: jnp.take_along_axis(v, order, axis=-1)
     exponents = take(rates)
-    stderr = take(batch_means_stderr(logs, steps).astype(dtype))
+    if raw.blocks is None:
+        stderr = batch_means_stderr(logs, steps)
+    else:  # batches of whole blocks, weighted by their steps (a block is one sample)
+        stderr = batch_means_stderr(*raw.blocks)
+    stderr = take(stderr.astype(dtype))
     blocks, _, significant = start_up_transient(logs, steps)
     cum_steps = jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(steps)])
     warmup_needed = jnp.max(jnp.where(significant, cum_steps[blocks], 0), axis=-1)
