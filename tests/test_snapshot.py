@@ -214,6 +214,23 @@ def test_top_singular_value_against_svd():
     assert out[0] == 0.0 and np.isnan(out[1])
 
 
+@pytest.mark.parametrize("dtype,scales", [(np.float32, (1e-20, 1e20)),
+                                          (np.float64, (1e-200, 1e200))])
+def test_top_singular_value_far_from_one(dtype, scales):
+    """sigma_1 of matrices whose squared entries under- or overflow: the SVD's value, not
+    0 or NaN (the Gram matrix was formed unscaled: 0 at 1e-20 and NaN at 1e20 in float32)."""
+    from jrnn.diagnostics.snapshot import _top_singular_value
+
+    A = np.random.default_rng(3).normal(size=(6, 6))
+    for scale in scales:
+        B = (A * scale).astype(dtype)
+        want = np.linalg.svd(B.astype(np.float64), compute_uv=False)[0]
+        got = float(_top_singular_value(jnp.asarray(B)))
+        np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    inf = jnp.eye(3).at[0, 1].set(jnp.inf)
+    assert np.isnan(float(_top_singular_value(inf)))
+
+
 @pytest.mark.parametrize("rank_one", [True, False])
 def test_probe_error_monte_carlo(rank_one):
     """The stated error of the probe estimate of log ||P||_F against Monte Carlo draws."""

@@ -156,6 +156,11 @@ def _top_singular_value(J: jax.Array, squarings: int = _SQUARINGS) -> jax.Array:
     ``(sigma_2 / sigma_1)^(2^(q+2))``). 0 for a zero matrix, NaN for non-finite.
     """
     m, n = J.shape[-2:]
+    # Scaled by max |J_ij| first: the Gram matrix squares the entries, which would overflow
+    # (NaN) or flush to zero (sigma_1 = 0) from |J_ij| ~ 1e19 or 1e-19 in float32.
+    scale = jnp.max(jnp.abs(J), axis=(-2, -1))
+    scale = jnp.where((scale > 0) & jnp.isfinite(scale), scale, jnp.ones_like(scale))
+    J = J / scale[..., None, None]
     Jt = jnp.swapaxes(J, -1, -2)
     G = Jt @ J if n <= m else J @ Jt
     r = G.shape[-1]
@@ -174,7 +179,7 @@ def _top_singular_value(J: jax.Array, squarings: int = _SQUARINGS) -> jax.Array:
     x = jnp.take_along_axis(H, j[..., None, None], axis=-1)[..., 0]
     num = jnp.einsum("...i,...ij,...j->...", x, G, x)
     lower = jnp.sqrt(num / jnp.sum(x * x, axis=-1))
-    return jnp.where(tr == 0, jnp.zeros_like(tr), jnp.maximum(lower, floor))
+    return jnp.where(tr == 0, jnp.zeros_like(tr), jnp.maximum(lower, floor)) * scale
 
 
 def _probe_error(S: int, p: int) -> tuple[float, float]:
