@@ -390,7 +390,8 @@ def floss_windows(
 
     Raises:
       TypeError / ValueError: a bad ``windows`` stage (not 4 entries, counts not
-      positive integers, ``lr`` not positive), ``batch``, ``key``, or what
+      positive integers, ``lr`` not positive), ``batch``, ``key``, ``inputs`` not
+      callable, or what
       ``lyapunov_penalty`` raises for ``cell``, ``k``, ``target``.
 
     Example::
@@ -407,6 +408,11 @@ def floss_windows(
     stages = _check_windows(windows)
     batch = check_int(batch, "batch", low=1)
     check_key(key, "key")
+    if not callable(inputs):
+        raise TypeError(
+            f"inputs must be a callable (key, batch, T) -> xs (batch, T, d), got "
+            f"{type(inputs).__name__}."
+        )
     key_in, key_state = jax.random.split(key)
     losses, stage_of, skipped, n = [], [], 0, 0
     for s, (updates, steps, warmup, lr) in enumerate(stages):
