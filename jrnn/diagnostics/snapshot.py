@@ -34,8 +34,9 @@ and 0, by Schur convexity and Jensen; a flat spectrum gives 0): mean
 ``(log S + psi(p/2) - psi(S p/2)) / 2``, spread ``sqrt(psi'(p/2) - psi'(S p/2)) / 2``;
 at ``p = 8``, ``S = 128``: ``-0.065`` and ``0.27`` nats, so ``-0.25e-3`` and
 ``1.0e-3`` nats per step in the rate at ``T = 256``. That error is ``O(1) / T``,
-independent of the net's size, and its rms (rank-one case) is added in quadrature
-to each sequence's standard error of the rate. ``probes=None`` or ``p >= S``
+independent of the net's size: its spread (rank-one case) is added in quadrature
+to each sequence's standard error of the rate and its bias, shared by the sequences
+(it does not average over a batch), to the pooled one. ``probes=None`` or ``p >= S``
 propagates the full ``(S, S)`` frame ``I / sqrt(S)`` instead: the exact values of
 :func:`~jrnn.diagnostics.propagation` (to float rounding), at ``O(S^3)`` per step.
 
@@ -418,11 +419,14 @@ def snapshot(
         rate_se = jnp.std(means, axis=-1, ddof=1) / jnp.sqrt(jnp.asarray(Mg, means.dtype))
     else:
         rate_se = jnp.full(rate.shape, jnp.nan, rate.dtype)
-    if thin:  # the probes' own error: rms over the rank-one case (module docstring)
+    if thin:  # the probes' own error (rank-one case, module docstring): the spread is
+        # independent per sequence, the bias is shared and does not average over the batch
         bias, spread = _probe_error(S, probes)
-        rate_se = jnp.sqrt(rate_se**2 + (bias**2 + spread**2) / T**2)
+        rate_se = jnp.sqrt(rate_se**2 + spread**2 / T**2)
         log_norm = log_norm - 0.5 * math.log(probes)
     rate, rate_se = _pool(rate, rate_se)
+    if thin:
+        rate_se = jnp.sqrt(rate_se**2 + bias**2 / T**2)
     nan = jnp.full((), jnp.nan, dtype)
     count = rate.dtype.type(sv_sum.shape[0] * T)
     sv_count = rate.dtype.type(sv_sum.shape[0] * (-(-T // sv_every)))
