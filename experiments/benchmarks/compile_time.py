@@ -24,10 +24,20 @@ DIAGNOSTICS = {
     "lyapunov_spectrum (default)": lambda c, p, x: D.lyapunov_spectrum(c, p, x),
     "lyapunov_spectrum (every step)": lambda c, p, x: D.lyapunov_spectrum(c, p, x, reorth_every=1),
     "lyapunov_spectrum (k=4)": lambda c, p, x: D.lyapunov_spectrum(c, p, x, k=4),
+    "lyapunov_spectrum (adaptive)": lambda c, p, x: D.lyapunov_spectrum(
+        c, p, x, reorth_every="adaptive"
+    ),
     "finite_time_exponents": lambda c, p, x: D.finite_time_exponents(c, p, x, window=20),
     "covariant_lyapunov_vectors": lambda c, p, x: D.covariant_lyapunov_vectors(c, p, x),
     "propagation": lambda c, p, x: D.propagation(c, p, x),
     "step_jacobians": lambda c, p, x: D.step_jacobians(c, p, x),
+    "singular_value_stats": lambda c, p, x: D.singular_value_stats(c, p, x),
+    "unit_health": lambda c, p, x: D.unit_health(c, p, x),
+    "gradient_norms": lambda c, p, x: D.gradient_norms(lambda h: jnp.sum(h**2), c, p, x),
+    "parameter_sensitivity": lambda c, p, x: D.parameter_sensitivity(
+        c, p, x, probes=8, key=jax.random.key(0)
+    ),
+    "snapshot (Monitor's)": lambda c, p, x: D.snapshot(c, p, x[None]),
 }
 
 CELLS = {
@@ -68,7 +78,7 @@ def main(argv=None):
                 comp, run = measure(cname, diag, args.T)
                 rows.append([cname, diag, f"{comp:.1f}", f"{1e3 * run:.0f}"])
             except Exception as err:  # a diagnostic a cell does not support
-                rows.append([cname, diag, "n/a", type(err).__name__])
+                rows.append([cname, diag, "n/a", f"{type(err).__name__}: {str(err)[:40]}"])
             print(rows[-1], flush=True)
     print(f"# compile time = first call - second call; {machine()}, T={args.T}, float32")
     print(table(["cell", "diagnostic", "compile s", "second call ms"], rows))

@@ -308,6 +308,8 @@ def adaptive_row(n, k, dtype, T, gain, repeats):
         ),
     }
     fns = {"numpy loop": _numpy_loop(W, u[0], k, T)}
+    if _have_torch():
+        fns["torch loop"] = _torch_loop(W, u[0], k, T)
     compile_s, out = {}, {}
     for name, f in spec.items():
         t0 = time.perf_counter()
@@ -330,12 +332,16 @@ def adaptive_row(n, k, dtype, T, gain, repeats):
             steps = 1 if name == "W Q alone" else T
             times[name].append(1e3 * (time.perf_counter() - t0) / steps)
     ex_np = fns["numpy loop"]()
+    ex_t = fns["torch loop"]() if "torch loop" in fns else None
     ex_a, ex_e = (np.asarray(out[m].exponents) for m in ("jrnn adaptive", "jrnn every step"))
     return {
         "n": n, "k": k, "dtype": dtype, "T": T, "times": times, "compile_s": compile_s,
         "interval": float(out["jrnn adaptive"].reorth_interval),
         "max_abs_diff_adaptive_vs_every": float(np.max(np.abs(ex_a - ex_e))),
         "lambda_1": float(ex_np[0]), "lambda_k": float(ex_np[-1]),
+        "max_abs_diff_torch_vs_every": (
+            float(np.max(np.abs(ex_t - ex_e))) if ex_t is not None else float("nan")
+        ),
         "matmul_gflops": matmul_rate(min(n, 2048), dtype),
     }  # fmt: skip
 
@@ -355,6 +361,8 @@ def adaptive_suite(args):
         med = {name: float(np.median(v)) for name, v in r["times"].items()}
         r["median_ms"] = med
         best = min(med["jrnn every step"], med["jrnn adaptive"])
+        torch_ratio = med["torch loop"] / best if "torch loop" in med else float("nan")
+        r["torch_over_best_jrnn"] = torch_ratio
         flops = 2 * n * n * k + 4 * n * k * k  # W Q and the QR of the (n, k) frame per step
         r["gflops_best"] = flops / best / 1e6
         r["gflops_wq"] = 2 * n * n * k / med["W Q alone"] / 1e6
@@ -362,7 +370,7 @@ def adaptive_suite(args):
         r["floor_ratio"] = best / r["floor_ms"]
         print(json.dumps(r), flush=True)
         if args.memory:
-            for impl in ("numpy", "every", "adaptive"):
+            for impl in ("numpy", "every", "adaptive") + (("torch",) if _have_torch() else ()):
                 for T_m in args.memory_T or (T_of[n],):
                     m = _spawn(impl, dtype, n, k, T_m, args.gain, 0)
                     r[f"peak_rss_mb_{impl}_T{T_m}"] = m.get("peak_rss_mb", float("nan"))
@@ -372,13 +380,15 @@ def adaptive_suite(args):
             f"N={n} k={k} {dtype} T={r['T']}", f"{med['numpy loop']:.1f}",
             f"{med['jrnn every step']:.1f}", f"{med['jrnn adaptive']:.1f}",
             f"{med['numpy loop'] / best:.2f}x",
+            f"{med.get('torch loop', float('nan')):.1f}", f"{torch_ratio:.2f}x",
             f"{med['jrnn every step'] / med['jrnn adaptive']:.2f}x", f"{r['interval']:.2f}",
             f"{r['compile_s']['jrnn adaptive']:.1f} / {r['compile_s']['jrnn every step']:.1f}",
             f"{r['floor_ratio']:.1f}x ({r['gflops_best']:.1f} of {r['matmul_gflops']:.0f} GF/s)",
             f"{r['max_abs_diff_adaptive_vs_every']:.1e}",
         ])  # fmt: skip
     print(table(["row", "numpy ms", "every-step ms", "adaptive ms", "numpy / best jrnn",
-                 "every / adaptive", "interval", "compile s (adaptive / every)",
+                 "torch ms", "torch / best jrnn", "every / adaptive", "interval",
+                 "compile s (adaptive / every)",
                  "best jrnn / matmul floor", "max |d lambda|"], body))  # fmt: skip
     return rows
 
