@@ -297,13 +297,14 @@ def adaptive_row(n, k, dtype, T, gain, repeats):
     cell = jrnn.cells.elman(n, "tanh")  # the constant drive enters as b_h
     params = {"W_xh": jnp.zeros((n, 1), dtype), "W_hh": jnp.asarray(W), "b_h": jnp.asarray(u[0])}
     xs = jnp.zeros((T, 1), dtype)
+    Q0 = jnp.eye(n, k, dtype=dtype)  # the loops' start frame: every peer runs the same chain
     spec = {
         "jrnn every step": jax.jit(
-            lambda p, x: jrnn.diagnostics.lyapunov_spectrum(cell, p, x, k=k, reorth_every=1)
+            lambda p, x: jrnn.diagnostics.lyapunov_spectrum(cell, p, x, Q0=Q0, reorth_every=1)
         ),
         "jrnn adaptive": jax.jit(
             lambda p, x: jrnn.diagnostics.lyapunov_spectrum(
-                cell, p, x, k=k, reorth_every="adaptive"
+                cell, p, x, Q0=Q0, reorth_every="adaptive"
             )
         ),
     }
