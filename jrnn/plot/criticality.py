@@ -223,10 +223,14 @@ def gain_sweep(sigma_w, exponents, *, activation: str | None = None, sigma_b: fl
         from jrnn import theory
 
         fine = np.geomspace(g.min(), g.max(), 200)
-        mf = jax.vmap(lambda s: theory.mean_field(activation, s, sigma_b, sigma_u=sigma_u))(fine)
+
+        def line(s):  # only q* and chi: compiled, XLA drops the correlation map (17 s -> 2 s)
+            mf = theory.mean_field(activation, s, sigma_b, sigma_u=sigma_u)
+            return mf.q_star, mf.lambda_max
+
+        q_star, lam = jax.jit(jax.vmap(line))(fine)
         # no finite fixed point q* (the variance grows without bound): no theory value there
-        lam = np.where(np.isfinite(np.asarray(mf.q_star)), np.asarray(mf.lambda_max, np.float64),
-                       np.nan)
+        lam = np.where(np.isfinite(np.asarray(q_star)), np.asarray(lam, np.float64), np.nan)
         ok = np.isfinite(lam)
         ax.plot(fine[ok], lam[ok], color=_style.THEORY_COLOR, linewidth=1.3,
                 label="mean field $\\frac{1}{2}\\ln\\chi$")
