@@ -295,10 +295,9 @@ def test_clipped_gradient_against_numpy_per_sequence_gradients():
     """gradient="clipped" is ``(1/B) sum_b min(1, m / |g_b|) g_b`` with ``g_b`` the exact
     gradient of sequence b's penalty and ``m`` the batch median of ``|g_b|``: against
     per-sequence gradients from central differences of an independent NumPy QR chain that
-    recomputes the whole trajectory (float64, tanh N = 3, g = 3, k = S = 3 so Q_0 = I; the
-    exact per-sequence gradients agree with them to 1e-4, the differences' truncation error on
-    a chaotic window, and the clipped mean is formed from those to 1e-7). The value is the
-    plain penalty's; the gradient differs from the full one (two of four sequences are
+    recomputes the whole trajectory (float64, tanh N = 3, g = 3, k = S = 3 so Q_0 = I; to
+    1e-4, the differences' truncation error on a chaotic window). The value is the plain
+    penalty's; the gradient differs from the full one (two of four sequences are
     clipped); a bad gradient is named."""
     cell, params, xs = _small(n=3, T=30, B=4, act="tanh", seed=2)
     params["W_hh"] = params["W_hh"] * (3.0 / 1.3)
@@ -319,19 +318,16 @@ def test_clipped_gradient_against_numpy_per_sequence_gradients():
     eye, eps = np.eye(flat.shape[0]), 1e-6
     fd = np.array([[(p_seq(unravel(flat + eps * e), x) - p_seq(unravel(flat - eps * e), x))
                     / (2 * eps) for e in eye] for x in np.asarray(xs, np.float64)])
-    pen = penalties.lyapunov_penalty(cell, 3, tgt, warmup=warmup, gradient="clipped")
-    full = penalties.lyapunov_penalty(cell, 3, tgt, warmup=warmup)
-    grad_one = jax.jit(jax.grad(full.fn))
-    g_seq = np.array([jax.flatten_util.ravel_pytree(grad_one(params, x))[0] for x in xs])
-    np.testing.assert_allclose(g_seq, fd, rtol=1e-4, atol=2e-5 * np.abs(fd).max())
-    norm = np.linalg.norm(g_seq, axis=1)
-    want = np.mean(np.minimum(1.0, np.median(norm) / norm)[:, None] * g_seq, axis=0)
+    norm = np.linalg.norm(fd, axis=1)
+    want = np.mean(np.minimum(1.0, np.median(norm) / norm)[:, None] * fd, axis=0)
     value = np.mean([p_seq(params, x) for x in np.asarray(xs, np.float64)])
-    np.testing.assert_allclose(pen.fn(params, xs), value, rtol=1e-10)
-    got = jax.flatten_util.ravel_pytree(jax.grad(pen.fn)(params, xs))[0]
-    np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9 * np.linalg.norm(want))
-    assert np.sum(norm > np.median(norm)) == 2  # and g_seq.mean(0) is the full gradient
-    assert np.linalg.norm(got - g_seq.mean(0)) > 1e-3 * np.linalg.norm(g_seq.mean(0))
+    pen = penalties.lyapunov_penalty(cell, 3, tgt, warmup=warmup, gradient="clipped")
+    got_value, got = jax.jit(jax.value_and_grad(pen.fn))(params, xs)
+    np.testing.assert_allclose(got_value, value, rtol=1e-10)
+    got = jax.flatten_util.ravel_pytree(got)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5 * np.abs(fd).max())
+    assert np.sum(norm > np.median(norm)) == 2  # and fd.mean(0) is the full gradient
+    assert np.linalg.norm(got - fd.mean(0)) > 0.05 * np.linalg.norm(fd.mean(0))
     with pytest.raises(ValueError, match=r"gradient must be one of \('full', 'frozen', 'clipped'"):
         penalties.lyapunov_penalty(cell, 2, gradient="robust")
 
@@ -460,8 +456,9 @@ def test_floss_windows_bad_arguments_named_before_tracing():
 
 
 @pytest.mark.xfail(strict=True, reason="issue 28.3 goal not reached robustly: floss_windows "
-                   "reached it in 1 of 4 measured runs; this one ends at (0.03, -0.10, -0.24, "
-                   "-0.38) (the penalty rises over stages 2-3)")
+                   "(clipped gradient, lr warm-up) reaches it in 1 of 5 measured runs (the plain "
+                   "full gradient: 0 of 5); this one ends at (-0.004, -0.117, -0.228, -0.368): "
+                   "lambda_1 ~ 0 but the spread of lambda_1..4 does not collapse")
 def test_flossing_from_chaos_reaches_the_goal():
     """Slow. Issue 28.3's goal: |lambda_1..4| < 0.05 on fresh inputs (T = 3000, 4 streams)
     after flossing the g = 3 net with floss_windows' default curriculum (WINDOWS)."""
