@@ -383,7 +383,8 @@ def floss_windows(
     5 again); the frozen gradient in stages 2-3 (``lambda_1`` back up to
     0.09-0.21 after stage 2); stages 2-3 at ``lr = 3e-3`` (0 of 5, ``lambda_1``
     up to 0.18); a target of -0.1 in stages 1-2 (``lambda_1`` from -0.20 to
-    +0.17 after stage 2). Engelken 2023 flosses on short sequences as well.
+    +0.17 after stage 2); a target of -0.03 in stages 2-3 (0 of 5). Engelken
+    2023 flosses on short sequences as well.
 
     Args:
       cell: the recurrent :class:`~jrnn.cells.base.Cell`.
