@@ -389,8 +389,7 @@ def _median_clipped(fn, window):
             return value, grads
         values, (gp, gx) = jax.vmap(jax.value_and_grad(fn, argnums=(0, 1)),
                                     in_axes=(None, 0))(params, xs)
-        norm = jnp.sqrt(sum(jnp.sum(jnp.square(g).reshape(g.shape[0], -1), axis=1)
-                            for g in jax.tree_util.tree_leaves(gp)))
+        norm = _norms(jax.tree_util.tree_leaves(gp), xs.shape[0])
         m = jnp.median(norm)
         scale = jnp.where(norm > m, m / norm, 1.0) / norm.shape[0]
         weigh = lambda g: jnp.tensordot(scale.astype(g.dtype), g, axes=1)
@@ -403,6 +402,18 @@ def _median_clipped(fn, window):
 
     clipped.defvjp(fwd, bwd)
     return lambda params, xs: clipped(params, window(xs))
+
+
+def _norms(leaves, B):
+    """``(B,)`` norms over all leaves of each row, scaled by the row's largest entry so that
+    neither the squares' overflow (a finite norm over ~1e19 in float32 read as inf, its
+    sequence then dropped or left unclipped) nor their underflow (norms below ~1e-19 read as
+    0) changes the clipping; a non-finite row keeps a non-finite norm."""
+    rows = [g.reshape(B, -1) for g in leaves]
+    a = jnp.max(jnp.stack([jnp.max(jnp.abs(g), axis=1) for g in rows]), axis=0)
+    safe = jnp.where(jnp.isfinite(a) & (a > 0), a, 1.0).astype(a.dtype)
+    norm = safe * jnp.sqrt(sum(jnp.sum(jnp.square(g / safe[:, None]), axis=1) for g in rows))
+    return jnp.where(jnp.isfinite(a), norm, a)
 
 
 def _check_norm_target(target) -> float:
