@@ -113,3 +113,11 @@ def test_relu_fixed_point_is_zero_just_below_the_critical_gain():
         np.testing.assert_allclose(float(mf.lambda_max), np.log(s) - 0.5 * np.log(2), atol=1e-6)
         assert float(mf.q_star) < 1e-100, (s, float(mf.q_star))
         assert float(jitted(s)) < 1e-100, (s, float(jitted(s)))
+
+
+def test_nan_scale_gives_nan_not_a_plausible_exponent():
+    """A NaN sigma_b or sigma_u made q* = inf ("no fixed point") and lambda_max = -4.92 (tanh,
+    sigma_w = 1), a plausible number computed from NaN; NaN in, NaN out (as linear_memory)."""
+    for kw in ({"sigma_b": float("nan")}, {"sigma_b": 0.1, "sigma_u": float("nan")}):
+        mf = mean_field("tanh", 1.0, **kw)
+        assert np.isnan(float(mf.q_star)) and np.isnan(float(mf.lambda_max)), (kw, mf)
