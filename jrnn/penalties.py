@@ -384,21 +384,26 @@ def _median_clipped(fn, window):
         return fn(params, xs)
 
     def fwd(params, xs):
+        # integer inputs (e.g. +-1 bits) have no derivative, as with gradient="full"
+        argnums = (0, 1) if jnp.issubdtype(xs.dtype, jnp.inexact) else (0,)
         if xs.ndim == 2:  # one sequence: nothing to clip against
-            value, grads = jax.value_and_grad(fn, argnums=(0, 1))(params, xs)
-            return value, grads
-        values, (gp, gx) = jax.vmap(jax.value_and_grad(fn, argnums=(0, 1)),
-                                    in_axes=(None, 0))(params, xs)
+            value, grads = jax.value_and_grad(fn, argnums=argnums)(params, xs)
+            return value, (grads + (None,))[:2]
+        values, grads = jax.vmap(jax.value_and_grad(fn, argnums=argnums),
+                                 in_axes=(None, 0))(params, xs)
+        gp, gx = (grads + (None,))[:2]
         norm = _norms(jax.tree_util.tree_leaves(gp), xs.shape[0])
         m = jnp.median(norm)
         scale = jnp.where(norm > m, m / norm, 1.0) / norm.shape[0]
         weigh = lambda g: jnp.tensordot(scale.astype(g.dtype), g, axes=1)
-        gx = gx * scale.astype(gx.dtype).reshape((-1,) + (1,) * (gx.ndim - 1))
+        if gx is not None:
+            gx = gx * scale.astype(gx.dtype).reshape((-1,) + (1,) * (gx.ndim - 1))
         return jnp.mean(values), (jax.tree_util.tree_map(weigh, gp), gx)
 
     def bwd(grads, cotangent):
         gp, gx = grads
-        return jax.tree_util.tree_map(lambda g: cotangent * g, gp), cotangent * gx
+        return (jax.tree_util.tree_map(lambda g: cotangent * g, gp),
+                None if gx is None else cotangent * gx)
 
     clipped.defvjp(fwd, bwd)
     return lambda params, xs: clipped(params, window(xs))

@@ -484,3 +484,16 @@ def test_clipped_gradient_norms_neither_overflow_nor_underflow():
         xs = xs.astype(jnp.float32)[:, None, :]
         want = s * np.array([1.0 + 0.0 + 2.0, 0.0 + 2.0 + 0.0]) / 3  # third clipped to norm 2
         np.testing.assert_allclose(jax.grad(f)(p, xs)["w"], want, rtol=1e-6)
+
+
+def test_clipped_gradient_takes_integer_inputs_like_full():
+    """+-1 bits as int32 (accepted by gradient="full") raised "grad requires real- or
+    complex-valued inputs" with gradient="clipped"; the gradient equals that of the same
+    inputs as floats, for a batch and for one (T, d) sequence."""
+    cell, params, _ = _small(n=2, T=6, B=3)
+    bits = jnp.where(jax.random.bernoulli(jax.random.key(1), 0.5, (3, 6, 1)), 1, -1)
+    grad = jax.jit(jax.grad(penalties.lyapunov_penalty(cell, 2, gradient="clipped").fn))
+    for xs in (bits.astype(jnp.int32), bits[0].astype(jnp.int32)):
+        got = jax.flatten_util.ravel_pytree(grad(params, xs))[0]
+        want = jax.flatten_util.ravel_pytree(grad(params, xs.astype(float)))[0]
+        np.testing.assert_allclose(got, want, rtol=1e-12)
