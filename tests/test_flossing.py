@@ -469,3 +469,31 @@ def test_flossing_from_chaos_reaches_the_goal():
         cell, res.params, fresh, k=4, warmup=300).exponents, axis=0))
     assert res.skipped == 0, res.skipped
     assert np.max(np.abs(after)) < 0.05, after
+
+
+def test_clipped_gradient_norms_neither_overflow_nor_underflow():
+    """A sequence whose gradient norm is finite but over ~1e19 (its square overflows float32)
+    is clipped to the median like any other, not dropped (weight 0); norms below ~1e-19
+    (squares underflow to 0) are still clipped. Against the formula by hand: linear per-sequence
+    terms ``x_b . w`` have gradient ``x_b``, norms (1, 2, 3e19) -> median 2."""
+    fn = lambda p, xs: jnp.mean(xs[..., 0, :] @ p["w"])
+    f = penalties._median_clipped(fn, lambda xs: xs)
+    p = {"w": jnp.zeros(2, jnp.float32)}
+    for s in (1.0, 1e-30):
+        xs = s * jnp.array([[1.0, 0.0], [0.0, 2.0], [3e19 if s == 1.0 else 3.0, 0.0]])
+        xs = xs.astype(jnp.float32)[:, None, :]
+        want = s * np.array([1.0 + 0.0 + 2.0, 0.0 + 2.0 + 0.0]) / 3  # third clipped to norm 2
+        np.testing.assert_allclose(jax.grad(f)(p, xs)["w"], want, rtol=1e-6)
+
+
+def test_clipped_gradient_takes_integer_inputs_like_full():
+    """+-1 bits as int32 (accepted by gradient="full") raised "grad requires real- or
+    complex-valued inputs" with gradient="clipped"; the gradient equals that of the same
+    inputs as floats, for a batch and for one (T, d) sequence."""
+    cell, params, _ = _small(n=2, T=6, B=3)
+    bits = jnp.where(jax.random.bernoulli(jax.random.key(1), 0.5, (3, 6, 1)), 1, -1)
+    grad = jax.jit(jax.grad(penalties.lyapunov_penalty(cell, 2, gradient="clipped").fn))
+    for xs in (bits.astype(jnp.int32), bits[0].astype(jnp.int32)):
+        got = jax.flatten_util.ravel_pytree(grad(params, xs))[0]
+        want = jax.flatten_util.ravel_pytree(grad(params, xs.astype(float)))[0]
+        np.testing.assert_allclose(got, want, rtol=1e-12)

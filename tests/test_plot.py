@@ -383,6 +383,15 @@ def test_gain_sweep_draws_no_theory_without_a_fixed_point():
     assert 0.5 <= theory.get_xdata().min() and theory.get_xdata().max() <= math.sqrt(2) + 1e-6
 
 
+
+def test_gain_sweep_theory_line_needs_positive_finite_gains():
+    # with activation: 0 raised NumPy's "Geometric sequence cannot include zero" (not naming
+    # sigma_w); a negative, NaN or inf gain drew a 2-, 0- or 1-point theory line silently.
+    for bad in ([0.0, 1.0, 2.0], [-1.0, 2.0, 3.0], [np.nan, 1.0, 2.0], [np.inf, 1.0, 2.0]):
+        with pytest.raises(ValueError, match="sigma_w must be finite and > 0"):
+            jrnn.plot.gain_sweep(np.array(bad), np.zeros(3), activation="tanh")
+    jrnn.plot.gain_sweep(np.array([0.0, 1.0, 2.0]), np.zeros(3))  # no theory line: allowed
+
 def test_theory_vs_measured_marks_missing_coordinates():
     ax = jrnn.plot.theory_vs_measured([-0.3, 0.1, 0.0], [-0.28, 0.12, -np.inf],
                                       stderr=[0.01, 0.02, np.nan],

@@ -97,3 +97,27 @@ def test_diverging_variance_uses_the_large_q_limit():
     assert not np.isfinite(float(mf.q_star))
     np.testing.assert_allclose(float(mf.chi), 4.5, rtol=1e-3)
     np.testing.assert_allclose(float(jrnn.theory.critical_gain("softplus")), np.sqrt(2), rtol=1e-3)
+
+
+@pytest.mark.xfail(strict=True, reason="relu, sigma_b = sigma_u = 0, sigma_w just below sqrt(2): "
+                   "mean_field reports q* = inf (no fixed point) at some gains (eager 1.41, "
+                   "jitted 1.408), while q* = 0 is the stable fixed point (the convergence test "
+                   "of the floored iteration fails near chi = 1); gain_sweep's theory line then "
+                   "has gaps there")
+def test_relu_fixed_point_is_zero_just_below_the_critical_gain():
+    """relu without bias or drive: q -> sigma_w^2 q / 2, so q* = 0 for sigma_w < sqrt(2) and
+    lambda_max = ln sigma_w - ln 2 / 2 (closed form), eager and under jax.jit."""
+    jitted = jax.jit(lambda s: mean_field("relu", s, 0.0).q_star)
+    for s in (1.40, 1.405, 1.408, 1.41, 1.413):
+        mf = mean_field("relu", s, 0.0)
+        np.testing.assert_allclose(float(mf.lambda_max), np.log(s) - 0.5 * np.log(2), atol=1e-6)
+        assert float(mf.q_star) < 1e-100, (s, float(mf.q_star))
+        assert float(jitted(s)) < 1e-100, (s, float(jitted(s)))
+
+
+def test_nan_scale_gives_nan_not_a_plausible_exponent():
+    """A NaN sigma_b or sigma_u made q* = inf ("no fixed point") and lambda_max = -4.92 (tanh,
+    sigma_w = 1), a plausible number computed from NaN; NaN in, NaN out (as linear_memory)."""
+    for kw in ({"sigma_b": float("nan")}, {"sigma_b": 0.1, "sigma_u": float("nan")}):
+        mf = mean_field("tanh", 1.0, **kw)
+        assert np.isnan(float(mf.q_star)) and np.isnan(float(mf.lambda_max)), (kw, mf)

@@ -175,7 +175,8 @@ def gain_sweep(sigma_w, exponents, *, activation: str | None = None, sigma_b: fl
 
     Raises:
       TypeError: non-numeric ``sigma_w`` or ``exponents``.
-      ValueError: shapes that do not match ``(G,)``.
+      ValueError: shapes that do not match ``(G,)``; with ``activation``, a
+        ``sigma_w`` not finite and positive.
       ImportError: matplotlib is not installed (``pip install "jrnn[plot]"``).
 
     Example::
@@ -189,6 +190,9 @@ def gain_sweep(sigma_w, exponents, *, activation: str | None = None, sigma_b: fl
         'largest Lyapunov exponent $\\\\lambda_1$ (nats / step)'
     """
     g = numbers(sigma_w, "sigma_w").ravel()
+    if activation is not None and not np.all(np.isfinite(g) & (g > 0)):
+        raise ValueError(f"sigma_w must be finite and > 0 for the theory line (log axis), got "
+                         f"{sigma_w!r}.")
     if isinstance(exponents, Mapping):
         sets = [(str(k), v) for k, v in exponents.items()]
     else:

@@ -154,7 +154,8 @@ def fixed_point(act, sw2, static2, num_points, iterations):
     q = jax.lax.fori_loop(0, iterations, picard, jnp.asarray(1.0, dtype))
     q = jax.lax.fori_loop(0, iterations, newton, q)
     converged = (jnp.abs(V(q) - q) <= 1e-3 * q) | (q <= 2.0 * floor)
-    return jnp.where(jnp.isfinite(q) & converged, q, jnp.inf)
+    q = jnp.where(jnp.isfinite(q) & converged, q, jnp.inf)
+    return jnp.where(jnp.isnan(sw2) | jnp.isnan(static2), jnp.nan, q)  # NaN in, NaN out
 
 
 def check_scales(**scales) -> None:
@@ -179,7 +180,7 @@ def q_chi(act, sigma_w, sigma_b, sigma_u, num_points, iterations):
     sw2 = jnp.asarray(sigma_w, dtype) ** 2
     static2 = jnp.asarray(sigma_b, dtype) ** 2 + jnp.asarray(sigma_u, dtype) ** 2
     q = fixed_point(act, sw2, static2, num_points, iterations)
-    q_eval = jnp.where(jnp.isfinite(q), q, DIVERGED_Q)
+    q_eval = jnp.where(jnp.isinf(q), DIVERGED_Q, q)  # q* = NaN (NaN scales): chi NaN
     chi = sw2 * gaussian_expectation(
         lambda a: act.derivative(a) ** 2, jnp.sqrt(q_eval), kinks=act.kinks, num_points=num_points
     )
