@@ -99,14 +99,11 @@ def test_diverging_variance_uses_the_large_q_limit():
     np.testing.assert_allclose(float(jrnn.theory.critical_gain("softplus")), np.sqrt(2), rtol=1e-3)
 
 
-@pytest.mark.xfail(strict=True, reason="relu, sigma_b = sigma_u = 0, sigma_w just below sqrt(2): "
-                   "mean_field reports q* = inf (no fixed point) at some gains (eager 1.41, "
-                   "jitted 1.408), while q* = 0 is the stable fixed point (the convergence test "
-                   "of the floored iteration fails near chi = 1); gain_sweep's theory line then "
-                   "has gaps there")
 def test_relu_fixed_point_is_zero_just_below_the_critical_gain():
     """relu without bias or drive: q -> sigma_w^2 q / 2, so q* = 0 for sigma_w < sqrt(2) and
-    lambda_max = ln sigma_w - ln 2 / 2 (closed form), eager and under jax.jit."""
+    lambda_max = ln sigma_w - ln 2 / 2 (closed form), eager and under jax.jit. Was q* = inf at
+    1.41 (eager) and 1.408 (jitted): the Newton step to the root at 0 came out a few ulp below
+    0, was refused, and the remaining fixed-point steps (rate chi ~ 0.99) did not converge."""
     jitted = jax.jit(lambda s: mean_field("relu", s, 0.0).q_star)
     for s in (1.40, 1.405, 1.408, 1.41, 1.413):
         mf = mean_field("relu", s, 0.0)

@@ -142,7 +142,9 @@ def fixed_point(act, sw2, static2, num_points, iterations):
 
     def newton(_, q):
         g, dg = jax.jvp(lambda s: V(s) - s, (q,), (jnp.ones_like(q),))
-        step = q - g / jnp.where(dg != 0, dg, 1.0)
+        # A root at 0 (e.g. relu with no bias below sqrt 2: V linear) puts the exact step at
+        # 0 and its rounding a few ulp either side; below the floor it is the floor.
+        step = jnp.maximum(q - g / jnp.where(dg != 0, dg, 1.0), floor)
         good = (
             (jnp.sign(step - q) == jnp.sign(V(q) - q))
             & jnp.isfinite(step)
