@@ -287,7 +287,8 @@ def make_flossing_step(
 
 
 #: Default window curriculum of :func:`floss_windows`: ``(updates, steps, warmup, lr)``
-#: per stage (measured from tanh N = 32, g = 3 to ``|lambda_1..4| < 0.05``).
+#: per stage (from tanh N = 32, g = 3 it reached ``|lambda_1..4| < 0.05`` in 1 of 5 measured
+#: runs; :func:`floss_windows` gives the numbers).
 WINDOWS = ((400, 20, 20, 1e-2), (1000, 40, 40, 1e-2), (1000, 80, 40, 3e-3))
 
 #: Fraction of each :func:`floss_windows` stage's updates over which the learning rate
