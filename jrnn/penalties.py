@@ -22,7 +22,8 @@ that build train steps from them sit above it, in :mod:`jrnn.flossing`):
 
 * :func:`lyapunov_penalty` — the flossing loss term (``gradient="frozen"``:
   through the Jacobians at the visited states only, finite from a chaotic
-  start); :func:`jacobian_norm_penalty`
+  start; ``clip="median"``: every sequence's gradient clipped to the batch
+  median norm); :func:`jacobian_norm_penalty`
   and :func:`spectral_norm_penalty` — the classic baselines (keep
   ``||J_t||`` or ``||W_hh||_2`` near a target). Each is a :class:`Penalty`.
 * :func:`regularize` — ``(apply_fn, loss)`` with ``loss + weight * penalty``
@@ -35,6 +36,7 @@ The QR re-orthonormalisation need not run every step ("QR every ``r`` steps",
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -49,6 +51,7 @@ from jrnn.diagnostics.lyapunov import QR_METHODS, lyapunov_spectrum
 from jrnn.validation import NumberTypeError, check_int, check_number
 
 __all__ = [
+    "CLIPS",
     "GRADIENTS",
     "Penalty",
     "jacobian_norm_penalty",
@@ -59,9 +62,13 @@ __all__ = [
 ]
 
 #: Accepted ``gradient`` of :func:`lyapunov_penalty`: through the whole trajectory
-#: (``"full"``), through the Jacobians at the visited states only (``"frozen"``), or the
-#: full gradient of every sequence clipped to the batch's median norm (``"clipped"``).
-GRADIENTS = ("full", "frozen", "clipped")
+#: (``"full"``) or through the Jacobians at the visited states only (``"frozen"``).
+#: (``"clipped"``, deprecated, is ``gradient="full", clip="median"``.)
+GRADIENTS = ("full", "frozen")
+
+#: Accepted ``clip`` of :func:`lyapunov_penalty`: every sequence's gradient as it is
+#: (``None``) or clipped to the batch's median norm (``"median"``).
+CLIPS = (None, "median")
 
 #: Sane range of a flossing target, nats per step: beyond +-1 a gradient is
 #: multiplied by e every step, which no training target can want.
@@ -176,6 +183,7 @@ def lyapunov_penalty(
     target=0.0,
     *,
     gradient: str = "full",
+    clip: str | None = None,
     every: int = 1,
     transient: int = 0,
     warmup: int = 0,
@@ -226,9 +234,9 @@ def lyapunov_penalty(
     grows only like ``exp(lambda_1 (warmup + steps))``: a truncated, finite
     alternative for short windows.
 
-    ``gradient="clipped"`` is the full gradient made robust to its heavy tail:
-    with ``g_b`` the exact gradient of sequence ``b``'s term and ``m`` the
-    batch median of ``|g_b|`` (norm over all parameters),
+    **Clipping** (``clip="median"``). With ``g_b`` the gradient (``full`` or
+    ``frozen``) of sequence ``b``'s term and ``m`` the batch median of ``|g_b|``
+    (norm over all parameters),
 
     .. math::
 
@@ -236,43 +244,47 @@ def lyapunov_penalty(
 
     (the value is unchanged; inputs get the same weights; one sequence, ``xs``
     of shape ``(T, d)``, is not clipped; a non-finite ``g_b`` makes ``hat g``
-    NaN, so a flossing step skips and warns). On windows that are still
-    slightly chaotic the per-sequence norms span decades (tanh N = 32 from
-    g = 3 after 400 updates on 20-step windows, 40- and 80-step windows: batch
-    medians 10 to ``5 x 10^4``, batch-mean gradients up to ``10^7``): one sequence then sets
-    the update's direction and, through Adam's second moment, shrinks the
-    updates that follow to nothing. Clipping to the median bounds every
-    sequence's say; it under-weights the most expanding windows (a bias), so it
-    is for windows that grow from chaos (:func:`jrnn.flossing.floss_windows`).
+    NaN, so a flossing step skips and warns). The per-sequence gradients are
+    heavy-tailed, the full ones by decades on a chaotic window (norms from 10 to
+    ``10^8`` within one batch), the frozen ones too (median 0.8, largest 85 over
+    512 windows of 80 steps): unclipped, a few sequences set every update's
+    direction and, through Adam's second moment, shrink the updates that follow.
+    Clipping to the median bounds every sequence's say; it under-weights the
+    most expanding windows (a bias).
 
-    Measured from chaos (tanh N = 32, g = 3, input +-1 bits, float32, Adam,
-    exponents on fresh inputs, T = 3000; this shared 2-core CPU): from
-    ``lambda_1..4 = (0.26, 0.21, 0.14, 0.08)``, ``gradient="frozen"``,
-    T = 200, B = 8, lr 1e-2 (cosine decay), 600 updates, gives
-    ``(0.18, 0.11, 0.02, -0.06)`` and 1500 updates ``(0.15, 0.06, -0.05, -0.16)``;
-    the full gradient on 30-step windows after a 100-step ``transient``
-    ``(0.17, 0.10, 0.02, -0.08)``, on 60-step windows ``(0.20, 0.12, 0.04, -0.04)``,
-    on 200-step windows not at all (600 of 600 updates non-finite, skipped);
-    lr 3e-2 diverges; flossing ``k = 8`` with the frozen gradient leaves the
-    exponents where they were; squaring the batch-mean exponents instead (so the
-    finite-window variance does not count) gives ``(0.16, 0.08, 0.00, -0.09)``.
-    Both gradients lower ``lambda_1`` and the mean
-    square, but the spread of the leading exponents does not shrink, so neither
-    yet brings ``lambda_1..4`` within 0.05 of 0 from g = 3; the clipped exact
-    gradient on short windows that grow (:func:`jrnn.flossing.floss_windows`) does
-    in 1 of 5 runs (the plain full gradient there: 0 of 5, over-contracted).
-    The default stays ``"full"``: exact, and the right
-    choice at and below the edge of chaos, where flossing is usually started.
+    **Measured from chaos** (tanh N = 32, ``W ~ N(0, 9/N)``, input +-1 bits,
+    ``k = 4``; exponents on fresh inputs, T = 3000, 4 streams; this 2-core
+    CPU). At a point where the full gradient got stuck (``lambda_1..5 = 0.06,
+    -0.04, -0.16, -0.29, -0.42``, reached from g = 3 by full-gradient flossing
+    on short windows), 256 windows of 50 + 450 steps, float64: the cosine
+    between the median-clipped estimates of two halves of the batch is 0.04
+    for the full gradient (no signal: one step of 0.1 along it changes the
+    long-run penalty 0.0287 by +0.0001), 0.62 for the frozen one (-0.0156; a
+    random direction: at most 0.0007 either way); unclipped, on 80-step
+    windows, the frozen one's cosine is 0.08 even over 512 windows. So from
+    chaos use ``gradient="frozen", clip="median"`` on long windows
+    (:func:`jrnn.flossing.floss_windows`, its default: ``|lambda_1..4| < 0.05``
+    from g = 3 in 10 of 10 measured runs, the largest ``|lambda_i|`` 0.026).
+    Its bias (the dropped response of the attractor) did not stop the
+    exponents closing in on the target (largest ``|lambda_1..4|`` 0.033-0.046
+    after 1400 updates, 0.015-0.026 after 2400). Without
+    clipping the frozen gradient does not get there: T = 200, B = 8, lr 1e-2,
+    1500 updates end at ``(0.15, 0.06, -0.05, -0.16)``; the full gradient on
+    200-step windows is non-finite (600 of 600 updates skipped).
+    The default stays ``gradient="full"``: exact, and the right choice at and
+    below the edge of chaos, where flossing is usually started.
 
     Args:
       cell: the recurrent :class:`~jrnn.cells.base.Cell` (``model.cell`` for a model).
       k: number of leading exponents flossed, ``1 <= k <= cell.state_size``.
       target: ``lambda*``, a number or ``(k,)`` values in ``[-1, 1]`` nats per
         step (0: neither vanishing nor exploding).
-      gradient: ``"full"`` (default: through the trajectory and the Jacobians),
-        ``"frozen"`` (through the Jacobians at the visited states only) or
-        ``"clipped"`` (the full gradient, every sequence's clipped to the batch
-        median norm); see above, :data:`GRADIENTS`.
+      gradient: ``"full"`` (default: through the trajectory and the Jacobians)
+        or ``"frozen"`` (through the Jacobians at the visited states only); see
+        above, :data:`GRADIENTS`. ``"clipped"`` (deprecated, warns) is
+        ``gradient="full", clip="median"``.
+      clip: ``None`` (default) or ``"median"``: every sequence's gradient
+        clipped to the batch median norm (above, :data:`CLIPS`).
       every: QR re-orthonormalisation every ``every`` steps (the paper's
         speed-up; each block is checked and redone stepwise if inaccurate).
       transient: leading steps that only advance the state, with no derivative
@@ -295,7 +307,8 @@ def lyapunov_penalty(
         numbers (a :class:`~jrnn.validation.NumberTypeError`, also a ValueError).
       ValueError: ``k`` not in ``[1, S]``; ``target`` not finite, outside
         ``[-1, 1]`` or of the wrong length; ``every``, ``transient``, ``warmup``,
-        ``steps``, ``batch`` out of range; ``qr`` / ``method`` / ``gradient`` unknown;
+        ``steps``, ``batch`` out of range; ``qr`` / ``method`` / ``gradient`` /
+        ``clip`` unknown;
         ``method="analytic"`` for a cell without an analytic Jacobian; (when
         called) ``xs`` shorter than ``warmup + steps``.
 
@@ -340,8 +353,16 @@ def lyapunov_penalty(
     batch = _optional_int(batch, "batch", 1)
     if qr not in QR_METHODS:
         raise ValueError(f"qr must be one of {QR_METHODS}, got {qr!r}.")
+    if gradient == "clipped":  # the name of one (gradient, clip) pair, before clip existed
+        warnings.warn('lyapunov_penalty(gradient="clipped") is deprecated: it is '
+                      'gradient="full", clip="median".', DeprecationWarning, stacklevel=2)
+        if clip not in (None, "median"):
+            raise ValueError(f'gradient="clipped" is clip="median"; it takes no clip={clip!r}.')
+        gradient, clip = "full", "median"
     if gradient not in GRADIENTS:
         raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}.")
+    if not any(clip is c or clip == c for c in CLIPS) or isinstance(clip, bool):
+        raise ValueError(f"clip must be one of {CLIPS}, got {clip!r}.")
     tgt_list = tgt.tolist()
     # "frozen": the cell's own Jacobians (``method``) at a trajectory without derivative.
     run_cell, run_method = ((_frozen(cell, method), "auto") if gradient == "frozen"
@@ -362,11 +383,12 @@ def lyapunov_penalty(
         tgt_arr = jnp.broadcast_to(jnp.asarray(tgt_list, lam.dtype), lam.shape)
         return jnp.mean(jnp.square(lam - tgt_arr))
 
-    if gradient == "clipped":
+    if clip == "median":
         fn = _median_clipped(fn, lambda xs: _window(xs, warmup, steps, batch,
                                                     "lyapunov_penalty", transient))
 
-    config = (("k", k), ("target", tgt_list), ("gradient", gradient), ("every", every),
+    config = (("k", k), ("target", tgt_list), ("gradient", gradient), ("clip", clip),
+              ("every", every),
               ("transient", transient), ("warmup", warmup),
               ("steps", steps), ("batch", batch), ("qr", qr), ("method", method))
     return Penalty("lyapunov", fn, exponents, config)
