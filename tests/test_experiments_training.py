@@ -120,7 +120,8 @@ def test_run_info_traces_the_numbers(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", ["experiments.long_sequence", "experiments.seed_example",
                                   "experiments.activation_study", "experiments.edge_of_chaos",
-                                  "experiments.dead_neurons", "experiments.flossing"])
+                                  "experiments.dead_neurons", "experiments.flossing",
+                                  "experiments.flossing_chaos"])
 def test_import_has_no_side_effects(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     mod = importlib.reload(importlib.import_module(name))
