@@ -3,7 +3,7 @@
 Tanh Elman nets ``h_t = tanh(W h_{t-1} + U x_t + b)``, ``W ~ N(0, g^2 / N)``,
 driven by +-1 bits, float32. Two parts:
 
-1. **Which gradient** (at the initialisation of the first gain and seed): for
+1. **Which gradient** (at the initialisation of gain ``snr_gain``, seed 0): for
    each estimator of the gradient of the flossing penalty
    :func:`jrnn.penalties.lyapunov_penalty` (``gradient`` full / frozen,
    ``clip`` none / median), on ``snr_batch`` windows of ``snr_warmup +
@@ -76,6 +76,8 @@ class Config:
     """fresh streams"""
     eval_warmup: int = 300
     """warm-up steps of the measured exponents"""
+    snr_gain: float = 3.0
+    """gain of the net the gradients are compared on (at initialisation, seed 0)"""
     snr_batch: int = 128
     """windows of the gradient comparison (two halves)"""
     snr_warmup: int = 50
@@ -143,12 +145,12 @@ def _measure(cell, cfg: Config, key):
 
 
 def gradient_quality(cfg: Config, seed: int) -> list[dict]:
-    """Part 1: every estimator's signal at the first gain's first initialisation."""
+    """Part 1: every estimator's signal at the initialisation of gain ``snr_gain``."""
     import jax
     import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree
 
-    cell = make_cell(cfg, cfg.gains[0])
+    cell = make_cell(cfg, cfg.snr_gain)
     params = cell.init(jax.random.key(seed), 1)
     flat, unravel = ravel_pytree(params)
     measure = _measure(cell, cfg, jax.random.key(seed + 99))
@@ -319,7 +321,7 @@ def report(cfg: Config, mode: str, quality: list[dict], runs: dict, figures: lis
         f"float32; k = {cfg.k} exponents flossed. Exponents measured on {cfg.eval_streams} "
         f"fresh streams of {cfg.eval_len} steps (warm-up {cfg.eval_warmup}), nats per step.",
         "",
-        f"## Which gradient (g = {cfg.gains[0]}, at initialisation)",
+        f"## Which gradient (g = {cfg.snr_gain:g}, at initialisation)",
         "",
         f"{cfg.snr_batch} windows of {cfg.snr_warmup} + {cfg.snr_steps} steps. Cosine: between "
         f"the estimates of the two halves of the batch (NaN: non-finite). First-order dP: the "
