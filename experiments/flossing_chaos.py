@@ -285,31 +285,34 @@ def goal_rows(runs: dict) -> list[list]:
 
 
 def plot(runs: dict, cfg: Config, out: str) -> list[str]:
-    plt = common.pyplot()
+    """Per gain: the leading exponents before and after (median, range over runs) against the
+    goal band; last panel: the penalty on the training windows (``jrnn.plot.training``)."""
+    import jrnn.plot
+
     gains = list(runs)
-    fig, axes = plt.subplots(1, len(gains) + 1, figsize=(4 * (len(gains) + 1), 3.5),
-                             squeeze=False, constrained_layout=True)
+    fig, axes = jrnn.plot.subplots(1, len(gains) + 1, width=4.0, height=3.5)
+    axes = np.ravel(axes)
     i = np.arange(1, cfg.k + 2)
-    for ax, g in zip(axes[0], gains):
+    for ax, g in zip(axes, gains):
         for key, label in (("exponents_before", "before"), ("exponents_after", "after")):
             lam = np.array([r[key] for r in runs[g]], np.float64)
             med = np.median(lam, 0)
             ax.errorbar(i, med, yerr=[med - lam.min(0), lam.max(0) - med], marker="o",
                         capsize=2, label=f"{label} (median, range)")
-        ax.axhspan(-cfg.tol, cfg.tol, color="0.85", label=f"|lambda| < {cfg.tol}")
+        ax.axhspan(-cfg.tol, cfg.tol, color="0.85", label=f"abs(lambda) < {cfg.tol}")
         ax.axvline(cfg.k + 0.5, color="k", lw=0.6, ls=":")
-        ax.set_title(f"g = {g}: {sum(r['reached'] for r in runs[g])}/{len(runs[g])} reached")
+        ax.set_xticks(i)
+        ax.set_title(f"g = {g:g}: {sum(r['reached'] for r in runs[g])}/{len(runs[g])} reached")
         ax.set_xlabel("i (right of the dotted line: not flossed)")
         ax.set_ylabel("lambda_i (nats / step)")
         ax.legend(fontsize=7)
-    ax = axes[0][-1]
+    histories = {}
     for g in gains:
-        curves = np.array([r["penalty"] for r in runs[g]], np.float64)
-        x = np.linspace(0, cfg.updates, curves.shape[1], endpoint=False)
-        ax.semilogy(x, np.median(curves, 0), label=f"g = {g} (median)")
-    ax.set_xlabel("flossing update")
-    ax.set_ylabel("penalty on the training windows")
-    ax.legend(fontsize=7)
+        n = len(runs[g][0]["penalty"])
+        steps = np.linspace(0, cfg.updates, n, endpoint=False).round().astype(int).tolist()
+        histories[f"g = {g:g}"] = [{"step": steps, "penalty": r["penalty"]} for r in runs[g]]
+    jrnn.plot.training(histories, "penalty", ax=axes[-1], log=True)
+    axes[-1].set_xlabel("flossing update")
     return [common.save_figure(fig, out, "flossing_from_chaos")]
 
 
