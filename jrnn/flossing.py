@@ -120,9 +120,9 @@ class _NonFinite:
             warnings.warn(
                 f"non-finite flossing gradient: update {what} ({self.count} so far). On a "
                 f"chaotic orbit the gradient through the trajectory grows like "
-                f"exp(lambda_1 T): use lyapunov_penalty(..., gradient='frozen') (through the "
-                f"Jacobians at the visited states only) or short windows after a transient "
-                f"(transient=, steps=).",
+                f"exp(lambda_1 T): use lyapunov_penalty(..., gradient='frozen', "
+                f"clip='median') (through the Jacobians at the visited states only, each "
+                f"sequence clipped to the batch median), as jrnn.flossing.floss_windows does.",
                 RuntimeWarning,
                 stacklevel=3,
             )
