@@ -422,10 +422,10 @@ def _median_clipped(fn, window):
             gx = gx * scale.astype(gx.dtype).reshape((-1,) + (1,) * (gx.ndim - 1))
         return jnp.mean(values), (jax.tree_util.tree_map(weigh, gp), gx)
 
-    def bwd(grads, cotangent):
+    def bwd(grads, cotangent):  # in each input's dtype (float64 inputs, float32 params)
         gp, gx = grads
-        return (jax.tree_util.tree_map(lambda g: cotangent * g, gp),
-                None if gx is None else cotangent * gx)
+        scale = lambda g: (cotangent * g).astype(g.dtype)
+        return (jax.tree_util.tree_map(scale, gp), None if gx is None else scale(gx))
 
     clipped.defvjp(fwd, bwd)
     return lambda params, xs: clipped(params, window(xs))

@@ -1,0 +1,138 @@
+"""Breaker checks of issue 28.3 (lyapunov_penalty clip="median", floss_windows): an independent
+float64 NumPy reference for the frozen, median-clipped gradient with k < S (the initial frame
+from ``key``), even batches (the median of two middle norms), B = 2, and bad ``inputs`` of
+floss_windows named before any update."""
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jrnn
+from jrnn import flossing as fl
+from jrnn import penalties
+
+
+def _net(n, B, T, seed, gain=3.0):
+    cell = jrnn.cells.elman(n, "tanh")
+    params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64),
+                                    cell.init(jax.random.key(seed), 1))
+    params["W_hh"] = gain / np.sqrt(n) * jax.random.normal(jax.random.key(seed + 50), (n, n),
+                                                           jnp.float64)
+    xs = jax.random.normal(jax.random.key(seed + 1), (B, T, 1), jnp.float64)
+    return cell, params, xs
+
+
+def _frozen_penalty(p, p0, x, Q0, tgt, warmup, transient=0):
+    """One sequence's frozen penalty, NumPy float64: states ``h*`` visited under ``p0``, the
+    Jacobians ``diag(1 - tanh(W h*_{t-1} + U x_t + b)^2) W`` under ``p``; QR every step from
+    ``Q0``; exponents sorted descending."""
+    W, U, b = (np.asarray(p[k], np.float64) for k in ("W_hh", "W_xh", "b_h"))
+    W0, U0, b0 = (np.asarray(p0[k], np.float64) for k in ("W_hh", "W_xh", "b_h"))
+    h = np.zeros(W.shape[0])
+    for t in range(transient):
+        h = np.tanh(W0 @ h + U0 @ x[t] + b0)
+    Q, acc = Q0.copy(), np.zeros(Q0.shape[1])
+    for t in range(transient, x.shape[0]):
+        a = 1.0 - np.tanh(W @ h + U @ x[t] + b) ** 2
+        Q, R = np.linalg.qr(a[:, None] * W @ Q)
+        h = np.tanh(W0 @ h + U0 @ x[t] + b0)
+        if t >= transient + warmup:
+            acc += np.log(np.abs(np.diag(R)))
+    lam = np.sort(acc / (x.shape[0] - transient - warmup))[::-1]
+    return np.mean((lam - tgt) ** 2)
+
+
+def _reference(params, xs, Q0, tgt, warmup, transient=0, eps=1e-6):
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    flat = np.asarray(flat)
+    per = np.array([[(_frozen_penalty(unravel(flat + eps * e), params, x, Q0, tgt, warmup,
+                                      transient)
+                      - _frozen_penalty(unravel(flat - eps * e), params, x, Q0, tgt, warmup,
+                                        transient)) / (2 * eps)
+                     for e in np.eye(flat.size)] for x in np.asarray(xs)])
+    norm = np.linalg.norm(per, axis=1)
+    m = np.median(norm)  # numpy: the mean of the two middle norms for an even batch
+    clipped = np.mean(np.minimum(1.0, m / norm)[:, None] * per, axis=0)
+    value = np.mean([_frozen_penalty(params, params, x, Q0, tgt, warmup, transient)
+                     for x in np.asarray(xs)])
+    return per, norm, clipped, value
+
+
+@pytest.mark.parametrize("B,transient", [(4, 0), (2, 0), (3, 6)])
+def test_frozen_median_clipped_gradient_with_k_below_S_against_numpy(B, transient):
+    """k = 2 < S = 5: Q_0 is the Q of ``normal(key, (S, k))`` (lyapunov_spectrum's frame);
+    the jitted frozen, median-clipped gradient equals the clipped mean of per-sequence central
+    differences of the NumPy chain, for an even batch (B = 4: median = mean of the middle two
+    norms, two sequences clipped), B = 2 (both clipped to their mean norm unless equal), and
+    a transient before the window."""
+    cell, params, xs = _net(5, B, 24 + transient, seed=11 + B)
+    key, k, warmup, tgt = jax.random.key(5), 2, 4, np.array([0.05, -0.2])
+    Q0 = np.linalg.qr(np.asarray(jax.random.normal(key, (5, k), jnp.float64)))[0]
+    per, norm, want, value = _reference(params, xs, Q0, tgt, warmup, transient)
+    pen = penalties.lyapunov_penalty(cell, k, tgt, gradient="frozen", clip="median",
+                                     warmup=warmup, transient=transient, key=key)
+    got_value, got = jax.jit(jax.value_and_grad(pen.fn))(params, xs)
+    np.testing.assert_allclose(got_value, value, rtol=1e-10)
+    got = np.asarray(jax.flatten_util.ravel_pytree(got)[0])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(per).max())
+    assert np.sum(norm > np.median(norm)) == B // 2  # clipping is active
+    assert np.linalg.norm(got - per.mean(0)) > 0.02 * np.linalg.norm(per.mean(0))
+    # another key is another frame: a different value (the key is used, not ignored)
+    other = penalties.lyapunov_penalty(cell, k, tgt, gradient="frozen", clip="median",
+                                       warmup=warmup, transient=transient,
+                                       key=jax.random.key(6))
+    assert abs(float(other.fn(params, xs)) - value) > 1e-6
+
+
+def _bits(key, b, t):
+    return jnp.sign(jax.random.normal(key, (b, t, 1), jnp.float32))
+
+
+def test_floss_windows_names_inputs_of_the_wrong_shape_before_any_update():
+    """``inputs(key, batch, warmup + steps)`` must return ``(batch, warmup + steps, d)``. Was:
+    a ``(T, d)`` result (no batch axis) flossed one unclipped sequence per update, another
+    batch size or a longer window were used as they came, silently; a task's ``(x, y)`` pair
+    failed with "None is not a valid value for jnp.array", naming nothing."""
+    cell = jrnn.cells.elman(4, "tanh")
+    params = cell.init(jax.random.key(0), 1)
+    w = ((2, 5, 5, 1e-2),)
+    bad = {
+        "no batch axis": lambda k, b, t: _bits(k, b, t)[0],
+        "another batch": lambda k, b, t: _bits(k, b + 3, t),
+        "longer": lambda k, b, t: _bits(k, b, t + 7),
+        "shorter": lambda k, b, t: _bits(k, b, t - 2),
+        "a pair": lambda k, b, t: (_bits(k, b, t), None),
+        "None": lambda k, b, t: None,
+    }
+    for _name, fn in bad.items():
+        with pytest.raises((TypeError, ValueError), match=r"inputs.*\(2, 10, d\)"):
+            fl.floss_windows(cell, params, fn, jax.random.key(1), k=1, windows=w, batch=2)
+    # the right shape in any real dtype or as a NumPy array still works
+    for ok in (lambda k, b, t: _bits(k, b, t).astype(jnp.int32),
+               lambda k, b, t: np.asarray(_bits(k, b, t), np.float64)):
+        res = fl.floss_windows(cell, params, ok, jax.random.key(1), k=1, windows=w, batch=2)
+        assert res.loss.shape == (2,) and res.skipped == 0
+
+
+def test_median_clipped_gradient_has_the_parameters_dtype():
+    """float32 parameters driven by float64 inputs: the median-clipped gradient is float32 like
+    the unclipped one (was float64: the custom VJP returned ``cotangent * g`` in the
+    cotangent's dtype), for a batch and for one sequence."""
+    cell = jrnn.cells.elman(4, "tanh")
+    params = cell.init(jax.random.key(0), 1)
+    assert params["W_hh"].dtype == jnp.float32
+    xs = jax.random.normal(jax.random.key(1), (3, 20, 1), jnp.float64)
+    for gradient in ("full", "frozen"):
+        plain = penalties.lyapunov_penalty(cell, 2, gradient=gradient, warmup=5)
+        clipped = penalties.lyapunov_penalty(cell, 2, gradient=gradient, clip="median",
+                                             warmup=5)
+        for x in (xs, xs[0]):
+            want = jax.grad(plain.fn)(params, x)
+            got = jax.grad(clipped.fn)(params, x)
+            for name in params:
+                assert got[name].dtype == want[name].dtype == jnp.float32, (gradient, name)
+        # one sequence is not clipped: the same gradient
+        np.testing.assert_allclose(jax.grad(clipped.fn)(params, xs[0])["W_hh"],
+                                   jax.grad(plain.fn)(params, xs[0])["W_hh"], rtol=1e-6)
