@@ -211,6 +211,22 @@ def _seed_file(out: str, gain: float, i: int) -> str:
     return os.path.join(out, "seeds", f"g{gain:g}_s{i}.json")
 
 
+def check_out(cfg: Config, seed: int, out: str) -> None:
+    """Refuses an ``--out`` whose ``seeds/`` holds runs of another config or seed (any gain or
+    index), before any work is done."""
+    folder = os.path.join(out, "seeds")
+    want = {"config": common._clean(dataclasses.asdict(cfg)), "seed": seed}
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+        path = os.path.join(folder, name)
+        with open(path) as fh:
+            done = json.load(fh)
+        if {k: done.get(k) for k in want} != want or done.get("gain") not in cfg.gains:
+            raise ValueError(
+                f"--out {out!r} holds a run of another config or seed ({path}); start this one "
+                f"in another --out."
+            )
+
+
 def flossing_run(cfg: Config, gain: float, i: int, seed: int, out: str,
                  measure=None) -> dict:
     """Part 2, one run: floss_windows from initialisation ``seed + i`` at ``gain``; resumable
@@ -351,6 +367,7 @@ def main(argv=None) -> dict:
     import jax
 
     cfg, mode = args.config, args.preset
+    check_out(cfg, args.seed, args.out)  # before any work
     t0 = time.perf_counter()
     quality = gradient_quality(cfg, args.seed)
     bar = common.progress(len(cfg.gains) * cfg.seeds, NAME)

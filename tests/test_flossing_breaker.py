@@ -3,6 +3,9 @@ float64 NumPy reference for the frozen, median-clipped gradient with k < S (the 
 from ``key``), even batches (the median of two middle norms), B = 2, and bad ``inputs`` of
 floss_windows named before any update."""
 
+import dataclasses
+import os
+
 import jax
 import jax.flatten_util
 import jax.numpy as jnp
@@ -136,3 +139,56 @@ def test_median_clipped_gradient_has_the_parameters_dtype():
         # one sequence is not clipped: the same gradient
         np.testing.assert_allclose(jax.grad(clipped.fn)(params, xs[0])["W_hh"],
                                    jax.grad(plain.fn)(params, xs[0])["W_hh"], rtol=1e-6)
+
+
+def test_flossing_chaos_refuses_another_config_before_any_work(tmp_path, monkeypatch):
+    """A changed config in an ``--out`` that holds runs is refused at the start (was: only when
+    a run of the same gain and index came up, after the gradient comparison had run; a
+    changed ``--gains`` was never refused and its runs sat beside the old ones)."""
+    from experiments import flossing_chaos as fc
+    from experiments.common import _clean, _write_json
+
+    out = str(tmp_path / "fc")
+    cfg = fc.PRESETS["smoke"]
+    os.makedirs(os.path.join(out, "seeds"))
+    record = {"config": _clean(dataclasses.asdict(cfg)), "gain": 3.0, "index": 0, "seed": 0}
+    _write_json(fc._seed_file(out, 3.0, 0), record)
+    calls = []
+    monkeypatch.setattr(fc, "gradient_quality", lambda *a: calls.append(a) or [])
+    for argv in (["--lr", "0.5"], ["--gains", "2.0"], ["--seed", "1"]):
+        with pytest.raises(ValueError, match="another config or seed"):
+            fc.main(["--preset", "smoke", "--out", out] + argv)
+    assert calls == []
+
+
+def test_documented_experiment_commands_parse():
+    """Every ``python -m experiments.NAME --flags`` in the README and docs parses (was:
+    ``python -m experiments.flossing --quick`` in docs/reproductions.md and tutorial 5, which
+    exits with "Unrecognized options: --quick"; the flag is ``--preset quick``)."""
+    import glob
+    import importlib
+    import re
+
+    from experiments import common
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    files = [os.path.join(root, "README.md")] + glob.glob(
+        os.path.join(root, "docs", "**", "*.*"), recursive=True)
+    pattern = re.compile(r"python -m (experiments\.[\w.]+)((?: --?[a-z][\w-]*(?: [\w./-]+)?)*)`")
+    seen = 0
+    for path in files:
+        if not path.endswith((".md", ".py")):
+            continue
+        for mod_name, args in pattern.findall(open(path).read()):
+            if mod_name.split(".")[-1].isupper():  # a placeholder (experiments.NAME)
+                continue
+            mod = importlib.import_module(mod_name)
+            if not hasattr(mod, "PRESETS") or "--out" in args:
+                continue
+            try:
+                common.parse(mod.NAME, mod.__doc__, mod.PRESETS, mod.DEFAULT_PRESET,
+                             args.split())
+            except SystemExit:
+                pytest.fail(f"{os.path.relpath(path, root)}: python -m {mod_name}{args}")
+            seen += 1
+    assert seen > 5
