@@ -32,6 +32,8 @@ def _median_clipped(fn, window):
         norm = _norms(jax.tree_util.tree_leaves(gp), xs.shape[0])
         m = jnp.median(norm)
         scale = jnp.where(norm > m, m / norm, 1.0) / norm.shape[0]
+        # one non-finite sequence makes every entry NaN (not only its own non-finite ones)
+        scale = jnp.where(jnp.all(jnp.isfinite(norm)), scale, jnp.nan)
         weigh = lambda g: jnp.tensordot(scale.astype(g.dtype), g, axes=1)
         if gx is not None:
             gx = gx * scale.astype(gx.dtype).reshape((-1,) + (1,) * (gx.ndim - 1))
