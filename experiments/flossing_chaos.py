@@ -3,7 +3,7 @@
 Tanh Elman nets ``h_t = tanh(W h_{t-1} + U x_t + b)``, ``W ~ N(0, g^2 / N)``,
 driven by +-1 bits, float32. Two parts:
 
-1. **Which gradient** (at the initialisation of gain ``snr_gain``, seed 0): for
+1. **Which gradient** (at the initialisation of gain ``snr_gain``, seed ``--seed``): for
    each estimator of the gradient of the flossing penalty
    :func:`jrnn.penalties.lyapunov_penalty` (``gradient`` full / frozen,
    ``clip`` none / median), on ``snr_batch`` windows of ``snr_warmup +
@@ -77,7 +77,7 @@ class Config:
     eval_warmup: int = 300
     """warm-up steps of the measured exponents"""
     snr_gain: float = 3.0
-    """gain of the net the gradients are compared on (at initialisation, seed 0)"""
+    """gain of the net the gradients are compared on (at initialisation, seed --seed)"""
     snr_batch: int = 128
     """windows of the gradient comparison (two halves)"""
     snr_warmup: int = 50
