@@ -216,7 +216,8 @@ def check_out(cfg: Config, seed: int, out: str) -> None:
     index), before any work is done."""
     folder = os.path.join(out, "seeds")
     want = {"config": common._clean(dataclasses.asdict(cfg)), "seed": seed}
-    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+    names = sorted(os.listdir(folder)) if os.path.isdir(folder) else ()
+    for name in (n for n in names if n.endswith(".json")):  # not a killed write's .tmp
         path = os.path.join(folder, name)
         with open(path) as fh:
             done = json.load(fh)
