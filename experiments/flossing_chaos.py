@@ -3,7 +3,7 @@
 Tanh Elman nets ``h_t = tanh(W h_{t-1} + U x_t + b)``, ``W ~ N(0, g^2 / N)``,
 driven by +-1 bits, float32. Two parts:
 
-1. **Which gradient** (at the initialisation of gain ``snr_gain``, seed 0): for
+1. **Which gradient** (at the initialisation of gain ``snr_gain``, seed ``--seed``): for
    each estimator of the gradient of the flossing penalty
    :func:`jrnn.penalties.lyapunov_penalty` (``gradient`` full / frozen,
    ``clip`` none / median), on ``snr_batch`` windows of ``snr_warmup +
@@ -77,7 +77,7 @@ class Config:
     eval_warmup: int = 300
     """warm-up steps of the measured exponents"""
     snr_gain: float = 3.0
-    """gain of the net the gradients are compared on (at initialisation, seed 0)"""
+    """gain of the net the gradients are compared on (at initialisation, seed --seed)"""
     snr_batch: int = 128
     """windows of the gradient comparison (two halves)"""
     snr_warmup: int = 50
@@ -209,6 +209,23 @@ def _estimate(G: np.ndarray, clip: str | None) -> np.ndarray:
 
 def _seed_file(out: str, gain: float, i: int) -> str:
     return os.path.join(out, "seeds", f"g{gain:g}_s{i}.json")
+
+
+def check_out(cfg: Config, seed: int, out: str) -> None:
+    """Refuses an ``--out`` whose ``seeds/`` holds runs of another config or seed (any gain or
+    index), before any work is done."""
+    folder = os.path.join(out, "seeds")
+    want = {"config": common._clean(dataclasses.asdict(cfg)), "seed": seed}
+    names = sorted(os.listdir(folder)) if os.path.isdir(folder) else ()
+    for name in (n for n in names if n.endswith(".json")):  # not a killed write's .tmp
+        path = os.path.join(folder, name)
+        with open(path) as fh:
+            done = json.load(fh)
+        if {k: done.get(k) for k in want} != want or done.get("gain") not in cfg.gains:
+            raise ValueError(
+                f"--out {out!r} holds a run of another config or seed ({path}); start this one "
+                f"in another --out."
+            )
 
 
 def flossing_run(cfg: Config, gain: float, i: int, seed: int, out: str,
@@ -351,6 +368,7 @@ def main(argv=None) -> dict:
     import jax
 
     cfg, mode = args.config, args.preset
+    check_out(cfg, args.seed, args.out)  # before any work
     t0 = time.perf_counter()
     quality = gradient_quality(cfg, args.seed)
     bar = common.progress(len(cfg.gains) * cfg.seeds, NAME)

@@ -330,6 +330,21 @@ def _check_windows(windows) -> tuple[tuple[int, int, int, float], ...]:
                  for u, t, w, lr in stages)
 
 
+def _check_inputs(xs, batch: int, T: int):
+    """``xs`` if it is a ``(batch, T, d)`` array (a NumPy or JAX array, or nested lists)."""
+    try:
+        shape = tuple(np.shape(xs)) if xs is not None else None
+    except (TypeError, ValueError):
+        shape = None
+    if shape is None or len(shape) != 3 or shape[:2] != (batch, T):
+        got = f"shape {shape}" if shape is not None else type(xs).__name__
+        raise ValueError(
+            f"inputs(key, batch, T) must return a (batch, T, d) = ({batch}, {T}, d) array "
+            f"(T = warmup + steps of the stage), got {got}."
+        )
+    return xs
+
+
 def floss_windows(
     cell,
     params: Any,
@@ -407,7 +422,8 @@ def floss_windows(
     Raises:
       TypeError / ValueError: a bad ``windows`` stage (not 4 entries, counts not
       positive integers, ``lr`` not positive), ``batch``, ``key``, ``inputs`` not
-      callable, or what
+      callable or (at each update) not returning a ``(batch, warmup + steps, d)``
+      array, or what
       ``lyapunov_penalty`` raises for ``cell``, ``k``, ``target``, ``gradient``,
       ``clip``.
 
@@ -441,7 +457,8 @@ def floss_windows(
         step = make_penalty_step(pen, opt)
         state = init_state(params, opt, key_state)
         for _ in range(updates):
-            xs = inputs(jax.random.fold_in(key_in, n), batch, warmup + steps)
+            xs = _check_inputs(inputs(jax.random.fold_in(key_in, n), batch, warmup + steps),
+                               batch, warmup + steps)
             n += 1
             state, metrics = step(state, (xs, None))  # skips and warns if non-finite
             skipped += not bool(np.asarray(metrics["finite"]))

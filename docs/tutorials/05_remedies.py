@@ -85,7 +85,7 @@ plt.show()
 # The orthogonal cell measures the same as the Elman cell because `elman`'s default $W_{hh}$
 # (Keras') is already orthogonal; what the orthogonal parametrisation adds is that training
 # keeps it so. Whether a remedy helps on a task is a training question:
-# `python -m experiments.long_sequence --quick` trains seven cells on the adding and copy
+# `python -m experiments.long_sequence --preset quick` trains seven cells on the adding and copy
 # tasks across lengths (Le et al. 2015, Arjovsky et al. 2016).
 #
 # ## Gradient flossing
@@ -138,7 +138,7 @@ for label, p in (("before", before), ("after", params)):
     print(f"{label:6s} flossing: lambda_1 = {lam:+.3f} +- {se:.3f}")
 
 # %% [markdown]
-# `python -m experiments.flossing --quick` runs the full experiment: on the delayed copy task
+# `python -m experiments.flossing --preset quick` runs the full experiment: on the delayed copy task
 # at delay 100, the flossed tanh RNN solves the task where the unflossed one stays at chance
 # (numbers on the reproductions page).
 #
