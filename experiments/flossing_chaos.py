@@ -159,7 +159,10 @@ def gradient_quality(cfg: Config, seed: int) -> list[dict]:
     half = cfg.snr_batch // 2
 
     def first_order(d):
-        d = d / jnp.linalg.norm(d)
+        d = _unit(d)
+        if d is None:
+            return float("nan")
+        d = jnp.asarray(d, flat.dtype)
         e = cfg.snr_eta
         return 0.5 * (long_run(unravel(flat - e * d)) - long_run(unravel(flat + e * d)))
 
@@ -181,7 +184,7 @@ def gradient_quality(cfg: Config, seed: int) -> list[dict]:
         ok = all(np.all(np.isfinite(h)) for h in halves)
         a, b = halves
         cos = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))) if ok else float("nan")
-        change = first_order(jnp.asarray(a + b)) if ok else float("nan")
+        change = first_order(a + b) if ok else float("nan")
         med = float(np.median(norms[finite])) if finite.any() else float("nan")
         rows.append({
             "gradient": gradient, "clip": clip or "none",
@@ -193,6 +196,17 @@ def gradient_quality(cfg: Config, seed: int) -> list[dict]:
             "random_direction_change_max": noise,
         })
     return rows
+
+
+def _unit(d) -> np.ndarray | None:
+    """``d / |d|`` in float64, the norm taken of ``d / max|d_i|`` (a float32 norm of a full
+    gradient of ~1e21 overflows: the direction became 0 and its change 0); None when ``d`` is
+    0 or not finite."""
+    d = np.asarray(d, np.float64)
+    a = np.max(np.abs(d)) if d.size else 0.0
+    if not (np.isfinite(a) and a > 0):
+        return None
+    return d / a / np.linalg.norm(d / a)
 
 
 def _estimate(G: np.ndarray, clip: str | None) -> np.ndarray:

@@ -251,7 +251,9 @@ def lyapunov_penalty(
     512 windows of 80 steps): unclipped, a few sequences set every update's
     direction and, through Adam's second moment, shrink the updates that follow.
     Clipping to the median bounds every sequence's say; it under-weights the
-    most expanding windows (a bias).
+    most expanding windows (a bias). If more than half of the sequences have a
+    gradient of exactly 0 (e.g. every unit saturated), the median is 0 and so
+    is the clipped gradient, whatever the others say.
 
     **Measured from chaos** (tanh N = 32, ``W ~ N(0, 9/N)``, input +-1 bits,
     ``k = 4``; exponents on fresh inputs, T = 3000, 4 streams; this 2-core
@@ -262,7 +264,13 @@ def lyapunov_penalty(
     for the full gradient (no signal: one step of 0.1 along it changes the
     long-run penalty 0.0287 by +0.0001), 0.62 for the frozen one (-0.0156; a
     random direction: at most 0.0007 either way); unclipped, on 80-step
-    windows, the frozen one's cosine is 0.08 even over 512 windows. So from
+    windows, the frozen one's cosine is 0.08 even over 512 windows. At the
+    chaotic start itself (g = 3, 128 windows of 50 + 150 steps, float32;
+    ``python -m experiments.flossing_chaos``) only the clipped frozen gradient
+    has signal: cosine 0.30 and a first-order change of -0.0009 (random
+    directions: at most 0.0006), against 0.02 / +0.0001 unclipped (its norms
+    span 383x the median) and 0.15 / 0.0000 for the clipped full gradient
+    (norms ~``10^21``). So from
     chaos use ``gradient="frozen", clip="median"`` on long windows
     (:func:`jrnn.flossing.floss_windows`, its default: ``|lambda_1..4| < 0.05``
     from g = 3 in 10 of 10 measured runs, the largest ``|lambda_i|`` 0.026).
@@ -311,7 +319,7 @@ def lyapunov_penalty(
         ``steps``, ``batch`` out of range; ``qr`` / ``method`` / ``gradient`` /
         ``clip`` unknown;
         ``method="analytic"`` for a cell without an analytic Jacobian; (when
-        called) ``xs`` shorter than ``warmup + steps``.
+        called) ``xs`` shorter than ``transient + warmup + steps``.
 
     Example::
 

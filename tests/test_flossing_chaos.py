@@ -74,3 +74,13 @@ def test_estimates_follow_the_penalty_and_bad_config_is_named():
                        ({"k": 6}, "k must be below"), ({"eval_warmup": 120}, "eval_warmup")):
         with pytest.raises(ValueError, match=match):
             dataclasses.replace(fc.PRESETS["smoke"], **bad)
+
+
+def test_unit_direction_of_an_overflowing_gradient():
+    """A full gradient from chaos has entries ~1e21-1e25: its float32 norm overflows, which made
+    the compared direction 0 and its first-order change exactly 0 (reported as a measurement)."""
+    d = np.array([3e25, -4e25, 0.0], np.float32)
+    np.testing.assert_allclose(fc._unit(d), [0.6, -0.8, 0.0], rtol=1e-7)
+    np.testing.assert_allclose(fc._unit(np.array([1e-30, 0.0])), [1.0, 0.0])
+    for bad in (np.zeros(3), np.array([1.0, np.nan]), np.array([np.inf, 1.0])):
+        assert fc._unit(bad) is None
