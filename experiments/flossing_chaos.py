@@ -84,8 +84,10 @@ class Config:
     """frame-alignment steps of its windows"""
     snr_steps: int = 150
     """averaged steps of its windows"""
-    snr_eta: float = 0.1
+    snr_eta: float = 0.5
     """step along each direction (Frobenius norm over all parameters)"""
+    snr_streams: int = 16
+    """fresh streams (of eval_len steps) of the long-run penalty along each direction"""
     snr_random: int = 3
     """random directions compared"""
 
@@ -93,7 +95,7 @@ class Config:
         if not self.gains:
             raise ValueError("gains must name at least one gain, got ().")
         for name in ("hidden", "seeds", "k", "updates", "steps", "batch", "eval_len",
-                     "eval_streams", "snr_steps", "snr_random"):
+                     "eval_streams", "snr_steps", "snr_random", "snr_streams"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}.")
         if self.snr_batch < 2 or self.snr_batch % 2:
@@ -153,7 +155,8 @@ def gradient_quality(cfg: Config, seed: int) -> list[dict]:
     cell = make_cell(cfg, cfg.snr_gain)
     params = cell.init(jax.random.key(seed), 1)
     flat, unravel = ravel_pytree(params)
-    measure = _measure(cell, cfg, jax.random.key(seed + 99))
+    measure = _measure(cell, dataclasses.replace(cfg, eval_streams=cfg.snr_streams),
+                       jax.random.key(seed + 99))
     long_run = lambda p: float(np.mean(measure(p)[0][:cfg.k] ** 2))
     xs = bits(jax.random.key(seed + 7), cfg.snr_batch, cfg.snr_warmup + cfg.snr_steps)
     half = cfg.snr_batch // 2
@@ -225,11 +228,21 @@ def _seed_file(out: str, gain: float, i: int) -> str:
     return os.path.join(out, "seeds", f"g{gain:g}_s{i}.json")
 
 
+#: The config fields a flossing run depends on (a stored run is reused only if they match;
+#: the gradient comparison's ``snr_*`` fields and ``seeds`` do not change a run).
+RUN_FIELDS = ("hidden", "k", "updates", "steps", "warmup", "lr", "batch", "gradient", "clip",
+              "tol", "eval_len", "eval_streams", "eval_warmup")
+
+
+def _run_config(cfg: Config) -> dict:
+    return common._clean({f: getattr(cfg, f) for f in RUN_FIELDS})
+
+
 def check_out(cfg: Config, seed: int, out: str) -> None:
     """Refuses an ``--out`` whose ``seeds/`` holds runs of another config or seed (any gain or
     index), before any work is done."""
     folder = os.path.join(out, "seeds")
-    want = {"config": common._clean(dataclasses.asdict(cfg)), "seed": seed}
+    want = {"config": _run_config(cfg), "seed": seed}
     names = sorted(os.listdir(folder)) if os.path.isdir(folder) else ()
     for name in (n for n in names if n.endswith(".json")):  # not a killed write's .tmp
         path = os.path.join(folder, name)
@@ -249,7 +262,7 @@ def flossing_run(cfg: Config, gain: float, i: int, seed: int, out: str,
     import jax
 
     path = _seed_file(out, gain, i)
-    record = {"config": common._clean(dataclasses.asdict(cfg)), "gain": gain, "index": i,
+    record = {"config": _run_config(cfg), "gain": gain, "index": i,
               "seed": seed}
     if os.path.exists(path):
         with open(path) as fh:

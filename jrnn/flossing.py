@@ -407,8 +407,8 @@ def floss_windows(
     gain, other input streams; same measurement): g = 2: 10 of 10 (largest
     ``|lambda_i|`` 0.006-0.028); g = 3: 10 of 10 (0.015-0.029); g = 5
     (``lambda_1 ~ 0.38``): 0 of 10 after the default 2400 updates (0.075-0.27),
-    while 4800 updates reached 0.050 on one init (further from the edge takes
-    more updates: give ``windows`` more). Larger nets need larger batches (the
+    and 4800 updates come to 0.050-0.064 (three inits): further from the edge
+    takes more updates (give ``windows`` more). Larger nets need larger batches (the
     per-sequence noise grows with the number of weights): N = 64, g = 3 with
     batch 16 ended at 0.049 and 0.058 (two inits), with batch 32 at 0.037 and
     with batch 48 at 0.028; not measured beyond N = 64.

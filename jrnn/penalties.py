@@ -259,18 +259,19 @@ def lyapunov_penalty(
     ``k = 4``; exponents on fresh inputs, T = 3000, 4 streams; this 2-core
     CPU). At a point where the full gradient got stuck (``lambda_1..5 = 0.06,
     -0.04, -0.16, -0.29, -0.42``, reached from g = 3 by full-gradient flossing
-    on short windows), 256 windows of 50 + 450 steps, float64: the cosine
+    on short windows; a one-off script), 256 windows of 50 + 450 steps, float64: the cosine
     between the median-clipped estimates of two halves of the batch is 0.04
     for the full gradient (no signal: one step of 0.1 along it changes the
     long-run penalty 0.0287 by +0.0001), 0.62 for the frozen one (-0.0156; a
     random direction: at most 0.0007 either way); unclipped, on 80-step
     windows, the frozen one's cosine is 0.08 even over 512 windows. At the
     chaotic start itself (g = 3, 128 windows of 50 + 150 steps, float32;
-    ``python -m experiments.flossing_chaos``) only the clipped frozen gradient
-    has signal: cosine 0.30 and a first-order change of -0.0009 (random
-    directions: at most 0.0006), against 0.02 / +0.0001 unclipped (its norms
-    span 383x the median) and 0.15 / 0.0000 for the clipped full gradient
-    (norms ~``10^21``). So from
+    ``python -m experiments.flossing_chaos``) every estimate is weaker and the
+    clipped frozen one is still the best: cosine between halves 0.30 (unclipped
+    0.02, its norms spanning 383x the median; full: -0.21, clipped 0.15, norms
+    ~``10^21``), and a step of 0.5 along it changes the long-run penalty by
+    -0.0011, against at most 0.0008 along random directions (the others: -0.0006
+    to +0.0001, within that noise). So from
     chaos use ``gradient="frozen", clip="median"`` on long windows
     (:func:`jrnn.flossing.floss_windows`, its default: ``|lambda_1..4| < 0.05``
     from g = 3 in 10 of 10 measured runs, the largest ``|lambda_i|`` 0.026).

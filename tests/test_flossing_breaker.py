@@ -152,12 +152,12 @@ def test_flossing_chaos_refuses_another_config_before_any_work(tmp_path, monkeyp
     a run of the same gain and index came up, after the gradient comparison had run; a
     changed ``--gains`` was never refused and its runs sat beside the old ones)."""
     from experiments import flossing_chaos as fc
-    from experiments.common import _clean, _write_json
+    from experiments.common import _write_json
 
     out = str(tmp_path / "fc")
     cfg = fc.PRESETS["smoke"]
     os.makedirs(os.path.join(out, "seeds"))
-    record = {"config": _clean(dataclasses.asdict(cfg)), "gain": 3.0, "index": 0, "seed": 0}
+    record = {"config": fc._run_config(cfg), "gain": 3.0, "index": 0, "seed": 0}
     _write_json(fc._seed_file(out, 3.0, 0), record)
     calls = []
     monkeypatch.setattr(fc, "gradient_quality", lambda *a: calls.append(a) or [])
@@ -165,6 +165,8 @@ def test_flossing_chaos_refuses_another_config_before_any_work(tmp_path, monkeyp
         with pytest.raises(ValueError, match="another config or seed"):
             fc.main(["--preset", "smoke", "--out", out] + argv)
     assert calls == []
+    # the gradient comparison's fields do not change a flossing run: its runs are reused
+    fc.check_out(dataclasses.replace(cfg, snr_eta=0.3, snr_batch=4, seeds=5), 0, out)
     # a write cut off by a kill leaves a partial .tmp beside the runs: resuming ignores it
     with open(fc._seed_file(out, 3.0, 1) + ".tmp", "w") as fh:
         fh.write('{"config": ')
